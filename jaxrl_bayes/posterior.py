@@ -1,0 +1,79 @@
+"""PSPO's belief over the active ensemble members: consistency metrics and the Gibbs posterior.
+
+PSPO (Eq. 3-4) updates a belief b over dynamics members from the offline data by a
+minimum-information principle,  min_b E_b[d] + lam KL(b || b0),  whose solution is the Gibbs
+posterior  b(m) ∝ b0(m) exp(-d(m) / lam)  (`gibbs_posterior`; generalized Bayesian inference,
+Bissiri et al. 2016). PSPO Table 5: lam = 1, b0 uniform.
+
+The consistency metric d(m) is a RECONSTRUCTION: the PSPO text lost its equations in
+extraction, and ALGORITHMS.md §4 defines d(m) through the current critic as the mean absolute
+gap between the member's backup and the observed backup on a real minibatch
+(`consistency_metric`). A second metric compares each member with the ensemble consensus per
+(s, a) (`consensus_consistency`), needing no observed successor. Both are plain functions of
+the N x B target matrix, so a research variant passes another one.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def consistency_metric(member_y: jax.Array, observed_y: jax.Array) -> jax.Array:
+    """d(m) = mean_B |y_m(s, a) - (r + gamma (1 - done) V(s'))|.  (reconstruction of PSPO Eq. 3)
+
+    Args:
+      member_y: member targets y_m(s, a) on real (s, a), shape (N, B).
+      observed_y: the observed backup r + gamma (1 - done) V(s') of the same pairs, shape (B,).
+    Returns:
+      d of shape (N,), non-negative.
+    """
+    chex.assert_rank([member_y, observed_y], [2, 1])
+    chex.assert_equal_shape([member_y[0], observed_y])
+    return jnp.mean(jnp.abs(member_y - observed_y[None]), axis=1)
+
+
+def consensus_consistency(member_y: jax.Array) -> jax.Array:
+    """d(m) = mean_B |y_m(s, a) - mean_n y_n(s, a)|: disagreement with the ensemble consensus.
+
+    A per-(s, a) variant of `consistency_metric` (reconstruction): it scores members against the
+    ensemble mean instead of the observed successor, so it works on model states too.
+
+    Args:
+      member_y: shape (N, B).
+    Returns:
+      d of shape (N,).
+    """
+    chex.assert_rank(member_y, 2)
+    return jnp.mean(jnp.abs(member_y - jnp.mean(member_y, axis=0, keepdims=True)), axis=1)
+
+
+def gibbs_posterior(d: jax.Array, lam: float | jax.Array, prior: jax.Array | None = None) -> jax.Array:
+    """b(m) ∝ prior(m) exp(-d(m) / lam), the minimiser of E_b[d] + lam KL(b || prior).
+
+    lam -> infinity returns the prior; lam -> 0 puts all mass on argmin d (ties shared in
+    proportion to the prior).
+
+    Args:
+      d: consistency of each member (smaller is better), shape (N,).
+      lam: temperature lam > 0.
+      prior: b0, shape (N,); uniform when None.
+    Returns:
+      b of shape (N,), summing to one.
+    """
+    chex.assert_rank(d, 1)
+    log_prior = jnp.zeros_like(d) if prior is None else jnp.log(prior)
+    if prior is not None:
+        chex.assert_equal_shape([d, prior])
+    return jax.nn.softmax(log_prior - d / lam)
+
+
+def uniform_belief(num_members: int) -> jax.Array:
+    """The uniform belief over N members (PSPO's prior and its "average utilization" ablation)."""
+    return jnp.full((num_members,), 1.0 / num_members)
+
+
+def belief_entropy(b: jax.Array) -> jax.Array:
+    """Shannon entropy (nats) of a belief, shape (N,) -> scalar; 0 log 0 = 0."""
+    return -jnp.sum(jnp.where(b > 0, b * jnp.log(jnp.where(b > 0, b, 1.0)), 0.0), axis=-1)
