@@ -1,0 +1,118 @@
+"""Policy evaluation in Gymnasium environments, and the normalised score.
+
+`evaluate_gym` runs a deterministic policy for exactly `num_episodes` episodes in a Gymnasium
+1.x `SyncVectorEnv` and returns each episode's raw return. Episode k (k = 0 .. num_episodes-1)
+starts from `reset(seed=seed + k)`, whichever sub-environment runs it, so the returns do not
+depend on `num_envs` and equal stepping one environment by hand with the same seeds.
+
+Gymnasium 1.x vector envs autoreset on the step *after* an episode ends (`NEXT_STEP`), which
+would add a dummy step with reward 0 and an unseeded reset. We use `AutoresetMode.DISABLED`
+instead and reset the finished sub-environments ourselves with `reset_mask`, each with its
+next episode's seed; sub-environments with no episode left keep running but are not counted.
+
+`normalized_score` is D4RL's score (Fu et al., 2020, `d4rl.get_normalized_score`) times 100:
+100 (R - R_random) / (R_expert - R_random). It is the only implementation in the project.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+ActFn = Callable[[Any], Any]
+# At most this many sub-environments unless asked (BENCHMARKS.md: >= 10 locomotion episodes).
+DEFAULT_NUM_ENVS = 10
+
+
+def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]) -> np.ndarray:
+    """100 (R - ref_min) / (ref_max - ref_min), D4RL's normalised score in percent.
+
+    Args:
+      returns: raw returns, any shape.
+      ref_min: the random policy's reference return.
+      ref_max: the expert's reference return.
+
+    Returns:
+      float64 array of the shape of `returns`.
+
+    Raises:
+      ValueError: a reference is unknown (None) or ref_max == ref_min.
+    """
+    if ref_min is None or ref_max is None:
+        raise ValueError("no reference scores known for this task: report raw returns only")
+    if ref_max == ref_min:
+        raise ValueError(f"reference scores are equal ({ref_min}); cannot normalise")
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
+
+
+def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
+                 num_envs: Optional[int] = None, jit: bool = True) -> np.ndarray:
+    """Raw returns of a deterministic policy in a Gymnasium environment.
+
+    Args:
+      env_id: a Gymnasium id ('Hopper-v4') or `EnvSpec` (e.g. one recorded by Minari).
+      act_fn: maps observations [num_envs, obs_dim] (float32) to actions
+        [num_envs, act_dim]; JAX-traceable unless `jit=False`. Actions are clipped to the
+        action space's bounds.
+      num_episodes: episodes to complete (>= 1).
+      seed: episode k is reset with seed + k.
+      num_envs: sub-environments (default min(num_episodes, 10)).
+      jit: wrap `act_fn` in `jax.jit` (compiled once: the batch shape is fixed).
+
+    Returns:
+      float64 array [num_episodes] of undiscounted returns, in episode order.
+
+    Raises:
+      ValueError: num_episodes or num_envs < 1, or act_fn returns a wrong shape or NaN.
+    """
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    n = min(num_episodes, DEFAULT_NUM_ENVS if num_envs is None else num_envs)
+    if n < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if jit:
+        import jax
+
+        act_fn = jax.jit(act_fn)
+    envs = gym.vector.SyncVectorEnv([functools.partial(gym.make, env_id) for _ in range(n)],
+                                    autoreset_mode=AutoresetMode.DISABLED)
+    try:
+        space = envs.single_action_space
+        returns = np.zeros(num_episodes, dtype=np.float64)
+        running = np.zeros(n, dtype=np.float64)
+        episode_of = np.arange(n)  # episode each sub-env is running; -1 when idle
+        next_episode, completed = n, 0
+        obs, _ = envs.reset(seed=[seed + k for k in range(n)])
+        while completed < num_episodes:
+            actions = np.asarray(act_fn(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
+            if actions.shape != (n,) + space.shape:
+                raise ValueError(f"act_fn returned shape {actions.shape}, expected "
+                                 f"{(n,) + space.shape} for {env_id}")
+            if not np.all(np.isfinite(actions)):
+                raise ValueError("act_fn returned non-finite actions")
+            actions = np.clip(actions, space.low, space.high).astype(space.dtype)
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            running += rewards
+            ended = np.logical_or(terminated, truncated)
+            if not ended.any():
+                continue
+            seeds: list[Optional[int]] = [None] * n
+            for i in np.flatnonzero(ended):
+                if episode_of[i] >= 0:
+                    returns[episode_of[i]] = running[i]
+                    completed += 1
+                running[i] = 0.0
+                if next_episode < num_episodes:
+                    episode_of[i], seeds[i] = next_episode, seed + next_episode
+                    next_episode += 1
+                else:
+                    episode_of[i] = -1
+            obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended})
+    finally:
+        envs.close()
+    return returns

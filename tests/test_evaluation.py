@@ -1,0 +1,73 @@
+"""Gymnasium evaluation equals stepping the environment by hand; the normalised score."""
+
+import dataclasses
+import warnings
+
+import gymnasium as gym
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_bayes.evaluation import evaluate_gym, normalized_score
+
+warnings.filterwarnings("ignore", message=".*is out of date.*")
+
+W = np.random.default_rng(0).normal(scale=0.3, size=(11, 3)).astype(np.float32)
+
+
+def policy(obs):
+    return jnp.tanh(obs @ W)
+
+
+def returns_by_hand(env_id, num_episodes, seed):
+    env = gym.make(env_id)
+    out = []
+    for k in range(num_episodes):
+        obs, _ = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            act = np.asarray(policy(obs[None].astype(np.float32)))[0]
+            obs, reward, terminated, truncated, _ = env.step(act)
+            total += reward
+            done = terminated or truncated
+        out.append(total)
+    env.close()
+    return np.array(out)
+
+
+@pytest.mark.parametrize("num_envs", [2, None])
+def test_hopper_returns_match_stepping_by_hand(num_envs):
+    expected = returns_by_hand("Hopper-v4", 5, seed=3)
+    got = evaluate_gym("Hopper-v4", policy, num_episodes=5, seed=3, num_envs=num_envs)
+    assert got.shape == (5,)
+    assert len(set(np.round(expected, 6))) == 5  # episodes differ: seeds do matter
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_truncated_episodes_with_a_recorded_spec():
+    spec = dataclasses.replace(gym.spec("Hopper-v4"), max_episode_steps=7)
+    zero = lambda obs: jnp.zeros((obs.shape[0], 3))  # noqa: E731  stands still: truncated
+    got = evaluate_gym(spec, zero, num_episodes=3, seed=0, num_envs=2)
+    env = gym.make(spec)
+    expected = []
+    for k in range(3):
+        env.reset(seed=k)
+        rewards = [env.step(np.zeros(3, np.float32))[1] for _ in range(7)]
+        expected.append(sum(rewards))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_bad_policy_output_and_arguments():
+    with pytest.raises(ValueError, match=r"act_fn returned shape \(2, 2\), expected \(2, 3\)"):
+        evaluate_gym("Hopper-v4", lambda o: jnp.zeros((o.shape[0], 2)), num_episodes=2)
+    with pytest.raises(ValueError, match="num_episodes"):
+        evaluate_gym("Hopper-v4", policy, num_episodes=0)
+
+
+def test_normalized_score():
+    # D4RL hopper references: random -20.272305, expert 3234.3.
+    np.testing.assert_allclose(
+        normalized_score([-20.272305, 3234.3, 1607.0138475], -20.272305, 3234.3), [0, 100, 50])
+    assert normalized_score(135.0, 0.0, 135.0) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="no reference scores"):
+        normalized_score(1.0, None, 2.0)
