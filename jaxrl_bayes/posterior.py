@@ -71,7 +71,7 @@ def gibbs_posterior(d: jax.Array, lam: float | jax.Array, prior: jax.Array | Non
 
 def uniform_belief(num_members: int) -> jax.Array:
     """The uniform belief over N members (PSPO's prior and its "average utilization" ablation)."""
-    return jnp.full((num_members,), 1.0 / num_members)
+    return jnp.full((num_members,), 1.0 / num_members, dtype=jnp.float32)
 
 
 def belief_entropy(b: jax.Array) -> jax.Array:
