@@ -1,0 +1,189 @@
+"""PSPO / RRPI / PMDB train steps: analytic bandit optimum, seeds, resume, compile-once.
+
+The bandit: one state, every transition terminal, reward r(a) = -(a - 0.5)^2 on actions drawn
+uniformly from [-1, 1]. Then Q(s, a) = r~(a) (PMDB-normalized reward) exactly, and
+- RRPI with mu = the current iterate (ref_tau = 1) iterates pi <- Proj[pi exp(Q/alpha)], whose
+  limit is the greedy action a* = 0.5 (RRPI Theorem 2);
+- PSPO's fixed point pi ∝ pi_beta exp(Q/alpha) has, with a near-uniform behaviour policy,
+  its mode at a* = 0.5 as well.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_bayes import dynamics
+from jaxrl_bayes.algos import algo_config, make_trainer
+from jaxrl_bayes.data.dataset import Dataset
+
+A_STAR = 0.5
+
+
+def _always_done(obs, act, next_obs):
+    return jnp.ones(next_obs.shape[:-1], bool)
+
+
+@pytest.fixture(scope="module")
+def bandit():
+    rng = np.random.default_rng(0)
+    n = 4000
+    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    obs = np.zeros((n, 1), np.float32)
+    rew = -((act[:, 0] - A_STAR) ** 2)
+    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=rew, terminals=np.ones(n, bool),
+                             next_observations=obs, name="bandit")
+    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.normalized_rewards(),
+                                  ds.next_observations,
+                                  dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=30, batch_size=128))
+    return ds, pool
+
+
+SMALL = dict(num_active=3, critic_hidden=(64, 64), policy_hidden=(64, 64), real_batch=64, model_batch=64,
+             num_candidates=16, num_next_samples=2, rollout_batch=64, rollout_horizon=1,
+             buffer_capacity=2048, consistency_batch=16)
+
+
+def _train(ds, pool, name, chunks, seeds=(0,), **overrides):
+    config = algo_config(name, **{**SMALL, **overrides})
+    trainer = make_trainer(config, ds, pool, _always_done)
+    states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(42), len(seeds)) if seeds != (0,) else jax.random.PRNGKey(0)[None])
+    history = []
+    for _ in range(chunks):
+        states, metrics = trainer.run_chunk_seeds(states)
+        history.append(metrics)
+    return trainer, states, history
+
+
+def _mode_and_q(trainer, states, ds):
+    params = jax.tree_util.tree_map(lambda x: x[0], states.policy)
+    mode = float(trainer.act_fn(params)(jnp.zeros((1, 1)))[0, 0])
+    grid = jnp.linspace(-0.9, 0.9, 19)[:, None]
+    critic = jax.tree_util.tree_map(lambda x: x[0], states.critic)
+    q = trainer  # noqa: F841  (readability)
+    from jaxrl_bayes.algos.common import critic_values
+    nets_q = critic_values(_nets(trainer), critic, trainer.data, jnp.zeros((19, 1)), grid, trainer.config)
+    true = (-((np.asarray(grid[:, 0]) - A_STAR) ** 2) - float(ds.reward_shift)) / float(ds.reward_scale)
+    return mode, np.asarray(nets_q), true
+
+
+def _nets(trainer):
+    from jaxrl_bayes import networks
+    from jaxrl_bayes.algos.common import Networks
+    c = trainer.config
+    return Networks(networks.TanhGaussianPolicy(1, c.policy_hidden), networks.TwinCritic(c.critic_hidden))
+
+
+def test_rrpi_reaches_the_bandit_optimum(bandit):
+    ds, pool = bandit
+    trainer, states, hist = _train(ds, pool, "rrpi", chunks=3, steps_per_chunk=500, ref_tau=1.0,
+                                   policy_lr=1e-3, critic_lr=1e-3, auto_temperature=False, temperature=0.05)
+    mode, q, true = _mode_and_q(trainer, states, ds)
+    assert abs(mode - A_STAR) < 0.1, mode
+    # Q learned the normalized reward (robust target: at most slightly pessimistic)
+    assert np.max(np.abs(q - true)) < 0.08, np.c_[q, true]
+    assert float(hist[-1]["critic_loss"][0]) < float(hist[0]["critic_loss"][0])
+
+
+def test_pspo_reaches_the_bandit_optimum(bandit):
+    ds, pool = bandit
+    trainer, states, hist = _train(ds, pool, "pspo", chunks=3, steps_per_chunk=500, bc_steps=300,
+                                   policy_lr=1e-3, critic_lr=1e-3, ref_tau=1.0, behaviour_weight=0.02, trust_eta=0.02)
+    mode, q, true = _mode_and_q(trainer, states, ds)
+    assert abs(mode - A_STAR) < 0.1, mode
+    assert np.max(np.abs(q - true)) < 0.08
+    b = np.asarray(hist[-1]["posterior_max"][0])
+    assert 1 / 3 - 1e-6 <= b <= 1.0
+
+
+@pytest.fixture(scope="module")
+def pspo_trainer(bandit):
+    """One compiled PSPO trainer shared by the seed, resume and compile-count tests."""
+    ds, pool = bandit
+    config = algo_config("pspo", **{**SMALL, "steps_per_chunk": 5, "bc_steps": 5})
+    return make_trainer(config, ds, pool, _always_done)
+
+
+def test_seeds_vmapped_equal_seeds_one_by_one(pspo_trainer):
+    trainer = pspo_trainer
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    states, _ = trainer.run_chunk_seeds(trainer.init_seeds(keys))
+    init1, chunk1 = jax.jit(trainer.init), jax.jit(trainer.run_chunk)
+    for i in range(2):
+        single, _ = chunk1(init1(keys[i], trainer.data), trainer.data)
+        for a, b in zip(jax.tree_util.tree_leaves(single.policy), jax.tree_util.tree_leaves(states.policy)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[i]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(single.buffer.count), np.asarray(states.buffer.count[i]))
+
+
+def test_stop_and_resume_from_a_checkpoint_equals_the_uninterrupted_run(pspo_trainer, tmp_path):
+    from jaxrl_bayes.checkpoint import Checkpointer
+
+    trainer = pspo_trainer
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    straight = trainer.init_seeds(keys)
+    for _ in range(3):
+        straight, _ = trainer.run_chunk_seeds(straight)
+
+    stopped = trainer.init_seeds(keys)
+    stopped, _ = trainer.run_chunk_seeds(stopped)
+    Checkpointer(tmp_path / "ckpt").save(1, stopped, {"chunk": 1})
+    del stopped
+    # as a new process would: a target from eval_shape, restore from disk, continue
+    target = jax.eval_shape(trainer.init_seeds, keys)
+    resumed, meta = Checkpointer(tmp_path / "ckpt").restore(target)
+    assert meta["chunk"] == 1
+    for _ in range(2):
+        resumed, _ = trainer.run_chunk_seeds(resumed)
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations through jax.monitoring."""
+
+    EVENT = "/jax/compilation/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if event == self.EVENT:
+            self.count += 1
+
+
+COMPILES = _CompileCounter()
+
+
+def test_a_chunk_compiles_once(pspo_trainer, tmp_path):
+    from jaxrl_bayes.checkpoint import Checkpointer
+
+    trainer = pspo_trainer
+    sanity = COMPILES.count
+    jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(7))  # the counter sees a fresh compilation
+    assert COMPILES.count > sanity
+    states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(0), 2))
+    states, _ = trainer.run_chunk_seeds(states)  # compiled here (or by an earlier test)
+    before = COMPILES.count
+    states, _ = trainer.run_chunk_seeds(states)
+    # new data of the same shapes (other rewards, other normalizers)
+    data2 = trainer.data.replace(reward=trainer.data.reward[::-1], obs_std=trainer.data.obs_std * 2)
+    states, _ = trainer.run_chunk_seeds_jit(states, data2)
+    # a state restored from a checkpoint runs without recompiling too
+    Checkpointer(tmp_path / "c").save(0, states)
+    restored, _ = Checkpointer(tmp_path / "c").restore(jax.eval_shape(lambda: states))
+    states, _ = trainer.run_chunk_seeds(restored)
+    assert COMPILES.count == before
+
+
+def test_unknown_algorithm_and_bad_config_are_clear(bandit):
+    with pytest.raises(ValueError, match="unknown algorithm 'psp'.*Did you mean 'pspo'"):
+        algo_config("psp")
+    with pytest.raises(ValueError, match="unknown AgentConfig fields"):
+        algo_config("rrpi", gama=0.9)
+    with pytest.raises(ValueError, match="kth must be"):
+        algo_config("rrpi", kth=20)
+    ds, pool = bandit
+    with pytest.raises(ValueError, match="pool has only 3"):
+        make_trainer(algo_config("rrpi", num_active=10), ds, pool, _always_done)
