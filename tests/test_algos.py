@@ -33,7 +33,7 @@ def bandit():
     rew = -((act[:, 0] - A_STAR) ** 2)
     ds = Dataset.from_arrays(observations=obs, actions=act, rewards=rew, terminals=np.ones(n, bool),
                              next_observations=obs, name="bandit")
-    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.normalized_rewards(),
+    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.rewards,
                                   ds.next_observations,
                                   dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=30, batch_size=128))
     return ds, pool
@@ -142,7 +142,7 @@ def test_stop_and_resume_from_a_checkpoint_equals_the_uninterrupted_run(pspo_tra
 class _CompileCounter:
     """Counts XLA backend compilations through jax.monitoring."""
 
-    EVENT = "/jax/compilation/backend_compile_duration"
+    EVENT = "/jax/core/compile/backend_compile_duration"
 
     def __init__(self):
         self.count = 0
@@ -165,14 +165,14 @@ def test_a_chunk_compiles_once(pspo_trainer, tmp_path):
     assert COMPILES.count > sanity
     states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(0), 2))
     states, _ = trainer.run_chunk_seeds(states)  # compiled here (or by an earlier test)
-    before = COMPILES.count
-    states, _ = trainer.run_chunk_seeds(states)
-    # new data of the same shapes (other rewards, other normalizers)
+    # new data of the same shapes (other rewards, other normalizers), and a restored state
     data2 = trainer.data.replace(reward=trainer.data.reward[::-1], obs_std=trainer.data.obs_std * 2)
-    states, _ = trainer.run_chunk_seeds_jit(states, data2)
-    # a state restored from a checkpoint runs without recompiling too
     Checkpointer(tmp_path / "c").save(0, states)
     restored, _ = Checkpointer(tmp_path / "c").restore(jax.eval_shape(lambda: states))
+    jax.block_until_ready((data2, restored))
+    before = COMPILES.count
+    states, _ = trainer.run_chunk_seeds(states)
+    states, _ = trainer.run_chunk_seeds_jit(states, data2)
     states, _ = trainer.run_chunk_seeds(restored)
     assert COMPILES.count == before
 

@@ -65,7 +65,13 @@ class AgentConfig:
     num_active: int = 10  # N members drawn from the pool (PSPO T5 / PMDB: 10 of 100)
     num_next_samples: int = 10  # K, PMDB MC_size_state
     kth: int = 1  # RRPI worst case; PMDB = 2
-    value_clip: bool = True  # clip Q and targets to [0, 1/(1-gamma)] (RRPI §3.2, PMDB)
+    value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB)
+    value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
+    # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
+    # a constant per step, which changes the optimal policy wherever the policy controls episode
+    # length (liquidation: selling ends the episode). "scale": r~ = r / (1.1 max r), for tasks
+    # with non-negative rewards; the optimal policy is unchanged.
+    reward_normalization: str = "pmdb"
     # --- model rollouts into the ring buffer
     rollout_batch: int = 1000  # start states per chunk (measured choice)
     rollout_horizon: int = 5  # H (MOPO-style short rollouts; measured choice)
@@ -97,6 +103,12 @@ class AgentConfig:
             problems.append(f"belief must be gibbs|uniform, got {self.belief!r}")
         if self.consistency not in ("observed", "consensus"):
             problems.append(f"consistency must be observed|consensus, got {self.consistency!r}")
+        if self.reward_normalization not in ("pmdb", "scale"):
+            problems.append(f"reward_normalization must be pmdb|scale, got {self.reward_normalization!r}")
+        if not 0.0 < self.discount <= 1.0:
+            problems.append(f"discount must be in (0, 1], got {self.discount}")
+        if self.discount == 1.0 and self.value_clip and self.value_max is None:
+            problems.append("discount = 1 with value_clip needs an explicit value_max (e.g. the horizon)")
         if self.real_target not in ("data", "robust"):
             problems.append(f"real_target must be data|robust, got {self.real_target!r}")
         if not 1 <= self.kth <= self.num_active:
@@ -113,8 +125,9 @@ class AgentConfig:
             raise ValueError("invalid AgentConfig: " + "; ".join(problems))
 
     @property
-    def value_max(self) -> float:
-        return 1.0 / (1.0 - self.discount)
+    def value_bound(self) -> float:
+        """Upper clip of Q values and targets: value_max, or 1/(1-gamma) by default."""
+        return self.value_max if self.value_max is not None else 1.0 / (1.0 - self.discount)
 
 
 # ----------------------------------------------------------------------------- state and data
@@ -126,14 +139,16 @@ class TrainData:
 
     obs: jax.Array
     act: jax.Array
-    reward: jax.Array  # PMDB-normalized rewards r~
+    reward: jax.Array  # rewards in learning units r~ = (r - reward_shift) / reward_scale
     next_obs: jax.Array
     done: jax.Array  # float 0/1, true terminations only
     obs_mean: jax.Array
     obs_std: jax.Array
     obs_low: jax.Array  # rollout bounds
     obs_high: jax.Array
-    model: dynamics.DynamicsPool  # the N active members
+    reward_shift: jax.Array  # scalars: model rewards (raw units) are mapped the same way
+    reward_scale: jax.Array
+    model: dynamics.DynamicsPool  # the N active members, predicting RAW rewards
 
 
 @flax.struct.dataclass
@@ -204,18 +219,34 @@ def make_train_data(dataset, pool: dynamics.DynamicsPool, config: AgentConfig, k
     active = jax.random.permutation(key, jnp.asarray(candidates))[: config.num_active]
     obs = jnp.asarray(dataset.observations, jnp.float32)
     std = jnp.asarray(dataset.obs_std, jnp.float32)
+    shift, scale = reward_normalizer(dataset, config)
     return TrainData(
         obs=obs,
         act=jnp.asarray(dataset.actions, jnp.float32),
-        reward=jnp.asarray(dataset.normalized_rewards(), jnp.float32),
+        reward=(jnp.asarray(dataset.rewards, jnp.float32) - shift) / scale,
         next_obs=jnp.asarray(dataset.next_observations, jnp.float32),
         done=jnp.asarray(dataset.terminals, jnp.float32),
         obs_mean=jnp.asarray(dataset.obs_mean, jnp.float32),
         obs_std=std,
         obs_low=obs.min(0) - config.obs_bound_std * std,
         obs_high=obs.max(0) + config.obs_bound_std * std,
+        reward_shift=jnp.asarray(shift, jnp.float32),
+        reward_scale=jnp.asarray(scale, jnp.float32),
         model=dynamics.select(pool, active),
     )
+
+
+def reward_normalizer(dataset, config: AgentConfig) -> tuple[float, float]:
+    """(shift, scale) of the learning reward units r~ = (r - shift) / scale (see AgentConfig)."""
+    if config.reward_normalization == "pmdb":
+        return float(dataset.reward_shift), float(dataset.reward_scale)
+    r_min, r_max = float(dataset.reward_min), float(dataset.reward_max)
+    if r_min < 0:
+        raise ValueError(
+            f"reward_normalization='scale' needs non-negative rewards, but the dataset's minimum is "
+            f"{r_min:g}; use reward_normalization='pmdb'"
+        )
+    return 0.0, 1.1 * r_max if r_max > 0 else 1.0
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -236,7 +267,7 @@ def critic_values(nets: Networks, params, data: TrainData, obs: jax.Array, act: 
     """
     obs = jnp.broadcast_to(normalize_obs(data, obs), act.shape[:-1] + obs.shape[-1:])
     q = nets.critic.apply(params, obs, act).min(0)
-    return jnp.clip(q, 0.0, config.value_max) if config.value_clip else q
+    return jnp.clip(q, 0.0, config.value_bound) if config.value_clip else q
 
 
 def _sample_from(key, dist: networks.GaussianParams, count: int):
@@ -291,7 +322,7 @@ def sample_model(data: TrainData, num_samples: int):
 
     def sample_fn(key, obs, act):
         out = dynamics.sample(data.model, key, obs, act, num_samples)
-        return out.next_obs, out.reward
+        return out.next_obs, (out.reward - data.reward_shift) / data.reward_scale
 
     return sample_fn
 
@@ -306,7 +337,7 @@ def all_member_targets(ctx: Ctx, key, obs, act, value_fn) -> backups.ModelTarget
         termination_fn=ctx.termination_fn,
         discount=c.discount,
         reward_range=(0.0, 1.0),
-        value_range=(0.0, c.value_max) if c.value_clip else None,
+        value_range=(0.0, c.value_bound) if c.value_clip else None,
     )
 
 
@@ -319,16 +350,16 @@ def sampled_member_target(ctx: Ctx, key, obs, act, value_fn, belief: jax.Array) 
     c = ctx.config
     k_member, k_model, k_value = jax.random.split(key, 3)
     member = backups.sample_members(k_member, belief, obs.shape[:1])
-    out = dynamics.sample(ctx.data.model, k_model, obs, act, c.num_next_samples)
+    next_obs, rewards = sample_model(ctx.data, c.num_next_samples)(k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
-    next_obs = backups.take_members(jnp.swapaxes(out.next_obs, 1, 2), member)  # (B, K, S)
-    reward = backups.take_members(jnp.swapaxes(out.reward, 1, 2), member)  # (B, K)
+    next_obs = backups.take_members(jnp.swapaxes(next_obs, 1, 2), member)  # (B, K, S)
+    reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)
     done = ctx.termination_fn(obs[:, None], act[:, None], next_obs)
     next_v = value_fn(k_value, next_obs)
     # member_targets wants (N, K) + B: use N = 1 and move K to axis 1
     y = backups.member_targets(
         reward.T[None], done.T[None], next_v.T[None], c.discount, (0.0, 1.0),
-        (0.0, c.value_max) if c.value_clip else None,
+        (0.0, c.value_bound) if c.value_clip else None,
     )[0]
     return backups.MemberChoice(y, member)
 
@@ -396,7 +427,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
     critic_tx = optax.adam(config.critic_lr)
     policy_tx = optax.adam(config.policy_lr)
     n_active = config.num_active
-    v_range = (0.0, config.value_max) if config.value_clip else None
+    v_range = (0.0, config.value_bound) if config.value_clip else None
 
     # ------------------------------------------------------------ init (+ behaviour cloning)
     def behaviour_cloning(key, params, data):
