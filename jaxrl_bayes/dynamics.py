@@ -621,6 +621,7 @@ def sample(
     act: jax.Array,
     num_samples: int = 1,
     members: Optional[jax.Array] = None,
+    common_noise: bool = False,
 ) -> Sample:
     """Draws next states and rewards from every requested member (no clipping: callers clip).
 
@@ -632,13 +633,17 @@ def sample(
       obs: [*B, obs_dim]; act: [*B, act_dim].
       num_samples: K samples per member and input (static).
       members: optional [N] int indices; None = all members.
+      common_noise: share the standard-normal noise across members (common random numbers):
+        a min or a spread over members then measures model disagreement, not sampling noise.
     Returns:
       Sample with next_obs [N, K, *B, obs_dim] and reward [N, K, *B].
     """
     pred = predict(pool, obs, act, members)
     mean = jnp.concatenate([pred.next_obs_mean, pred.reward_mean[..., None]], axis=-1)[:, None]
     std = jnp.concatenate([pred.next_obs_std, pred.reward_std[..., None]], axis=-1)[:, None]
-    shape = (mean.shape[0], num_samples) + mean.shape[2:]
+    # common_noise: one standard-normal draw per (sample, input) shared by every member, so
+    # member differences reflect their means and stds only (common random numbers), not noise.
+    shape = (1 if common_noise else mean.shape[0], num_samples) + mean.shape[2:]
     draw = mean + std * jax.random.normal(key, shape, mean.dtype)
     return Sample(next_obs=draw[..., :-1], reward=draw[..., -1])
 

@@ -312,3 +312,18 @@ def test_predict_applies_normalisers(trained, test_inputs):
     scaled = PREDICT(pool.replace(target_std=2.0 * pool.target_std, target_mean=2.0 * pool.target_mean), s, a)
     np.testing.assert_allclose(np.asarray(scaled.next_obs_mean - s), 2.0 * np.asarray(base.next_obs_mean - s), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(scaled.reward_std), 2.0 * np.asarray(base.reward_std), rtol=1e-6)
+
+
+def test_common_noise_shares_the_standard_normal_draw_across_members(trained, test_inputs):
+    pool = trained[0]
+    obs, act = test_inputs
+    pred = dyn.predict(pool, obs, act)
+    out = dyn.sample(pool, jax.random.PRNGKey(5), obs, act, num_samples=3, common_noise=True)
+    z = (out.next_obs - pred.next_obs_mean[:, None]) / pred.next_obs_std[:, None]  # [N, K, B, S]
+    np.testing.assert_allclose(np.asarray(z), np.broadcast_to(np.asarray(z[:1]), z.shape), atol=1e-3)
+    zr = (out.reward - pred.reward_mean[:, None]) / pred.reward_std[:, None]
+    np.testing.assert_allclose(np.asarray(zr), np.broadcast_to(np.asarray(zr[:1]), zr.shape), atol=1e-3)
+    # independent noise differs between members
+    ind = dyn.sample(pool, jax.random.PRNGKey(5), obs, act, num_samples=3)
+    zi = (ind.next_obs - pred.next_obs_mean[:, None]) / pred.next_obs_std[:, None]
+    assert np.max(np.abs(np.asarray(zi[0] - zi[1]))) > 0.5

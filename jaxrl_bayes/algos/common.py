@@ -65,6 +65,11 @@ class AgentConfig:
     num_active: int = 10  # N members drawn from the pool (PSPO T5 / PMDB: 10 of 100)
     num_next_samples: int = 10  # K, PMDB MC_size_state
     kth: int = 1  # RRPI worst case; PMDB = 2
+    # Members share their sampling noise (common random numbers), so the k-th min over members
+    # compares their expectations, as RRPI's operator min_p E_p[V] does, instead of also picking
+    # the luckiest-worst noise draw (a downward bias ~ std/sqrt(K)). PMDB samples independently
+    # (set False to reproduce it). Measured choice: liquidation, see experiments/configs.
+    common_noise: bool = True
     value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB)
     value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
     # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
@@ -317,11 +322,11 @@ def temperature_for(config: AgentConfig, q, log_mu, log_q) -> jax.Array:
     return jnp.asarray(config.temperature, q.dtype)
 
 
-def sample_model(data: TrainData, num_samples: int):
+def sample_model(data: TrainData, num_samples: int, common_noise: bool = False):
     """(key, obs, act) -> (next_obs (N,K,B,S), rewards (N,K,B)) from the active members."""
 
     def sample_fn(key, obs, act):
-        out = dynamics.sample(data.model, key, obs, act, num_samples)
+        out = dynamics.sample(data.model, key, obs, act, num_samples, common_noise=common_noise)
         return out.next_obs, (out.reward - data.reward_shift) / data.reward_scale
 
     return sample_fn
@@ -332,7 +337,7 @@ def all_member_targets(ctx: Ctx, key, obs, act, value_fn) -> backups.ModelTarget
     c = ctx.config
     return backups.model_targets(
         key, obs, act,
-        sample_fn=sample_model(ctx.data, c.num_next_samples),
+        sample_fn=sample_model(ctx.data, c.num_next_samples, c.common_noise),
         value_fn=value_fn,
         termination_fn=ctx.termination_fn,
         discount=c.discount,
@@ -581,7 +586,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
         roll = rollout.rollout(
             k_roll, start,
             policy_fn=policy_fn,
-            sample_fn=sample_model(data, config.rollout_samples),
+            sample_fn=sample_model(data, config.rollout_samples, config.common_noise),
             termination_fn=termination_fn,
             selector=parts.selector(ctx, make_value_fn(ctx, parts, state.target_critic)),
             horizon=config.rollout_horizon,
