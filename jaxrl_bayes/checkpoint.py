@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxrl_bayes.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +59,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     An interrupted write leaves the previous file (if any) intact and no partial file under
     `path`.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -49,7 +49,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 import zipfile
 from typing import Any, Callable, NamedTuple, Optional
@@ -64,6 +63,7 @@ import optax
 from flax import traverse_util
 
 from jaxrl_bayes import networks
+from jaxrl_bayes.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -669,9 +669,6 @@ def save_pool(pool: DynamicsPool, path: str | os.PathLike) -> None:
     It is written to a temporary file in the same directory and renamed into place, so an
     interrupted save leaves any previous file intact.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     header = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -681,17 +678,8 @@ def save_pool(pool: DynamicsPool, path: str | os.PathLike) -> None:
     }
     arrays = _pool_arrays(pool)
     arrays["__header__"] = np.array(json.dumps(header))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_pool(path: str | os.PathLike) -> DynamicsPool:

@@ -60,7 +60,6 @@ def _mode_and_q(trainer, states, ds):
     mode = float(trainer.act_fn(params)(jnp.zeros((1, 1)))[0, 0])
     grid = jnp.linspace(-0.9, 0.9, 19)[:, None]
     critic = jax.tree_util.tree_map(lambda x: x[0], states.critic)
-    q = trainer  # noqa: F841  (readability)
     from jaxrl_bayes.algos.common import critic_values
     nets_q = critic_values(_nets(trainer), critic, trainer.data, jnp.zeros((19, 1)), grid, trainer.config)
     true = (-((np.asarray(grid[:, 0]) - A_STAR) ** 2) - float(ds.reward_shift)) / float(ds.reward_scale)

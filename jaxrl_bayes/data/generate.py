@@ -55,6 +55,7 @@ import numpy as np
 
 from jaxrl_bayes import sac
 from jaxrl_bayes.data import d4rl
+from jaxrl_bayes.io import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -531,16 +532,8 @@ class TrainResult(NamedTuple):
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _tree_to_arrays(prefix: str, tree) -> dict:
