@@ -86,7 +86,7 @@ def test_rrpi_reaches_the_bandit_optimum(bandit):
 
 def test_pspo_reaches_the_bandit_optimum(bandit):
     ds, pool = bandit
-    trainer, states, hist = _train(ds, pool, "pspo", chunks=3, steps_per_chunk=500, bc_steps=300,
+    trainer, states, hist = _train(ds, pool, "pspo", chunks=3, steps_per_chunk=500, bc_steps=300, auto_temperature=False,
                                    policy_lr=1e-3, critic_lr=1e-3, ref_tau=1.0, behaviour_weight=0.02, trust_eta=0.02)
     mode, q, true = _mode_and_q(trainer, states, ds)
     assert abs(mode - A_STAR) < 0.1, mode

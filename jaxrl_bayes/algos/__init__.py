@@ -32,10 +32,9 @@ ALGORITHMS: dict[str, dict] = {
     "rrpi": dict(algo="rrpi", kth=1, selector="worst"),
     "pmdb": dict(algo="rrpi", kth=2, selector="worst", num_active=10),  # PMDB: k = 2 of N = 10
     "rrpi-random": dict(algo="rrpi", kth=1, selector="uniform"),
-    "pspo": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000, auto_temperature=False),
-    "pspo-avg": dict(algo="pspo", selector="posterior", belief="uniform", bc_steps=5000, auto_temperature=False),
-    "pspo-noreg": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000,
-                       auto_temperature=False, behaviour_weight=0.0),
+    "pspo": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000),
+    "pspo-avg": dict(algo="pspo", selector="posterior", belief="uniform", bc_steps=5000),
+    "pspo-noreg": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000, behaviour_weight=0.0),
 }
 
 

@@ -16,17 +16,23 @@
 from __future__ import annotations
 
 from jaxrl_bayes import networks, posterior, rollout, value
-from jaxrl_bayes.algos.common import Ctx, Parts, all_member_targets, sampled_member_target
+from jaxrl_bayes.algos.common import Ctx, Parts, all_member_targets, sampled_member_target, temperature_for
 
 
 def reference(ctx: Ctx, obs, actions, dists, q, log_q):
+    """log mu = (a log pi_beta + e log pi_k) / (a + e); temperature a + e, or, with
+    `auto_temperature`, PMDB's KL-budget rule applied to this mixture (the exponents a/(a+e),
+    e/(a+e) stay; only the overall scale adapts to the Q spread of the task's reward units)."""
     c = ctx.config
     log_prev = networks.tanh_gaussian_log_prob(dists["ref"], actions)
     if c.behaviour_weight == 0.0:
-        return log_prev, ctx.state.eta
-    log_beta = networks.tanh_gaussian_log_prob(dists["beta"], actions)
-    mix = value.geometric_mixture_reference(log_beta, log_prev, c.behaviour_weight, ctx.state.eta)
-    return mix.log_mu, mix.temperature
+        log_mu, temp = log_prev, ctx.state.eta
+    else:
+        log_beta = networks.tanh_gaussian_log_prob(dists["beta"], actions)
+        log_mu, temp = value.geometric_mixture_reference(log_beta, log_prev, c.behaviour_weight, ctx.state.eta)
+    if c.auto_temperature:
+        temp = temperature_for(c, q, log_mu, log_q)
+    return log_mu, temp
 
 
 def model_target(ctx: Ctx, key, obs, act, value_fn):
