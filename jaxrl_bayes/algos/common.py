@@ -85,11 +85,18 @@ class AgentConfig:
     buffer_capacity: int = 100_000
     obs_bound_std: float = 10.0  # successors beyond data min/max +- this many stds end a path
     steps_per_chunk: int = 1000  # R train steps per jitted call
+    # Soft values are computed in chunks of this many states (lax.map): one 256k-row critic batch
+    # is memory-bound on CPU; 64 states x M candidates was fastest (benchmarks/value_chunking.py,
+    # -17..-44 % per PMDB step). 0 = one batch.
+    value_chunk: int = 64
     # --- PSPO
     belief: str = "gibbs"  # gibbs | uniform ("average utilization" ablation)
     consistency: str = "observed"  # observed (ALGORITHMS.md §4) | consensus
     lam: float = 1.0  # PSPO T5 likelihood coefficient
     consistency_batch: int = 32  # real pairs on which d(m) is measured each step (measured choice)
+    # K for d(m): with common random numbers the member comparison stays low-variance at small K;
+    # 2 keeps PSPO's step >= 5x cheaper than PMDB's (benchmarks/throughput.py)
+    consistency_samples: int = 2
     behaviour_weight: float = 0.1  # alpha in KL(pi || pi_beta); 0 = "without regularization"
     trust_eta: float = 0.1  # initial trust-region multiplier eta
     trust_epsilon: float = 0.05  # KL(pi_{k+1} || pi_k) budget per chunk
@@ -123,7 +130,8 @@ class AgentConfig:
         if self.temperature <= 0 or self.trust_eta <= 0:
             problems.append("temperature and trust_eta must be > 0")
         for name in ("real_batch", "model_batch", "rollout_batch", "rollout_horizon",
-                     "num_next_samples", "steps_per_chunk", "buffer_capacity", "consistency_batch"):
+                     "num_next_samples", "steps_per_chunk", "buffer_capacity", "consistency_batch",
+                     "consistency_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
         if problems:
@@ -289,18 +297,30 @@ def value_candidates(key, dists: dict, config: AgentConfig):
 
 
 def make_value_fn(ctx: Ctx, parts: Parts, critic_params) -> Callable[[chex.PRNGKey, jax.Array], jax.Array]:
-    """(key, states (..., S)) -> soft value V(s) under `critic_params` and the algorithm's reference."""
+    """(key, states (..., S)) -> soft value V(s) under `critic_params` and the algorithm's reference.
+
+    States are processed `config.value_chunk` at a time with `lax.map` (same estimator; each
+    chunk draws its candidates with its own key).
+    """
     config, nets, data = ctx.config, ctx.nets, ctx.data
 
-    def value_fn(key, states):
-        batch_shape = states.shape[:-1]
-        flat = states.reshape(-1, states.shape[-1])
+    def one_batch(key, flat):
         dists = reference_dists(ctx, flat)
         actions, log_q = value_candidates(key, dists, config)
         q = critic_values(nets, critic_params, data, flat, actions, config)
         log_mu, temp = parts.reference(ctx, flat, actions, dists, q, log_q)
-        v = value.soft_value(q, log_mu, log_q, temp)
-        return v.reshape(batch_shape)
+        return value.soft_value(q, log_mu, log_q, temp)
+
+    def value_fn(key, states):
+        batch_shape, dim = states.shape[:-1], states.shape[-1]
+        flat = states.reshape(-1, dim)
+        n, chunk = flat.shape[0], config.value_chunk
+        if not chunk or n <= chunk:
+            return one_batch(key, flat).reshape(batch_shape)
+        num = -(-n // chunk)
+        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (num * chunk - n, dim))])
+        v = jax.lax.map(lambda kx: one_batch(*kx), (jax.random.split(key, num), flat.reshape(num, chunk, dim)))
+        return v.reshape(-1)[:n].reshape(batch_shape)
 
     return value_fn
 
@@ -332,12 +352,12 @@ def sample_model(data: TrainData, num_samples: int, common_noise: bool = False):
     return sample_fn
 
 
-def all_member_targets(ctx: Ctx, key, obs, act, value_fn) -> backups.ModelTargets:
-    """y_m(s, a) of all N active members with K samples each: one fused computation."""
+def all_member_targets(ctx: Ctx, key, obs, act, value_fn, num_samples: int | None = None) -> backups.ModelTargets:
+    """y_m(s, a) of all N active members with K samples each (default K = num_next_samples)."""
     c = ctx.config
     return backups.model_targets(
         key, obs, act,
-        sample_fn=sample_model(ctx.data, c.num_next_samples, c.common_noise),
+        sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise),
         value_fn=value_fn,
         termination_fn=ctx.termination_fn,
         discount=c.discount,

@@ -45,7 +45,7 @@ def belief_update(ctx: Ctx, key, real, y_real, value_fn):
     if c.belief == "uniform":
         return posterior.uniform_belief(c.num_active)
     nb = min(c.consistency_batch, real.obs.shape[0])
-    member_y = all_member_targets(ctx, key, real.obs[:nb], real.act[:nb], value_fn).member_y
+    member_y = all_member_targets(ctx, key, real.obs[:nb], real.act[:nb], value_fn, c.consistency_samples).member_y
     if c.consistency == "observed":
         d = posterior.consistency_metric(member_y, y_real[:nb])
     else:
