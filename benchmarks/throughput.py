@@ -1,0 +1,840 @@
+"""Throughput of the jitted train step, model rollouts and dynamics training (issue 8).
+
+    python -m benchmarks.throughput                      # RRPI, PSPO, PMDB at small + paper sizes
+    python -m benchmarks.throughput --quick              # < 2 min on 2 CPU cores (tiny sizes)
+    python -m benchmarks.throughput --algos pmdb --sizes paper --steps 3 --reps 2 --seeds 1
+
+What is measured (all after compilation, every call ended by `jax.block_until_ready`):
+
+- **Train step.** `Trainer.run_chunk_seeds` of a trainer built with `steps_per_chunk = R` and a
+  one-state, one-step rollout (so the chunk is R train steps plus a negligible refill). The
+  step time is (T(R) - T(1)) / (R - 1) from a second trainer with R = 1; T(1) * R against T(R)
+  is the dispatch overhead that the scanned chunk removes. Repeated with 1, 2, 4, 8 seeds vmapped.
+- **Rollout.** The chunk's rollout (policy, all N members, the algorithm's member selector,
+  `rollout.rollout` with `lax.scan`) jitted alone: transitions per second = B_roll * H / time.
+- **Dynamics.** `dynamics.train_pool` for two epochs; samples per second = member-samples of the
+  second (compiled) epoch per second, as the pool's own report gives it.
+- **Where the time goes.** The model-state target (`Parts.model_target`) and PSPO's belief
+  update jitted alone on the step's batch, against the whole step.
+- **The limit.** FLOPs of each jitted function from XLA's own `cost_analysis()`, divided by the
+  measured time, next to a large float32 matmul measured in the same run (the utilization
+  ratio). XLA's CPU cost analysis counts a `while` (scan) body ONCE, whatever its trip count;
+  the run checks this (`xla_scan_counts_body_once` in the JSON) and per-step FLOPs come from a
+  chunk with R = 1; rollout FLOPs are those of one horizon step times H.
+- **Scaling.** Step time and FLOPs against N, M, K and the batch, one at a time.
+- **Chunked soft value** (`--variants chunked`): the same step with the N x K x B successors'
+  soft value evaluated in chunks (`lax.map`) that keep the critic's activations in cache: an
+  experiment on the library's hot spot through `make_trainer(parts=...)`, not a library change.
+
+Output (under `--out`, default `benchmarks/results/<timestamp>/`): `throughput.json`,
+`throughput.md` (tables), `scaling.png`, `seeds.png`, with the device, the load average and the
+library versions. PSPO's Table 6 (RTX 3090 Ti, PyTorch) and PMDB's official PyTorch code on this
+project's CPU (ALGORITHMS.md §8) are printed as reference rows, marked as such.
+
+The data are synthetic walker2d-shaped transitions (obs 17, act 6) and the dynamics pool is
+trained for two epochs only: throughput does not depend on what the numbers mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_bayes import dynamics, networks, rollout
+from jaxrl_bayes.algos import algo_config, make_trainer, parts_for
+from jaxrl_bayes.algos import common
+from jaxrl_bayes.data.dataset import Dataset
+from jaxrl_bayes.termination import walker2d_termination
+
+OBS_DIM, ACT_DIM = 17, 6  # walker2d
+
+# Other hardware / other code: printed as reference rows only, never compared as equals.
+REFERENCE_ROWS = [
+    {"what": "PSPO iteration, PSPO Table 6 (RTX 3090 Ti, PyTorch) - OTHER HARDWARE", "ms_per_step": 112.1},
+    {"what": "PMDB iteration, PSPO Table 6 (RTX 3090 Ti, PyTorch) - OTHER HARDWARE", "ms_per_step": 80.9},
+    {"what": "PMDB official PyTorch code, default sizes, this project's 2-core CPU (ALGORITHMS.md §8)",
+     "ms_per_step": 3300.0},
+    {"what": "  same, allocator tuned (ALGORITHMS.md §8)", "ms_per_step": 1940.0},
+]
+
+
+class BenchmarkError(ValueError):
+    """Bad benchmark options; the message says which and what to use instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """One problem size. `paper`: PMDB / PSPO defaults (sources in comments)."""
+
+    name: str
+    num_active: int  # N
+    num_next_samples: int  # K
+    num_candidates: int  # M
+    real_batch: int
+    model_batch: int
+    critic_hidden: tuple[int, ...]
+    policy_hidden: tuple[int, ...]
+    dyn_hidden: tuple[int, ...]
+    rollout_batch: int
+    rollout_horizon: int
+    num_data: int  # synthetic transitions
+
+    def agent_overrides(self) -> dict:
+        return dict(
+            num_active=self.num_active, num_next_samples=self.num_next_samples,
+            num_candidates=self.num_candidates, real_batch=self.real_batch,
+            model_batch=self.model_batch, critic_hidden=self.critic_hidden,
+            policy_hidden=self.policy_hidden, rollout_batch=self.rollout_batch,
+            rollout_horizon=self.rollout_horizon,
+        )
+
+
+SIZES: dict[str, Size] = {
+    # PMDB defaults: N = 10 of a pool, K = 10, M = 20, 128 real + 128 model states, twin 3 x 256
+    # critics; PSPO Table 5: dynamics width 512 (4 layers as MBPO), policy width 256.
+    "paper": Size("paper", 10, 10, 20, 128, 128, (256, 256, 256), (256, 256), (512,) * 4, 1000, 5, 20_000),
+    "small": Size("small", 5, 2, 4, 32, 32, (64, 64), (64, 64), (64, 64), 100, 5, 5_000),
+    "tiny": Size("tiny", 2, 1, 2, 8, 8, (16,), (16,), (16,), 8, 2, 500),
+}
+
+ALGOS = ("rrpi", "pspo", "pmdb")
+DEFAULT_SCALING = {
+    "num_active": (2, 5, 10),
+    "num_candidates": (4, 10, 20),
+    "num_next_samples": (1, 5, 10),
+    "batch": (32, 128, 256),  # real + model, split evenly
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def environment() -> dict:
+    """Device, platform, load and library versions of this run."""
+    dev = jax.devices()[0]
+    versions = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "chex", "numpy"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "device_kind": dev.device_kind,
+        "platform": dev.platform,
+        "num_devices": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "load_average_start": list(os.getloadavg()),
+        "time": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def time_call(fn: Callable[[], Any], reps: int) -> dict:
+    """Times `fn()` `reps` times after one warm-up call (which compiles). Returns seconds."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return {"min_s": min(times), "median_s": statistics.median(times), "first_call_s": first, "all_s": times}
+
+
+def xla_flops(jitted, *args) -> float:
+    """FLOPs of a jitted function at these arguments, from XLA's compiled cost analysis."""
+    return _cost_flops(jitted.lower(*args).compile())
+
+
+def scan_counts_body_once() -> bool:
+    """True if XLA's cost analysis counts a scan body once regardless of its trip count."""
+    x = jnp.ones((64, 64), jnp.float32)
+
+    def f(x, length):
+        return jax.lax.scan(lambda c, _: (c @ c, None), x, None, length=length)[0]
+
+    f1 = xla_flops(jax.jit(functools.partial(f, length=1)), x)
+    f5 = xla_flops(jax.jit(functools.partial(f, length=5)), x)
+    return bool(abs(f5 - f1) < 0.5 * f1)
+
+
+def matmul_throughput(n: int, reps: int) -> dict:
+    """Dense float32 n x n matmul: best of `reps` timed calls, in FLOP/s (2 n^3 per call)."""
+    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32)
+    f = jax.jit(jnp.dot)
+    t = time_call(lambda: f(a, b), reps)
+    return {"n": n, "flops": 2.0 * n**3, "min_s": t["min_s"], "flops_per_s": 2.0 * n**3 / t["min_s"],
+            "median_flops_per_s": 2.0 * n**3 / t["median_s"]}
+
+
+def synthetic_dataset(num: int, seed: int = 0) -> Dataset:
+    """Random walker2d-shaped transitions (obs 17, act 6) that mostly stay healthy.
+
+    Height (obs[0]) ~ U(1, 1.6) and angle (obs[1]) ~ U(-0.3, 0.3) so that the walker2d
+    termination rarely fires; next states are small random steps; episodes of 1000 steps.
+    """
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(0.0, 1.0, (num, OBS_DIM)).astype(np.float32)
+    obs[:, 0] = rng.uniform(1.0, 1.6, num)
+    obs[:, 1] = rng.uniform(-0.3, 0.3, num)
+    act = rng.uniform(-1.0, 1.0, (num, ACT_DIM)).astype(np.float32)
+    nxt = obs + 0.05 * rng.normal(0.0, 1.0, obs.shape).astype(np.float32)
+    rew = rng.normal(1.0, 1.0, num).astype(np.float32)
+    terminals = np.zeros(num, np.float32)
+    timeouts = np.zeros(num, np.float32)
+    timeouts[999::1000] = 1.0
+    return Dataset.from_arrays(obs, act, rew, terminals, timeouts=timeouts, next_observations=nxt,
+                               name="synthetic-walker2d", drop_timeouts=False)
+
+
+def dynamics_bench(dataset: Dataset, size: Size, num_members: int, seed: int = 0) -> tuple[dynamics.DynamicsPool, dict]:
+    """Trains a pool for two epochs (quality irrelevant) and reports training throughput."""
+    cfg = dynamics.DynamicsConfig(num_members=num_members, hidden=size.dyn_hidden, max_epochs=2,
+                                  max_epochs_since_update=10)
+    pool, report = dynamics.train_pool(
+        jax.random.PRNGKey(seed), dataset.observations, dataset.actions,
+        dataset.normalized_rewards(), dataset.next_observations, cfg)
+    in_dim, out_dim = OBS_DIM + ACT_DIM, 2 * (OBS_DIM + 1)
+    widths = (in_dim,) + tuple(size.dyn_hidden) + (out_dim,)
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    sps = float(report.samples_per_second)
+    return pool, {
+        "num_members": num_members,
+        "hidden": list(size.dyn_hidden),
+        "batch_size": cfg.batch_size,
+        "num_train": int(report.num_train),
+        "member_samples_per_s": sps,
+        # forward + backward ~ 3 x forward = 6 FLOPs per MAC (analytic, not XLA's count)
+        "flops_per_member_sample_analytic": 6.0 * macs,
+        "flops_per_s_analytic": 6.0 * macs * sps,
+        "wall_time_s": float(report.wall_time_s),
+    }
+
+
+def agent_config(algo: str, size: Size, **overrides) -> common.AgentConfig:
+    """The named algorithm at a size. PSPO's behaviour cloning is cut to 0 steps (init is not timed)."""
+    base = size.agent_overrides()
+    if algo.startswith("pspo"):
+        base["bc_steps"] = 0
+    base.update(overrides)
+    return algo_config(algo, **base)
+
+
+def _single(states):
+    return jax.tree_util.tree_map(lambda x: x[0], states)
+
+
+# ----------------------------------------------------------------------------- chunked soft value
+
+
+def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
+    """Evaluates `value_fn(key, states (..., S))` in chunks of `chunk_states` states with lax.map.
+
+    Same estimator, other random draws (each chunk gets its own key). Keeps the critic's
+    activations of one chunk (chunk_states * M rows x width) in cache instead of writing the
+    N * K * B * M rows of every layer to memory.
+    """
+
+    def fn(key, states):
+        batch_shape, s = states.shape[:-1], states.shape[-1]
+        flat = states.reshape(-1, s)
+        n = flat.shape[0]
+        if n <= chunk_states:
+            return value_fn(key, states)
+        num = -(-n // chunk_states)
+        pad = num * chunk_states - n
+        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (pad, s))]) if pad else flat
+        keys = jax.random.split(key, num)
+        v = jax.lax.map(lambda kx: value_fn(kx[0], kx[1]), (keys, flat.reshape(num, chunk_states, s)))
+        return v.reshape(-1)[:n].reshape(batch_shape)
+
+    return fn
+
+
+def chunked_parts(config: common.AgentConfig, chunk_states: int) -> common.Parts:
+    """The algorithm's parts with the model-target (and PSPO belief) soft value chunked."""
+    parts = parts_for(config)
+    mt = parts.model_target
+
+    def model_target(ctx, key, obs, act, value_fn):
+        return mt(ctx, key, obs, act, chunked_value_fn(value_fn, chunk_states))
+
+    bu = parts.belief_update
+    belief_update = None
+    if bu is not None:
+        def belief_update(ctx, key, real, y_real, value_fn):
+            return bu(ctx, key, real, y_real, chunked_value_fn(value_fn, chunk_states))
+
+    return parts._replace(model_target=model_target, belief_update=belief_update)
+
+
+# ----------------------------------------------------------------------------- train step
+
+
+class Bench:
+    """One size's data, pool and caches of trainers, initial states and compiled chunks.
+
+    make_trainer returns fresh jitted functions, so every trainer compiles anew: the caches
+    make each distinct (config, variant, seed count) compile exactly once per run.
+    """
+
+    def __init__(self, size: Size, dataset: Dataset, pool, reps: int, peak: float | None,
+                 counts_once: bool, chunk_states: int = 256, max_seeds: int = 1):
+        self.max_seeds = max_seeds
+        self.size, self.dataset, self.pool, self.reps, self.peak = size, dataset, pool, reps, peak
+        self.counts_once, self.chunk_states = counts_once, chunk_states
+        self._trainers: dict = {}
+        self._states: dict = {}
+        self._compiled: dict = {}
+        self.parts_flops: dict = {}  # algo -> part -> XLA FLOPs of the fused variant
+
+    def trainer(self, algo: str, variant: str = "fused", **overrides):
+        cfg = agent_config(algo, self.size, **overrides)
+        key = (cfg, variant)
+        if key not in self._trainers:
+            parts = chunked_parts(cfg, self.chunk_states) if variant == "chunked" else None
+            self._trainers[key] = make_trainer(cfg, self.dataset, self.pool, walker2d_termination, parts=parts)
+        return self._trainers[key]
+
+    def step_trainer(self, algo: str, steps: int, variant: str = "fused", **overrides):
+        """A trainer whose chunk is `steps` train steps and a one-state, one-step rollout."""
+        over = dict(steps_per_chunk=steps, rollout_batch=1, rollout_horizon=1, buffer_capacity=1000)
+        over.update(overrides)
+        return self.trainer(algo, variant, **over)
+
+    def states(self, trainer, num_seeds: int):
+        """Initial states of `num_seeds` seeds (one init compile per state structure)."""
+        c = trainer.config
+        key = (c.num_active, c.critic_hidden, c.policy_hidden, c.buffer_capacity)
+        have = self._states.get(key)
+        if have is None or jax.tree_util.tree_leaves(have)[0].shape[0] < num_seeds:
+            n = max(num_seeds, self.max_seeds)
+            self._states[key] = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(0), n))
+        return jax.tree_util.tree_map(lambda x: x[:num_seeds], self._states[key])
+
+    def chunk(self, trainer, num_seeds: int):
+        """(compiled run_chunk for num_seeds seeds, its XLA FLOPs, initial states)."""
+        states = self.states(trainer, num_seeds)
+        key = (trainer.config, id(trainer), num_seeds)
+        if key not in self._compiled:
+            compiled = trainer.run_chunk_seeds_jit.lower(states, trainer.data).compile()
+            self._compiled[key] = (compiled, _cost_flops(compiled))
+        compiled, flops = self._compiled[key]
+        return compiled, flops, states
+
+    def time_chunk(self, trainer, num_seeds: int) -> dict:
+        compiled, flops, states = self.chunk(trainer, num_seeds)
+        box = {"s": states}
+
+        def call():
+            box["s"], metrics = compiled(box["s"], trainer.data)
+            return box["s"], metrics
+
+        t = time_call(call, self.reps)
+        t["flops_xla"] = flops
+        return t
+
+
+def _cost_flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int],
+                     variant: str = "fused") -> dict:
+    """Step time, steps/s, XLA FLOPs, utilization, dispatch overhead and seed scaling.
+
+    The step time is the marginal (T(R) - T(1)) / (R - 1); when that difference is within the
+    timing noise (under 10 % of T(R), tiny sizes) it falls back to T(R) / R and says so.
+    """
+    t1_trainer = bench.step_trainer(algo, 1, variant)
+    t1 = bench.time_chunk(t1_trainer, 1)
+    flops_step = t1["flops_xla"]  # R = 1: one step + a one-state rollout + the chunk's KL metric
+    if variant != "fused":  # lax.map bodies are counted once too: take the fused step's count
+        flops_step = bench.chunk(bench.step_trainer(algo, 1, "fused"), 1)[1]
+    out: dict[str, Any] = {"algo": algo, "size": bench.size.name, "variant": variant, "R": steps,
+                           "config": dataclasses.asdict(t1_trainer.config),
+                           "flops_per_step_xla": flops_step,
+                           "one_step_per_call_s": t1["min_s"], "one_step_first_call_s": t1["first_call_s"]}
+    per_seed = {}
+    if steps > 1:
+        tr_trainer = bench.step_trainer(algo, steps, variant)
+        for s in sorted(set(seeds) | {1}):
+            tr = bench.time_chunk(tr_trainer, s)
+            if s in seeds:
+                per_seed[str(s)] = {"chunk_s": tr["min_s"], "chunk_median_s": tr["median_s"],
+                                    "first_call_s": tr["first_call_s"],
+                                    "steps_per_s": s * steps / tr["min_s"],
+                                    "seed_steps_per_s_per_seed": steps / tr["min_s"]}
+            if s == 1:
+                t_r = tr["min_s"]
+        diff = t_r - t1["min_s"]
+        if diff > 0.1 * t_r:
+            step_s, how = diff / (steps - 1), "marginal (T(R) - T(1)) / (R - 1)"
+        else:
+            step_s, how = t_r / steps, "chunk average T(R) / R (difference within noise)"
+        out.update(
+            chunk_R_s=t_r, step_estimate=how,
+            dispatch={"R_calls_of_1_step_s": steps * t1["min_s"], "one_call_of_R_steps_s": t_r,
+                      "overhead_per_call_s": max(t1["min_s"] - step_s, 0.0),
+                      "speedup": steps * t1["min_s"] / t_r},
+        )
+    else:
+        step_s = t1["min_s"]
+        out.update(step_estimate="one step per call (includes dispatch)", dispatch=None)
+    out["seeds"] = per_seed
+    out["step_s"] = step_s
+    out["steps_per_s"] = 1.0 / step_s
+    out["flops_per_s"] = flops_step / step_s
+    out["utilization"] = out["flops_per_s"] / bench.peak if bench.peak else None
+    return out
+
+
+def _jit_parts(bench: Bench, algo: str, variant: str):
+    trainer = bench.step_trainer(algo, 1, variant)
+    cfg = trainer.config
+    parts = chunked_parts(cfg, bench.chunk_states) if variant == "chunked" else parts_for(cfg)
+    nets = common.Networks(networks.TanhGaussianPolicy(ACT_DIM, cfg.policy_hidden),
+                           networks.TwinCritic(cfg.critic_hidden))
+    return trainer, cfg, parts, nets
+
+
+def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
+    """The model-state target, the real-state target and PSPO's belief update jitted alone."""
+    trainer, cfg, parts, nets = _jit_parts(bench, algo, variant)
+    state = _single(bench.states(trainer, 1))
+    data = trainer.data
+    idx = jnp.arange(cfg.model_batch) % data.obs.shape[0]
+    ridx = jnp.arange(cfg.real_batch) % data.obs.shape[0]
+
+    def ctx_of(state, data):
+        return common.Ctx(cfg, nets, data, state, walker2d_termination)
+
+    def real_of(data):
+        return rollout.Transition(data.obs[ridx], data.act[ridx], data.reward[ridx], data.next_obs[ridx], data.done[ridx])
+
+    def model_target(state, data, key):
+        ctx = ctx_of(state, data)
+        vf = common.make_value_fn(ctx, parts, state.target_critic)
+        return parts.model_target(ctx, key, data.obs[idx], data.act[idx], vf)[0]
+
+    def real_target(state, data, key):
+        ctx, real = ctx_of(state, data), real_of(data)
+        v = common.make_value_fn(ctx, parts, state.target_critic)(key, real.next_obs)
+        return real.reward + cfg.discount * (1 - real.done) * v
+
+    fns = {"model_target": model_target, "real_target": real_target}
+    if parts.belief_update is not None:
+        def belief_update(state, data, key):
+            ctx, real = ctx_of(state, data), real_of(data)
+            vf = common.make_value_fn(ctx, parts, state.target_critic)
+            y_real = real.reward + cfg.discount * (1 - real.done) * vf(key, real.next_obs)
+            return parts.belief_update(ctx, key, real, y_real, vf)
+
+        fns["belief_update"] = belief_update
+    key = jax.random.PRNGKey(3)
+    res = {}
+    fused = None
+    if variant != "fused":  # the chunked map body is counted once: FLOPs of the fused parts
+        fused = bench.parts_flops.get(algo)
+    for name, fn in fns.items():
+        compiled = jax.jit(fn).lower(state, data, key).compile()
+        fl = _cost_flops(compiled) if fused is None else fused.get(name, float("nan"))
+        t = time_call(lambda c=compiled: c(state, data, key), bench.reps)
+        res[name] = {"s": t["min_s"], "flops_xla": fl, "flops_per_s": fl / t["min_s"],
+                     "utilization": fl / t["min_s"] / bench.peak if bench.peak else None}
+    if variant == "fused":
+        bench.parts_flops[algo] = {k: v["flops_xla"] for k, v in res.items()}
+    return res
+
+
+def _rollout_sample_fn(data, cfg):
+    """`run_chunk`'s model sampler (with common random numbers where the library has them)."""
+    if hasattr(cfg, "common_noise"):
+        return common.sample_model(data, cfg.rollout_samples, cfg.common_noise)
+    return common.sample_model(data, cfg.rollout_samples)
+
+
+def bench_rollout(bench: Bench, algo: str) -> dict:
+    """The chunk's model rollout jitted alone (the same calls as `run_chunk`), full size B x H."""
+    base = bench.step_trainer(algo, 1)
+    state = _single(bench.states(base, 1))
+    cfg = agent_config(algo, bench.size)  # the size's rollout_batch and horizon
+    parts = parts_for(cfg)
+    nets = common.Networks(networks.TanhGaussianPolicy(ACT_DIM, cfg.policy_hidden),
+                           networks.TwinCritic(cfg.critic_hidden))
+
+    def run(state, data, key):
+        ctx = common.Ctx(cfg, nets, data, state, walker2d_termination)
+        k_start, k_roll = jax.random.split(key)
+        start = data.obs[jax.random.randint(k_start, (cfg.rollout_batch,), 0, data.obs.shape[0])]
+
+        def policy_fn(k, o):
+            return networks.tanh_gaussian_sample(k, common.policy_dist(nets, state.policy, data, o))[0]
+
+        return rollout.rollout(
+            k_roll, start, policy_fn=policy_fn,
+            sample_fn=_rollout_sample_fn(data, cfg),
+            termination_fn=walker2d_termination,
+            selector=parts.selector(ctx, common.make_value_fn(ctx, parts, state.target_critic)),
+            horizon=cfg.rollout_horizon, obs_bounds=(data.obs_low, data.obs_high))
+
+    key = jax.random.PRNGKey(4)
+    compiled = jax.jit(run).lower(state, base.data, key).compile()
+    t = time_call(lambda: compiled(state, base.data, key), bench.reps)
+    # the scan body (one horizon step) is counted once by XLA's CPU cost analysis
+    flops = _cost_flops(compiled) * (cfg.rollout_horizon if bench.counts_once else 1)
+    n = cfg.rollout_batch * cfg.rollout_horizon
+    return {"rollout_batch": cfg.rollout_batch, "horizon": cfg.rollout_horizon, "selector": cfg.selector,
+            "s": t["min_s"], "transitions_per_s": n / t["min_s"], "flops_xla": flops,
+            "flops_per_s": flops / t["min_s"], "utilization": flops / t["min_s"] / bench.peak if bench.peak else None}
+
+
+def bench_scaling(bench: Bench, algo: str, grid: dict, steps: int) -> dict:
+    """Step time (T(R) / R) and XLA FLOPs against N, M, K and the batch, one varied at a time."""
+    out = {}
+    for param, values in grid.items():
+        rows = []
+        for v in values:
+            over = {"real_batch": max(v // 2, 1), "model_batch": max(v - v // 2, 1)} if param == "batch" else {param: v}
+            if param == "num_active" and algo == "pmdb" and v < 2:
+                continue
+            trainer = bench.step_trainer(algo, steps, **over)
+            t = bench.time_chunk(trainer, 1)
+            fl = t["flops_xla"] if bench.counts_once else t["flops_xla"] / steps
+            rows.append({"value": v, "step_s": t["min_s"] / steps, "flops_per_step_xla": fl})
+        out[param] = rows
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(x, unit=""):
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "-"
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}".strip()
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [
+        "# jaxrl_bayes throughput",
+        "",
+        f"Device: {env['device_kind']} ({env['platform']}), {env['cpu_count']} CPUs, {env['processor'] or env['machine']}; "
+        f"load average at start {', '.join(f'{x:.2f}' for x in env['load_average_start'])}, "
+        f"at end {', '.join(f'{x:.2f}' for x in result.get('load_average_end', []))}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f", python {env['python']}.",
+        f"Run at {env['time']}; options: `{result['argv']}`.",
+        "",
+        f"Dense float32 matmul ({result['matmul']['n']}^2): **{_fmt(result['matmul']['flops_per_s'], 'FLOP/s')}** "
+        f"at the start, {_fmt(result['matmul_end']['flops_per_s'], 'FLOP/s')} at the end "
+        f"(best of {result['options']['reps'] + 2} each; utilization below is against the start); "
+        f"XLA cost analysis counts a scan body once: "
+        f"{result['xla_scan_counts_body_once']}.",
+        "",
+        "## Train step (one seed)",
+        "",
+        "| algo | size | variant | step ms | steps/s | GFLOP/step (XLA) | GFLOP/s | utilization | T(R)/R ms | 1 step/call ms | R | R x 1-step calls / 1 call of R |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["train_step"]:
+        d = r.get("dispatch") or {}
+        lines.append(
+            f"| {r['algo']} | {r['size']} | {r['variant']} | {1e3 * r['step_s']:.2f} | {r['steps_per_s']:.3g} | "
+            f"{r['flops_per_step_xla'] / 1e9:.3g} | {r['flops_per_s'] / 1e9:.3g} | "
+            f"{100 * (r.get('utilization') or float('nan')):.0f} % | {1e3 * r.get('chunk_R_s', r['step_s'] * r['R']) / r['R']:.2f} | "
+            f"{1e3 * r['one_step_per_call_s']:.2f} | {r['R']} | "
+            f"{d.get('speedup', float('nan')):.2f}x |")
+    lines += ["", "Reference rows (NOT this run, NOT this hardware unless said so):", "",
+              "| reference | ms per iteration |", "|---|---|"]
+    lines += [f"| {r['what']} | {r['ms_per_step']:.1f} |" for r in REFERENCE_ROWS]
+    seeds_rows = [(r, s, v) for r in result["train_step"] for s, v in r.get("seeds", {}).items()]
+    if seeds_rows:
+        lines += ["", "## Seeds vmapped (chunks of R steps)", "",
+                  "| algo | size | variant | seeds | chunk ms | total steps/s | steps/s per seed |", "|---|---|---|---|---|---|---|"]
+        for r, s, v in seeds_rows:
+            lines.append(f"| {r['algo']} | {r['size']} | {r['variant']} | {s} | {1e3 * v['chunk_s']:.1f} | "
+                         f"{v['steps_per_s']:.3g} | {v['seed_steps_per_s_per_seed']:.3g} |")
+    if result.get("parts"):
+        lines += ["", "## Where the time goes (parts jitted alone, one seed)", "",
+                  "| algo | size | variant | part | ms | share of step | GFLOP (XLA) | GFLOP/s | utilization |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        steps = {(r["algo"], r["size"], r["variant"]): r["step_s"] for r in result["train_step"]}
+        for p in result["parts"]:
+            step = steps.get((p["algo"], p["size"], p["variant"]))
+            for name, v in p["parts"].items():
+                share = f"{100 * v['s'] / step:.0f} %" if step else "-"
+                util = f"{100 * v['utilization']:.0f} %" if v.get("utilization") else "-"
+                lines.append(f"| {p['algo']} | {p['size']} | {p['variant']} | {name} | {1e3 * v['s']:.2f} | {share} | "
+                             f"{v['flops_xla'] / 1e9:.3g} | {v['flops_per_s'] / 1e9:.3g} | {util} |")
+    if result.get("rollout"):
+        lines += ["", "## Model rollouts (jitted alone)", "",
+                  "| algo | size | selector | B x H | ms | transitions/s | GFLOP (XLA) | utilization |", "|---|---|---|---|---|---|---|---|"]
+        for r in result["rollout"]:
+            util = f"{100 * r['utilization']:.0f} %" if r.get("utilization") else "-"
+            lines.append(f"| {r['algo']} | {r['size']} | {r['selector']} | {r['rollout_batch']} x {r['horizon']} | "
+                         f"{1e3 * r['s']:.1f} | {r['transitions_per_s']:.3g} | {r['flops_xla'] / 1e9:.3g} | {util} |")
+    if result.get("dynamics"):
+        lines += ["", "## Dynamics pool training", "",
+                  "| size | members | hidden | member-samples/s | GFLOP/s (analytic 6 x MACs) | utilization |", "|---|---|---|---|---|---|"]
+        peak = result["matmul"]["flops_per_s"]
+        for name, d in result["dynamics"].items():
+            lines.append(f"| {name} | {d['num_members']} | {d['hidden']} | {d['member_samples_per_s']:.3g} | "
+                         f"{d['flops_per_s_analytic'] / 1e9:.3g} | {100 * d['flops_per_s_analytic'] / peak:.0f} % |")
+    if result.get("scaling"):
+        sc = result["scaling"]
+        lines += ["", f"## Scaling ({sc['algo']}, base size {sc['size']}, one parameter varied)", "",
+                  "| parameter | value | step ms | GFLOP/step (XLA) | ms relative to first | FLOPs relative to first |",
+                  "|---|---|---|---|---|---|"]
+        for param, rows in sc["curves"].items():
+            for r in rows:
+                lines.append(f"| {param} | {r['value']} | {1e3 * r['step_s']:.2f} | {r['flops_per_step_xla'] / 1e9:.3g} | "
+                             f"{r['step_s'] / rows[0]['step_s']:.2f} | {r['flops_per_step_xla'] / rows[0]['flops_per_step_xla']:.2f} |")
+    lines += ["", "Notes: step ms = (T(R) - T(1)) / (R - 1) from chunks of R and of 1 step (one-state rollout), best of "
+              "the repetitions, or T(R) / R where that difference is within the noise (`step_estimate` in the JSON); "
+              "utilization = XLA FLOPs / time / matmul FLOP/s measured at the start of this run. 'chunked' = the "
+              "successors' soft value evaluated in chunks (an experiment, not the library's code path); its FLOPs "
+              "are the fused variant's (XLA counts a lax.map body once). The machine is shared: see the load "
+              "average; on a loaded machine every figure moves by tens of percent between runs.", ""]
+    return "\n".join(lines)
+
+
+def plots(result: dict, out_dir: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    sc = result.get("scaling")
+    if sc:
+        curves = sc["curves"]
+        fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.5), squeeze=False)
+        for ax, (param, rows) in zip(axes[0], curves.items()):
+            x = np.asarray([r["value"] for r in rows], float)
+            t = np.asarray([r["step_s"] for r in rows])
+            f = np.asarray([r["flops_per_step_xla"] for r in rows])
+            ax.plot(x, t / t[0], "o-", label="step time")
+            ax.plot(x, f / f[0], "s--", label="FLOPs (XLA)")
+            ax.plot(x, x / x[0], ":", color="gray", label="proportional")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(param)
+            ax.set_ylabel(f"relative to {param} = {rows[0]['value']}")
+            ax.set_title(f"{sc['algo']} ({sc['size']}): {param}", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "scaling.png")
+        _save_fig(fig, path)
+        plt.close(fig)
+        written.append(path)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    any_line = False
+    for r in result["train_step"]:
+        if r.get("seeds"):
+            s = sorted(int(k) for k in r["seeds"])
+            ax.plot(s, [r["seeds"][str(k)]["steps_per_s"] for k in s], "o-", label=f"{r['algo']} {r['size']} {r['variant']}")
+            any_line = True
+    ax.set_xlabel("seeds vmapped")
+    ax.set_ylabel("train steps / s (all seeds)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    if any_line:
+        ax.legend(fontsize=7)
+    ax.set_title(result["environment"]["device_kind"])
+    fig.tight_layout()
+    path = os.path.join(out_dir, "seeds.png")
+    _save_fig(fig, path)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def _save_fig(fig, path):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
+    """Runs the benchmark described by `options` (see `parse_args`); writes and returns the result."""
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not options.silent else (lambda *a: None)
+    out_dir = options.out or os.path.join("benchmarks", "results", _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out_dir, exist_ok=True)
+    result: dict[str, Any] = {"argv": " ".join(argv), "options": vars(options).copy(), "environment": environment(),
+                              "reference_rows": REFERENCE_ROWS}
+    log(f"device {result['environment']['device_kind']}, load {result['environment']['load_average_start']}")
+    result["matmul"] = matmul_throughput(options.matmul_n, options.reps + 2)
+    peak = result["matmul"]["flops_per_s"]
+    log(f"matmul {options.matmul_n}: {peak / 1e9:.1f} GFLOP/s")
+    counts_once = scan_counts_body_once()
+    result["xla_scan_counts_body_once"] = counts_once
+    result["train_step"], result["parts"], result["rollout"], result["dynamics"] = [], [], [], {}
+    for size_name in options.sizes:
+        size = SIZES[size_name]
+        dataset = synthetic_dataset(size.num_data)
+        n_pool = size.num_active
+        if options.scaling and size_name == options.scaling_size:
+            n_pool = max([n_pool, *options.scaling_grid.get("num_active", ())])
+        t0 = time.perf_counter()
+        pool, dyn = dynamics_bench(dataset, size, n_pool)
+        result["dynamics"][size_name] = dyn
+        log(f"[{size_name}] dynamics pool of {n_pool}: {dyn['member_samples_per_s']:.3g} member-samples/s "
+            f"({time.perf_counter() - t0:.1f} s)")
+        bench = Bench(size, dataset, pool, options.reps, peak, counts_once, options.chunk_states,
+                      max_seeds=max(options.seeds))
+        for algo in options.algos:
+            for variant in options.variants:
+                t0 = time.perf_counter()
+                r = bench_train_step(bench, algo, steps=options.steps, seeds=options.seeds, variant=variant)
+                result["train_step"].append(r)
+                log(f"[{size_name}] {algo} {variant}: {1e3 * r['step_s']:.2f} ms/step, "
+                    f"{r['flops_per_step_xla'] / 1e9:.3g} GFLOP, util {100 * r['utilization']:.0f} % "
+                    f"({time.perf_counter() - t0:.1f} s)")
+                if options.parts:
+                    p = bench_parts(bench, algo, variant)
+                    result["parts"].append({"algo": algo, "size": size_name, "variant": variant, "parts": p})
+                    log(f"[{size_name}] {algo} {variant} parts: " +
+                        ", ".join(f"{k} {1e3 * v['s']:.1f} ms" for k, v in p.items()))
+            if options.rollouts:
+                ro = bench_rollout(bench, algo)
+                ro.update(algo=algo, size=size_name)
+                result["rollout"].append(ro)
+                log(f"[{size_name}] {algo} rollout: {ro['transitions_per_s']:.3g} transitions/s")
+        if options.scaling and size_name == options.scaling_size:
+            t0 = time.perf_counter()
+            curves = bench_scaling(bench, options.scaling_algo, options.scaling_grid, options.scaling_steps)
+            result["scaling"] = {"algo": options.scaling_algo, "size": size_name, "curves": curves}
+            log(f"[{size_name}] scaling done ({time.perf_counter() - t0:.1f} s)")
+    result["load_average_end"] = list(os.getloadavg())
+    # the machine may be shared: a second matmul at the end shows how much the load moved
+    result["matmul_end"] = matmul_throughput(options.matmul_n, options.reps + 2)
+    log(f"matmul {options.matmul_n} at the end: {result['matmul_end']['flops_per_s'] / 1e9:.1f} GFLOP/s")
+    _atomic_write(os.path.join(out_dir, "throughput.json"), json.dumps(result, indent=1, default=str).encode())
+    md = markdown(result)
+    _atomic_write(os.path.join(out_dir, "throughput.md"), md.encode())
+    result["plots"] = plots(result, out_dir)
+    result["out_dir"] = out_dir
+    if not options.silent:
+        print(md)
+        print(f"written to {out_dir}", file=sys.stderr)
+    return result
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
+    p.add_argument("--algos", nargs="+", default=list(ALGOS), help=f"of {ALGOS} (and other named algorithms)")
+    p.add_argument("--sizes", nargs="+", default=["small", "paper"], help=f"of {sorted(SIZES)}")
+    p.add_argument("--steps", type=int, default=5, help="R: train steps per chunk (>= 2 to separate dispatch)")
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions (best is reported)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8], help="seed counts to vmap")
+    p.add_argument("--variants", nargs="+", default=["fused"], help="fused (the library) | chunked (experiment)")
+    p.add_argument("--chunk-states", type=int, default=256, help="states per chunk of the chunked variant")
+    p.add_argument("--no-parts", dest="parts", action="store_false", help="skip the per-part breakdown")
+    p.add_argument("--no-rollouts", dest="rollouts", action="store_false", help="skip rollout throughput")
+    p.add_argument("--no-scaling", dest="scaling", action="store_false", help="skip the scaling curves")
+    p.add_argument("--scaling-size", default="small", help="base size of the scaling curves")
+    p.add_argument("--scaling-algo", default="pmdb")
+    p.add_argument("--scaling-steps", type=int, default=2)
+    p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only: < 2 min on 2 cores")
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/)")
+    p.add_argument("--silent", action="store_true", help="no progress or table on the terminal")
+    o = p.parse_args(list(argv))
+    o.scaling_grid = dict(DEFAULT_SCALING)
+    if o.quick:  # every distinct trainer costs a ~10 s compile here: few of them
+        if not any(a == "--algos" or a.startswith("--algos=") for a in argv):
+            o.algos = ["pmdb", "pspo"]
+        o.sizes, o.steps, o.reps, o.seeds, o.matmul_n = ["tiny"], 2, 2, [1, 2], 512
+        o.scaling_size, o.scaling_steps = "tiny", 2
+        o.scaling_grid = {"num_candidates": (2, 4)}
+    problems = []
+    from jaxrl_bayes.algos import ALGORITHMS
+
+    for a in o.algos:
+        if a not in ALGORITHMS:
+            problems.append(f"unknown algorithm {a!r} (choose from {sorted(ALGORITHMS)})")
+    for s in o.sizes:
+        if s not in SIZES:
+            problems.append(f"unknown size {s!r} (choose from {sorted(SIZES)})")
+    for v in o.variants:
+        if v not in ("fused", "chunked"):
+            problems.append(f"unknown variant {v!r} (choose fused or chunked)")
+    if o.scaling and o.scaling_size not in o.sizes:
+        problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {o.sizes} (or pass --no-scaling)")
+    if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):
+        problems.append("--steps, --reps, --scaling-steps and --seeds must be >= 1")
+    if "pmdb" in o.algos or (o.scaling and o.scaling_algo == "pmdb"):
+        for s in o.sizes:
+            if s in SIZES and SIZES[s].num_active < 2:
+                problems.append(f"pmdb uses the 2nd smallest member target: size {s!r} needs N >= 2")
+    if problems:
+        raise BenchmarkError("; ".join(problems))
+    return o
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        options = parse_args(argv)
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    return run(options, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Interleaved A/B of the fused soft value against chunked evaluation (issue 8's inefficiency).
+
+    python -m benchmarks.value_chunking --algo pmdb --size paper --chunks 64 256 1024 --rounds 3
+
+Builds the step trainer of `benchmarks.throughput` (chunks of R train steps, one-state rollout)
+once with the library's fused soft value and once per chunk size with the successors' soft
+value evaluated by `lax.map` over chunks (`throughput.chunked_parts`), then times them in
+alternation, round after round, so that a shared machine's load hits every variant alike.
+Prints, and writes as JSON with `--out`, the best and median chunk time of each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+
+from benchmarks import throughput as tp
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.value_chunking", description=__doc__.split("\n")[0])
+    p.add_argument("--algo", default="pmdb")
+    p.add_argument("--size", default="paper", choices=sorted(tp.SIZES))
+    p.add_argument("--chunks", type=int, nargs="+", default=[64, 256, 1024], help="states per chunk")
+    p.add_argument("--steps", type=int, default=2, help="train steps per timed call")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default=None, help="JSON file to write")
+    o = p.parse_args(sys.argv[1:] if argv is None else argv)
+    size = tp.SIZES[o.size]
+    dataset = tp.synthetic_dataset(size.num_data)
+    pool, _ = tp.dynamics_bench(dataset, size, size.num_active)
+    variants = [("fused", None)] + [(f"chunked-{c}", c) for c in o.chunks]
+    runners = {}
+    for name, chunk in variants:
+        bench = tp.Bench(size, dataset, pool, 1, None, True, chunk or 256, max_seeds=1)
+        trainer = bench.step_trainer(o.algo, o.steps, "fused" if chunk is None else "chunked")
+        t0 = time.perf_counter()
+        compiled, flops, states = bench.chunk(trainer, 1)
+        jax.block_until_ready(compiled(states, trainer.data))
+        print(f"{name}: compiled + first call {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        runners[name] = (compiled, states, trainer.data)
+    times = {name: [] for name, _ in variants}
+    for r in range(o.rounds):
+        for name, _ in variants:
+            compiled, states, data = runners[name]
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(states, data))
+            times[name].append((time.perf_counter() - t0) / o.steps)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {1e3 * t[-1]:.0f} ms" for n, t in times.items()),
+              file=sys.stderr)
+    result = {"algo": o.algo, "size": o.size, "steps_per_call": o.steps, "load_average": list(os.getloadavg()),
+              "step_s": {n: {"min": min(t), "median": statistics.median(t), "all": t} for n, t in times.items()}}
+    for n, t in times.items():
+        print(f"{n:>14}: best {1e3 * min(t):.0f} ms/step, median {1e3 * statistics.median(t):.0f} ms/step")
+    if o.out:
+        tp._atomic_write(o.out, json.dumps(result, indent=1).encode())
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Tests of benchmarks/throughput.py: the --quick run's output structure (never a speed),
+option checking, and the chunked soft-value helper against an exact answer."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import throughput
+
+
+def test_chunked_value_fn_equals_unchunked_on_a_deterministic_value():
+    # value_fn ignores its key: V(s) = sum(s) + 1, so chunking must not change any entry,
+    # including the padded last chunk (2 * 3 * 5 = 30 states, chunks of 7 -> 2 padded rows).
+    calls = []
+
+    def value_fn(key, states):
+        calls.append(states.shape)
+        return jnp.sum(states, axis=-1) + 1.0
+
+    states = jnp.arange(2 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 3, 5, 4)
+    got = jax.jit(throughput.chunked_value_fn(value_fn, 7))(jax.random.PRNGKey(0), states)
+    expected = states.sum(-1) + 1.0
+    assert got.shape == (2, 3, 5)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert calls == [(7, 4)]  # traced once, on one chunk of 7 states
+
+
+def test_chunked_value_fn_small_input_is_one_call():
+    def value_fn(key, states):
+        return states[..., 0] * 2.0
+
+    states = jnp.ones((3, 2))
+    got = throughput.chunked_value_fn(value_fn, 8)(jax.random.PRNGKey(0), states)
+    np.testing.assert_array_equal(np.asarray(got), 2.0 * np.ones(3))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--sizes", "huge"], "unknown size 'huge'"),
+    (["--algos", "dqn"], "unknown algorithm 'dqn'"),
+    (["--variants", "fast"], "unknown variant 'fast'"),
+    (["--sizes", "tiny", "--scaling-size", "paper"], "--scaling-size 'paper'"),
+    (["--steps", "0", "--no-scaling"], "must be >= 1"),
+])
+def test_bad_options_raise_one_clear_error(argv, words):
+    with pytest.raises(throughput.BenchmarkError, match=words.replace("(", r"\(")):
+        throughput.parse_args(argv)
+
+
+def test_quick_run_writes_json_markdown_and_plots(tmp_path):
+    out = str(tmp_path / "bench")
+    argv = ["--quick", "--algos", "pspo", "--scaling-algo", "pspo", "--out", out, "--silent"]
+    result = throughput.run(throughput.parse_args(argv), argv)
+
+    files = sorted(os.listdir(out))
+    assert {"throughput.json", "throughput.md", "scaling.png", "seeds.png"} <= set(files)
+    assert not [f for f in files if f.startswith(".tmp_")]  # atomic writes left nothing behind
+    for png in ("scaling.png", "seeds.png"):
+        with open(os.path.join(out, png), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    with open(os.path.join(out, "throughput.json")) as f:
+        saved = json.load(f)
+    env = saved["environment"]
+    assert env["device_kind"] and env["platform"] == jax.devices()[0].platform
+    assert set(env["versions"]) >= {"jax", "jaxlib", "flax", "optax"}
+    assert env["versions"]["jax"] == jax.__version__
+    assert len(env["load_average_start"]) == 3 and len(saved["load_average_end"]) == 3
+    assert saved["matmul"]["flops_per_s"] > 0
+    assert isinstance(saved["xla_scan_counts_body_once"], bool)
+
+    (step,) = saved["train_step"]
+    assert step["algo"] == "pspo" and step["size"] == "tiny" and step["R"] == 2
+    for key in ("step_s", "steps_per_s", "flops_per_step_xla", "flops_per_s", "utilization",
+                "one_step_per_call_s", "dispatch", "step_estimate"):
+        assert key in step, key
+    assert step["flops_per_step_xla"] > 0 and step["step_s"] > 0
+    assert step["steps_per_s"] == pytest.approx(1.0 / step["step_s"])
+    assert set(step["seeds"]) == {"1", "2"}
+    assert step["seeds"]["2"]["steps_per_s"] == pytest.approx(2 * 2 / step["seeds"]["2"]["chunk_s"])
+    assert set(step["dispatch"]) >= {"R_calls_of_1_step_s", "one_call_of_R_steps_s", "speedup"}
+    # the config really is the tiny PSPO one
+    assert step["config"]["num_active"] == throughput.SIZES["tiny"].num_active
+    assert step["config"]["selector"] == "posterior"
+
+    (parts,) = saved["parts"]
+    assert set(parts["parts"]) == {"model_target", "real_target", "belief_update"}
+    (ro,) = saved["rollout"]
+    tiny = throughput.SIZES["tiny"]
+    assert (ro["rollout_batch"], ro["horizon"]) == (tiny.rollout_batch, tiny.rollout_horizon)
+    assert ro["transitions_per_s"] == pytest.approx(tiny.rollout_batch * tiny.rollout_horizon / ro["s"])
+    assert saved["dynamics"]["tiny"]["member_samples_per_s"] > 0
+    curves = saved["scaling"]["curves"]
+    assert [r["value"] for r in curves["num_candidates"]] == [2, 4]
+    # more candidates never means fewer FLOPs (XLA's own count, not a speed)
+    assert curves["num_candidates"][1]["flops_per_step_xla"] > curves["num_candidates"][0]["flops_per_step_xla"]
+    assert any(r["ms_per_step"] == 112.1 and "OTHER HARDWARE" in r["what"] for r in saved["reference_rows"])
+
+    with open(os.path.join(out, "throughput.md")) as f:
+        md = f.read()
+    assert "| algo | size | variant | step ms |" in md
+    assert "| pspo | tiny | fused |" in md
+    assert "OTHER HARDWARE" in md and "112.1" in md
+    assert env["device_kind"] in md and f"jax {jax.__version__}" in md
+    assert result["out_dir"] == out
