@@ -263,45 +263,14 @@ def _single(states):
 # ----------------------------------------------------------------------------- chunked soft value
 
 
-def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
-    """Evaluates `value_fn(key, states (..., S))` in chunks of `chunk_states` states with lax.map.
-
-    Same estimator, other random draws (each chunk gets its own key). Keeps the critic's
-    activations of one chunk (chunk_states * M rows x width) in cache instead of writing the
-    N * K * B * M rows of every layer to memory.
-    """
-
-    def fn(key, states):
-        batch_shape, s = states.shape[:-1], states.shape[-1]
-        flat = states.reshape(-1, s)
-        n = flat.shape[0]
-        if n <= chunk_states:
-            return value_fn(key, states)
-        num = -(-n // chunk_states)
-        pad = num * chunk_states - n
-        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (pad, s))]) if pad else flat
-        keys = jax.random.split(key, num)
-        v = jax.lax.map(lambda kx: value_fn(kx[0], kx[1]), (keys, flat.reshape(num, chunk_states, s)))
-        return v.reshape(-1)[:n].reshape(batch_shape)
-
-    return fn
+# The chunked soft value is the library's own (`AgentConfig.value_chunk`, default 64 states);
+# the "fused" variant sets value_chunk = 0 (one batch) to show what chunking buys.
+chunked_value_fn = common.chunked_value_fn
 
 
-def chunked_parts(config: common.AgentConfig, chunk_states: int) -> common.Parts:
-    """The algorithm's parts with the model-target (and PSPO belief) soft value chunked."""
-    parts = parts_for(config)
-    mt = parts.model_target
-
-    def model_target(ctx, key, obs, act, value_fn):
-        return mt(ctx, key, obs, act, chunked_value_fn(value_fn, chunk_states))
-
-    bu = parts.belief_update
-    belief_update = None
-    if bu is not None:
-        def belief_update(ctx, key, real, y_real, value_fn):
-            return bu(ctx, key, real, y_real, chunked_value_fn(value_fn, chunk_states))
-
-    return parts._replace(model_target=model_target, belief_update=belief_update)
+def variant_overrides(variant: str, chunk_states: int) -> dict:
+    """AgentConfig overrides of a benchmark variant."""
+    return {"value_chunk": 0 if variant == "fused" else chunk_states}
 
 
 # ----------------------------------------------------------------------------- train step
@@ -325,11 +294,10 @@ class Bench:
         self.parts_flops: dict = {}  # algo -> part -> XLA FLOPs of the fused variant
 
     def trainer(self, algo: str, variant: str = "fused", **overrides):
-        cfg = agent_config(algo, self.size, **overrides)
+        cfg = agent_config(algo, self.size, **{**overrides, **variant_overrides(variant, self.chunk_states)})
         key = (cfg, variant)
         if key not in self._trainers:
-            parts = chunked_parts(cfg, self.chunk_states) if variant == "chunked" else None
-            self._trainers[key] = make_trainer(cfg, self.dataset, self.pool, walker2d_termination, parts=parts)
+            self._trainers[key] = make_trainer(cfg, self.dataset, self.pool, walker2d_termination)
         return self._trainers[key]
 
     def step_trainer(self, algo: str, steps: int, variant: str = "fused", **overrides):
@@ -431,7 +399,7 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
 def _jit_parts(bench: Bench, algo: str, variant: str):
     trainer = bench.step_trainer(algo, 1, variant)
     cfg = trainer.config
-    parts = chunked_parts(cfg, bench.chunk_states) if variant == "chunked" else parts_for(cfg)
+    parts = parts_for(cfg)  # cfg.value_chunk carries the variant
     nets = common.Networks(networks.TanhGaussianPolicy(ACT_DIM, cfg.policy_hidden),
                            networks.TwinCritic(cfg.critic_hidden))
     return trainer, cfg, parts, nets

@@ -4,7 +4,7 @@
 
 Builds the step trainer of `benchmarks.throughput` (chunks of R train steps, one-state rollout)
 once with the library's fused soft value and once per chunk size with the successors' soft
-value evaluated by `lax.map` over chunks (`throughput.chunked_parts`), then times them in
+value evaluated by `lax.map` over chunks (`AgentConfig.value_chunk`), then times them in
 alternation, round after round, so that a shared machine's load hits every variant alike.
 Prints, and writes as JSON with `--out`, the best and median chunk time of each variant.
 """

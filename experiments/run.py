@@ -23,9 +23,10 @@ comma lists (`--dynamics.hidden 200,200`), booleans true/false, optionals `none`
 
 A run directory holds: config.json (the resolved config), run.log, metrics.jsonl and metrics.csv
 (one row per chunk), checkpoints/ (orbax, the newest `keep_checkpoints` kept), dynamics.json
-(which cached pool was used), learning_curve.png, and results.json written last and atomically
-(its presence marks a finished run). Optional TensorBoard (`--run.tensorboard`) and wandb
-(`--run.wandb`) sinks are off by default.
+(which cached pool was used), learning_curve.png, policy_seed{i}.npz (each seed's deployable
+policy, `jaxrl_bayes.policy`; evaluate with `python -m experiments.evaluate --policy RUN_DIR`),
+and results.json written last and atomically (its presence marks a finished run). Optional
+TensorBoard (`--run.tensorboard`) and wandb (`--run.wandb`) sinks are off by default.
 
 Ctrl-C (or SIGTERM) stops after the current chunk, saves a checkpoint and prints the resume
 command; `--resume RUN_DIR` continues the run bit-exactly (same config required; the differing
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -718,6 +720,17 @@ def get_or_train_pool(comps: Components, dataset: Any, cfg: ResolvedConfig) -> t
 # ----------------------------------------------------------------------------- trainer adapter
 
 
+class PolicyExport(NamedTuple):
+    """What a deployable policy file needs besides one seed's parameters (jaxrl_bayes.policy)."""
+
+    action_dim: int
+    hidden: tuple[int, ...]
+    activation: str
+    obs_mean: Any  # [obs_dim]
+    obs_std: Any  # [obs_dim]
+    check_obs: Any  # [B, obs_dim] states on which the file's actions are checked against `act`
+
+
 class Driver(NamedTuple):
     """The seed-vmapped operations the run loop needs, whatever the Trainer's exact shape."""
 
@@ -725,7 +738,11 @@ class Driver(NamedTuple):
     abstract_init: Callable[[Any], Any]  # keys -> ShapeDtypeStruct tree of the states (no compute)
     run_chunk: Callable[[Any], tuple[Any, Any]]  # states -> (states, metrics with a seed axis)
     policy_params: Callable[[Any], Any]  # states -> policy parameters with a seed axis
-    act: Callable[[Any, Any], Any]  # (one seed's policy params, obs [B, obs_dim]) -> actions
+    act: Callable[[Any, Any], Any]  # (one seed's policy params, obs [B, obs_dim]) -> actions (jitted)
+    # The same map, traceable and created once per run: the evaluators take it with a seed's
+    # parameters as a traced argument, so every evaluation of every seed shares one compilation.
+    eval_act: Optional[Callable[[Any, Any], Any]] = None
+    policy_export: Optional[PolicyExport] = None  # None: the trainer's policy cannot be exported
 
 
 def make_driver(trainer: Any) -> Driver:
@@ -741,11 +758,27 @@ def make_driver(trainer: Any) -> Driver:
         data = trainer.data
         act_jit = jax.jit(trainer.act)
         return Driver(trainer.init_seeds, lambda keys: jax.eval_shape(trainer.init_seeds, keys),
-                      trainer.run_chunk_seeds, policy_params, lambda p, o: act_jit(p, o, data))
+                      trainer.run_chunk_seeds, policy_params, lambda p, o: act_jit(p, o, data),
+                      eval_act=functools.partial(trainer.act, data=data),
+                      policy_export=_policy_export(trainer))
     init = jax.jit(jax.vmap(trainer.init))
     act_jit = jax.jit(trainer.act)
     return Driver(init, lambda keys: jax.eval_shape(jax.vmap(trainer.init), keys),
-                  jax.jit(jax.vmap(trainer.run_chunk)), policy_params, act_jit)
+                  jax.jit(jax.vmap(trainer.run_chunk)), policy_params, act_jit, eval_act=trainer.act)
+
+
+def _policy_export(trainer: Any) -> Optional[PolicyExport]:
+    """The architecture and normalizers of a `jaxrl_bayes.algos.Trainer`'s policy (None if the
+    trainer does not have that shape). Every file written is checked against `trainer.act`
+    (`write_policies`)."""
+    nets, data = getattr(trainer, "nets", None), getattr(trainer, "data", None)
+    if not hasattr(nets, "policy") or not all(hasattr(data, f) for f in ("obs", "act", "obs_mean", "obs_std")):
+        return None
+    module = nets.policy
+    obs = np.asarray(data.obs)
+    check = obs[np.linspace(0, len(obs) - 1, min(len(obs), 256)).astype(int)]
+    return PolicyExport(int(module.action_dim), tuple(int(h) for h in module.hidden), module.activation,
+                        np.asarray(data.obs_mean), np.asarray(data.obs_std), check)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -766,9 +799,25 @@ def eval_seed(run_seed: int, seed_index: int, final: bool) -> int:
     return ((run_seed * 100_003 + seed_index) * 2 + (2 if final else 1)) % (2**31 - 1)
 
 
+def _accepts_params(evaluate: Callable) -> bool:
+    """Whether an evaluate function takes the `params=` keyword (DatasetSpec.evaluate does)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(evaluate)
+    except (TypeError, ValueError):
+        return False
+    return "params" in sig.parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                             for p in sig.parameters.values())
+
+
 def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int,
                    run_seed: int, *, final: bool) -> dict[str, Any]:
     """Evaluates every seed's deterministic policy.
+
+    `act_fn(params, obs)` should be one object for the whole run: where `spec.evaluate` takes
+    `params=` (the registry's specs do), each seed's parameters are a traced argument of one
+    compiled evaluation, so no evaluation after the first compiles anything.
 
     Returns {"raw": [S] mean returns, "raw_std": [S] std over episodes, "normalized": [S] or
     None (no reference scores), "episodes": n}.
@@ -776,11 +825,16 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
     import jax
 
     has_ref = getattr(spec, "ref_min_score", None) is not None and getattr(spec, "ref_max_score", None) is not None
+    with_params = _accepts_params(spec.evaluate)
     raw, raw_std, norm = [], [], []
     for i in range(num_seeds):
         p_i = jax.tree_util.tree_map(lambda x: x[i], policy_params)
-        returns = np.asarray(spec.evaluate(lambda o, p=p_i: act_fn(p, o), episodes, eval_seed(run_seed, i, final)),
-                             dtype=np.float64)
+        seed_i = eval_seed(run_seed, i, final)
+        if with_params:
+            returns = spec.evaluate(act_fn, episodes, seed_i, params=p_i)
+        else:  # an evaluator without the params form: a closure per seed (compiles each time)
+            returns = spec.evaluate(lambda o, p=p_i: act_fn(p, o), episodes, seed_i)
+        returns = np.asarray(returns, dtype=np.float64)
         raw.append(float(returns.mean()))
         raw_std.append(float(returns.std()))
         if has_ref:
@@ -926,8 +980,8 @@ def execute(run_dir: Path, cfg: ResolvedConfig, comps: Components, *, resuming: 
             final = c == num_chunks
             if final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0):
                 episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
-                ev = evaluate_seeds(spec, driver.act, driver.policy_params(states), run.seeds, episodes, run.seed,
-                                    final=final)
+                ev = evaluate_seeds(spec, driver.eval_act or driver.act, driver.policy_params(states), run.seeds,
+                                    episodes, run.seed, final=final)
                 ev.update(chunk=c, step=c * spc, final=final)
                 evals.append(to_json_value(ev))
                 row["eval/raw_mean"] = _mean_std(ev["raw"])["mean"]
@@ -967,9 +1021,56 @@ def execute(run_dir: Path, cfg: ResolvedConfig, comps: Components, *, resuming: 
         metric_logger.close()
         ckpt.close()
 
+    policies = write_policies(run_dir, driver, states, cfg, evals[-1], total_steps=total)
     finish(run_dir, cfg, spec, evals, history, wall_s=elapsed(), setup_s=setup_s, pool_info=pool_info,
-           total_steps=total, num_chunks=num_chunks, chash=chash)
+           total_steps=total, num_chunks=num_chunks, chash=chash, policy_files=policies)
     return EXIT_OK
+
+
+def write_policies(run_dir: Path, driver: Driver, states: Any, cfg: ResolvedConfig, final: Mapping[str, Any], *,
+                   total_steps: int) -> list[str]:
+    """Writes `policy_seed{i}.npz` (jaxrl_bayes.policy, atomically) for every seed.
+
+    Each file's actions are checked against the trainer's own `act` on dataset states before it
+    is kept. Returns the file names (relative to `run_dir`); [] if the trainer's policy cannot
+    be exported.
+    """
+    import jax
+
+    from jaxrl_bayes import policy as policy_lib
+
+    export = driver.policy_export
+    if export is None:
+        logger.info("this trainer's policy has no deployable form; no policy files written")
+        return []
+    run = cfg.run
+    all_params = driver.policy_params(states)
+    names = []
+    for i in range(run.seeds):
+        p_i = jax.tree_util.tree_map(lambda x: x[i], all_params)
+        name = policy_lib.POLICY_FILE_TEMPLATE.format(i)
+        meta = {
+            "algo": run.algo, "dataset": run.dataset, "preset": run.preset, "seed_index": i, "run_seed": run.seed,
+            "total_steps": total_steps, "eval_episodes": final["episodes"],
+            "eval_seed": eval_seed(run.seed, i, final=True),  # `experiments.evaluate --seed` reproduces it
+            "raw_return": final["raw"][i],
+            "normalized_score": None if final["normalized"] is None else final["normalized"][i],
+            "run_dir": str(run_dir), "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        path = policy_lib.save_policy(run_dir / name, p_i, obs_mean=export.obs_mean, obs_std=export.obs_std,
+                                      action_dim=export.action_dim, hidden=export.hidden,
+                                      activation=export.activation, meta=meta)
+        deployed = policy_lib.load_policy(path)
+        want = np.asarray(driver.act(p_i, export.check_obs))
+        got = np.asarray(deployed.act(export.check_obs))
+        if want.shape != got.shape or not np.allclose(want, got, rtol=0.0, atol=1e-5):
+            path.unlink(missing_ok=True)
+            raise RuntimeError(f"the exported policy {path} does not reproduce the trainer's actions "
+                               f"(max difference {np.max(np.abs(want - got)) if want.shape == got.shape else 'shape'}); "
+                               "the policy architecture in experiments.run._policy_export is out of date")
+        names.append(name)
+    logger.info("wrote %s in %s", ", ".join(names), run_dir)
+    return names
 
 
 def _postfix(row: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -987,7 +1088,8 @@ def _postfix(row: Mapping[str, Any], evals: Sequence[Mapping[str, Any]]) -> dict
 
 
 def finish(run_dir: Path, cfg: ResolvedConfig, spec: Any, evals: Sequence[Mapping], history: Sequence[Mapping], *,
-           wall_s: float, setup_s: float, pool_info: Mapping, total_steps: int, num_chunks: int, chash: str) -> dict:
+           wall_s: float, setup_s: float, pool_info: Mapping, total_steps: int, num_chunks: int, chash: str,
+           policy_files: Sequence[str] = ()) -> dict:
     """Writes learning_curve.png, then results.json (atomically, last), prints the summary."""
     from experiments.plotting import paper_references, plot_learning_curve
     from jaxrl_bayes.checkpoint import atomic_write_json
@@ -1005,6 +1107,7 @@ def finish(run_dir: Path, cfg: ResolvedConfig, spec: Any, evals: Sequence[Mappin
             "raw_return": final["raw"][i],
             "raw_return_std_over_episodes": final["raw_std"][i],
             "normalized_score": None if final["normalized"] is None else final["normalized"][i],
+            "policy_file": policy_files[i] if i < len(policy_files) else None,
         })
     timed = [r for r in history if r.get("chunk_time_s")]
     chunk_times = [r["chunk_time_s"] for r in timed if not r.get("includes_compile")] or [
@@ -1030,6 +1133,8 @@ def finish(run_dir: Path, cfg: ResolvedConfig, spec: Any, evals: Sequence[Mappin
         "train_steps_per_s": (cfg.agent.steps_per_chunk * len(chunk_times) / sum(chunk_times)) if chunk_times else None,
         "device": _device_info(),
         "dynamics_pool": dict(pool_info),
+        # deployable policies (jaxrl_bayes.policy), relative to the run directory
+        "policy_files": list(policy_files),
         "config_hash": chash,
         "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
     }
@@ -1066,6 +1171,9 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
                  + (f", {sps:.0f} train steps/s" if sps else "")
                  + f", device {dev['platform']} ({dev['kind']}) x{dev['count']}")
     lines.append(f"  run directory: {run_dir}")
+    policies = results.get("policy_files") or []
+    if policies:
+        lines.append(f"  policies: {', '.join(policies)} (evaluate: python -m experiments.evaluate --policy {run_dir})")
     return "\n".join(lines)
 
 

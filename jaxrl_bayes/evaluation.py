@@ -48,18 +48,21 @@ def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]
 
 
 def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
-                 num_envs: Optional[int] = None, jit: bool = True) -> np.ndarray:
+                 num_envs: Optional[int] = None, jit: bool = True, params: Any = None) -> np.ndarray:
     """Raw returns of a deterministic policy in a Gymnasium environment.
 
     Args:
       env_id: a Gymnasium id ('Hopper-v4') or `EnvSpec` (e.g. one recorded by Minari).
       act_fn: maps observations [num_envs, obs_dim] (float32) to actions
         [num_envs, act_dim]; JAX-traceable unless `jit=False`. Actions are clipped to the
-        action space's bounds.
+        action space's bounds. With `params`: act_fn(params, obs) -> actions.
       num_episodes: episodes to complete (>= 1).
       seed: episode k is reset with seed + k.
       num_envs: sub-environments (default min(num_episodes, 10)).
       jit: wrap `act_fn` in `jax.jit` (compiled once: the batch shape is fixed).
+      params: optional pytree of arrays passed to act_fn as its first argument. It is an
+        argument of the jitted act_fn, not a constant in it, so evaluating many parameter sets
+        with the same act_fn object compiles once (the jit cache is keyed by act_fn and shapes).
 
     Returns:
       float64 array [num_episodes] of undiscounted returns, in episode order.
@@ -78,7 +81,10 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
     if jit:
         import jax
 
+        # jax.jit's caches are keyed by the function object: the same act_fn compiles once
         act_fn = jax.jit(act_fn)
+    if params is not None:
+        act_fn = functools.partial(act_fn, params)
     envs = gym.vector.SyncVectorEnv([functools.partial(gym.make, env_id) for _ in range(n)],
                                     autoreset_mode=AutoresetMode.DISABLED)
     try:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import throughput
+from jaxrl_bayes.algos.common import chunked_value_fn
 
 
 def test_chunked_value_fn_equals_unchunked_on_a_deterministic_value():
@@ -24,7 +25,7 @@ def test_chunked_value_fn_equals_unchunked_on_a_deterministic_value():
         return jnp.sum(states, axis=-1) + 1.0
 
     states = jnp.arange(2 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 3, 5, 4)
-    got = jax.jit(throughput.chunked_value_fn(value_fn, 7))(jax.random.PRNGKey(0), states)
+    got = jax.jit(chunked_value_fn(value_fn, 7))(jax.random.PRNGKey(0), states)
     expected = states.sum(-1) + 1.0
     assert got.shape == (2, 3, 5)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
@@ -36,7 +37,7 @@ def test_chunked_value_fn_small_input_is_one_call():
         return states[..., 0] * 2.0
 
     states = jnp.ones((3, 2))
-    got = throughput.chunked_value_fn(value_fn, 8)(jax.random.PRNGKey(0), states)
+    got = chunked_value_fn(value_fn, 8)(jax.random.PRNGKey(0), states)
     np.testing.assert_array_equal(np.asarray(got), 2.0 * np.ones(3))
 
 

@@ -4,6 +4,7 @@ import dataclasses
 import warnings
 
 import gymnasium as gym
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -71,3 +72,34 @@ def test_normalized_score():
     assert normalized_score(135.0, 0.0, 135.0) == pytest.approx(100.0)
     with pytest.raises(ValueError, match="no reference scores"):
         normalized_score(1.0, None, 2.0)
+
+
+_COMPILES: list[str] = []
+
+
+def _on_event(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES.append(str(kwargs.get("fun_name", "")))
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def test_params_form_compiles_the_policy_once():
+    def act(params, obs):  # a fresh function object: nothing compiled for it yet
+        return jnp.tanh(obs @ params)
+
+    n0 = len(_COMPILES)
+    jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(5))
+    assert len(_COMPILES) > n0  # the counter sees a fresh compilation
+    w2 = np.random.default_rng(1).normal(scale=0.3, size=(11, 3)).astype(np.float32)
+    n0 = len(_COMPILES)
+    got_w = evaluate_gym("Hopper-v4", act, num_episodes=3, seed=3, num_envs=2, params=jnp.asarray(W))
+    assert len(_COMPILES) > n0
+    n1 = len(_COMPILES)
+    got_w2 = evaluate_gym("Hopper-v4", act, num_episodes=3, seed=3, num_envs=2, params=jnp.asarray(w2))
+    assert len(_COMPILES) == n1, _COMPILES[n1:]
+    np.testing.assert_allclose(got_w, returns_by_hand("Hopper-v4", 3, seed=3), rtol=1e-5)  # policy() uses W
+    assert not np.allclose(got_w, got_w2)
+    np.testing.assert_allclose(got_w2, evaluate_gym("Hopper-v4", lambda o: act(jnp.asarray(w2), o),
+                                                    num_episodes=3, seed=3, num_envs=2), rtol=1e-6)

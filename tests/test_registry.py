@@ -117,3 +117,31 @@ def test_liquidation_real_module_contract():
     assert (spec.ref_min_score, spec.ref_max_score) == (liquidation.REF_MIN_SCORE,
                                                         liquidation.REF_MAX_SCORE) == (0.0, 135.0)
     assert (spec.obs_dim, spec.act_dim) == (3, 1)
+
+
+def test_evaluate_forwards_params_and_keeps_the_old_form():
+    import jax.numpy as jnp
+
+    seen = []
+
+    def old_evaluator(act_fn, num_episodes, seed):  # no params keyword: the old contract
+        seen.append(("old", np.asarray(act_fn(np.ones((1, 2)))).item()))
+        return np.zeros(num_episodes)
+
+    def new_evaluator(act_fn, num_episodes, seed, params=None):
+        seen.append(("new", np.asarray(act_fn(params, np.ones((1, 2)))).item()))
+        return np.ones(num_episodes)
+
+    base = registry.get_spec("liquidation-random-v0")
+    old = dataclass_replace(base, evaluator=old_evaluator)
+    assert old.evaluate(lambda o: o[:, :1] * 2, 3, 0).shape == (3,) and seen[-1] == ("old", 2.0)
+    new = dataclass_replace(base, evaluator=new_evaluator)
+    out = new.evaluate(lambda p, o: o[:, :1] * p, 4, 0, params=jnp.float32(5.0))
+    assert out.dtype == np.float64 and out.shape == (4,) and seen[-1] == ("new", 5.0)
+
+    # the real liquidation entry: params form == closure form
+    def act(p, o):
+        return jnp.where(o[:, 2:3] > p, 1.0, -1.0)
+
+    np.testing.assert_array_equal(base.evaluate(act, 200, 5, params=jnp.float32(1.2)),
+                                  base.evaluate(lambda o: act(jnp.float32(1.2), o), 200, 5))

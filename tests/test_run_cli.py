@@ -58,7 +58,7 @@ class FakeAgentConfig:
 
 
 FAKE_ALGOS = {"rrpi": {}, "pspo": {"use_bc": True}, "pmdb": {"lr": 0.05}, "rrpi-random": {}}
-COUNTS = {"train_pool": 0, "evaluate": 0}
+COUNTS = {"train_pool": 0, "evaluate": 0, "evaluate_params": 0}
 FAIL = {"final_eval": False}
 
 
@@ -102,10 +102,13 @@ class FakeSpec:
     def termination_fn(obs, act, next_obs):
         return jnp.zeros(obs.shape[:-1], bool)
 
-    def evaluate(self, act_fn, num_episodes, seed):
+    def evaluate(self, act_fn, num_episodes, seed, params=None):
         COUNTS["evaluate"] += 1
         if self.eval_delay:
             time.sleep(self.eval_delay)
+        if params is not None:  # the registry's params form: act_fn(params, obs)
+            COUNTS["evaluate_params"] += 1
+            return fake_returns(lambda o: act_fn(params, o), num_episodes, seed)
         return fake_returns(act_fn, num_episodes, seed)
 
     def normalize(self, returns):
@@ -229,7 +232,7 @@ def env(tmp_path, monkeypatch):
     configs.mkdir()
     (configs / "fakefam.json").write_text(json.dumps(FAKE_PRESET))
     monkeypatch.setenv("JAXRL_BAYES_CACHE", str(tmp_path / "cache"))
-    COUNTS.update(train_pool=0, evaluate=0)
+    COUNTS.update(train_pool=0, evaluate=0, evaluate_params=0)
     FAIL["final_eval"] = False
     comps = make_fake_components(configs)
     return types.SimpleNamespace(tmp=tmp_path, configs=configs, comps=comps,
@@ -341,6 +344,10 @@ def test_default_run_writes_every_artifact(env, capsys):
     assert res["normalized_score"]["std"] == pytest.approx(np.std(norms))
     assert res["device"]["platform"] == "cpu" and res["wall_time_s"] > 0
     assert "mean" in stdout and "raw return" in stdout and str(out) in stdout
+    # every evaluation (2 seeds x 2 evaluations) went through the params form
+    assert COUNTS["evaluate"] == COUNTS["evaluate_params"] == 4
+    # the fake trainer's policy has no deployable form: no policy files, and results say so
+    assert res["policy_files"] == [] and not list(out.glob("policy_seed*.npz"))
 
 
 def test_seed_i_is_independent_of_the_number_of_seeds(env):
@@ -591,6 +598,38 @@ def test_real_default_run_end_to_end_and_cached_pool(real_env, tmp_path, monkeyp
     assert "normalized" in r.stdout and "DP optimum" in r.stdout  # the summary table
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r_["chunk"] for r_ in rows] == [1, 2]
+
+    # the deployable policy: exactly the final checkpoint's TrainState.policy, with the dataset's
+    # normalizers; load_policy(...).act is tanh(mean) of that network (a numpy MLP by hand)
+    import optax
+
+    from jaxrl_bayes import networks
+    from jaxrl_bayes import policy as policy_lib
+    from jaxrl_bayes.data import registry
+
+    assert res["policy_files"] == ["policy_seed0.npz"] and res["per_seed"][0]["policy_file"] == "policy_seed0.npz"
+    assert "policy_seed0.npz" in r.stdout.strip().splitlines()[-1]
+    deployed = policy_lib.load_policy(out / "policy_seed0.npz")
+    assert (deployed.meta["algo"], deployed.meta["dataset"]) == ("rrpi", "liquidation-random-v0")
+    assert deployed.meta["raw_return"] == res["per_seed"][0]["raw_return"] and deployed.header["hidden"] == [32, 32]
+    _, leaves, _ = _final_leaves(out)
+    # TrainState flattens field by field: critic, target_critic, critic_opt, then policy
+    critic = jax.eval_shape(networks.TwinCritic((32, 32)).init, jax.random.PRNGKey(0), jnp.zeros((1, 3)),
+                            jnp.zeros((1, 1)))
+    start = 2 * len(jax.tree_util.tree_leaves(critic)) + len(jax.tree_util.tree_leaves(
+        jax.eval_shape(optax.adam(1e-3).init, critic)))
+    file_leaves = jax.tree_util.tree_leaves(deployed.params)
+    ckpt_leaves = [x[0] for x in leaves[start:start + len(file_leaves)]]  # seed 0
+    assert [x.shape for x in ckpt_leaves] == [x.shape for x in file_leaves]
+    assert all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(ckpt_leaves, file_leaves))
+    ds = registry.get_spec("liquidation-random-v0").load()
+    np.testing.assert_array_equal(np.asarray(deployed.obs_mean), np.asarray(ds.obs_mean, np.float32))
+    np.testing.assert_array_equal(np.asarray(deployed.obs_std), np.asarray(ds.obs_std, np.float32))
+    obs = np.asarray(ds.observations[::997][:128], np.float64)
+    x = (obs - np.asarray(ds.obs_mean, np.float32)) / np.asarray(ds.obs_std, np.float32)
+    b0, k0, b1, k1, b2, k2 = (np.asarray(a, np.float64) for a in ckpt_leaves)  # Dense_0..2: bias, kernel
+    hand = np.tanh((np.maximum(np.maximum(x @ k0 + b0, 0) @ k1 + b1, 0) @ k2 + b2)[:, :1])
+    np.testing.assert_allclose(np.asarray(deployed.act(obs.astype(np.float32))), hand, atol=1e-5)
 
     # exact resume of the real TrainState: drop the last chunk and results, resume, compare
     step, before, _ = _final_leaves(out)

@@ -311,18 +311,30 @@ def make_value_fn(ctx: Ctx, parts: Parts, critic_params) -> Callable[[chex.PRNGK
         log_mu, temp = parts.reference(ctx, flat, actions, dists, q, log_q)
         return value.soft_value(q, log_mu, log_q, temp)
 
-    def value_fn(key, states):
+    return chunked_value_fn(one_batch, config.value_chunk)
+
+
+def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
+    """Evaluates `value_fn(key, states (..., S))` `chunk_states` states at a time with lax.map.
+
+    Same estimator, other random draws (each chunk gets its own key); the last chunk is padded
+    with copies of the first state and trimmed. Keeps one chunk's critic activations
+    (chunk_states * M rows) in cache instead of writing N*K*B*M rows per layer to memory.
+    chunk_states = 0, or a batch no larger than one chunk, calls value_fn once.
+    """
+
+    def fn(key, states):
         batch_shape, dim = states.shape[:-1], states.shape[-1]
         flat = states.reshape(-1, dim)
-        n, chunk = flat.shape[0], config.value_chunk
-        if not chunk or n <= chunk:
-            return one_batch(key, flat).reshape(batch_shape)
-        num = -(-n // chunk)
-        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (num * chunk - n, dim))])
-        v = jax.lax.map(lambda kx: one_batch(*kx), (jax.random.split(key, num), flat.reshape(num, chunk, dim)))
+        n = flat.shape[0]
+        if not chunk_states or n <= chunk_states:
+            return value_fn(key, flat).reshape(batch_shape)
+        num = -(-n // chunk_states)
+        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (num * chunk_states - n, dim))])
+        v = jax.lax.map(lambda kx: value_fn(*kx), (jax.random.split(key, num), flat.reshape(num, chunk_states, dim)))
         return v.reshape(-1)[:n].reshape(batch_shape)
 
-    return value_fn
+    return fn
 
 
 def reference_dists(ctx: Ctx, obs: jax.Array) -> dict:
@@ -407,6 +419,7 @@ class Trainer(NamedTuple):
 
     config: AgentConfig
     data: TrainData
+    nets: Networks
     init: Callable[[chex.PRNGKey, TrainData], TrainState]
     run_chunk: Callable[[TrainState, TrainData], tuple[TrainState, dict]]
     act: Callable[[Any, jax.Array, TrainData], jax.Array]
@@ -643,6 +656,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
     return Trainer(
         config=config,
         data=data,
+        nets=nets,
         init=init,
         run_chunk=run_chunk,
         act=act,

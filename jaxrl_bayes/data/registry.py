@@ -40,7 +40,9 @@ ROBOT_FAMILIES = {"hopper": "hopper", "walker2d": "walker2d", "halfcheetah": "ha
 # the new mujoco bindings).
 D4RL_COMPATIBLE_VERSIONS = (3, 4)
 
-EvalFn = Callable[[Callable[[Any], Any], int, int], np.ndarray]
+# evaluator(act_fn, num_episodes, seed) -> returns; evaluators that take a `params` keyword
+# also accept evaluator(act_fn, num_episodes, seed, params=p) with act_fn(params, obs).
+EvalFn = Callable[..., np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +58,8 @@ class DatasetSpec:
       termination_fn: (obs, act, next_obs) -> bool, from `jaxrl_bayes.termination`.
       eval_env_id: Gymnasium id of the evaluation env, or None (liquidation: a JAX env).
       obs_dim, act_dim: widths where known, else None.
-      evaluator: (act_fn, num_episodes, seed) -> raw returns [num_episodes].
+      evaluator: (act_fn, num_episodes, seed) -> raw returns [num_episodes]; called with a
+        `params=` keyword only when `evaluate` is given params.
       eval_env_spec: what `gym.make` gets for evaluation and width checks: the id, or the
         full `EnvSpec` recorded by Minari (keeps its kwargs and time limit); None if none.
     """
@@ -74,18 +77,25 @@ class DatasetSpec:
     evaluator: Optional[EvalFn] = dataclasses.field(default=None, repr=False)
     eval_env_spec: Any = dataclasses.field(default=None, repr=False, compare=False)
 
-    def evaluate(self, act_fn: Callable[[Any], Any], num_episodes: int = 10,
-                 seed: int = 0) -> np.ndarray:
+    def evaluate(self, act_fn: Callable[..., Any], num_episodes: int = 10,
+                 seed: int = 0, params: Any = None) -> np.ndarray:
         """Raw returns [num_episodes] of the deterministic policy `act_fn`.
 
         Args:
-          act_fn: observations [batch, obs_dim] -> actions [batch, act_dim], JAX-traceable.
+          act_fn: observations [batch, obs_dim] -> actions [batch, act_dim], JAX-traceable;
+            with `params`, (params, observations) -> actions.
           num_episodes: episodes (BENCHMARKS.md: >= 10 locomotion, >= 1000 liquidation).
           seed: evaluation seed.
+          params: optional pytree of arrays handed to act_fn as a traced argument: evaluating
+            many parameter sets with one act_fn object compiles the evaluation once.
         """
         if self.evaluator is None:
             raise ValueError(f"dataset {self.name!r} has no evaluation environment")
-        return np.asarray(self.evaluator(act_fn, num_episodes, seed), dtype=np.float64)
+        if params is None:
+            returns = self.evaluator(act_fn, num_episodes, seed)
+        else:
+            returns = self.evaluator(act_fn, num_episodes, seed, params=params)
+        return np.asarray(returns, dtype=np.float64)
 
     def normalize(self, returns) -> np.ndarray:
         """Normalised score 100 (R - ref_min) / (ref_max - ref_min) (`normalized_score`)."""
@@ -100,8 +110,8 @@ def list_datasets() -> list[str]:
 
 
 def _gym_evaluator(env: Any) -> EvalFn:
-    def evaluate(act_fn, num_episodes, seed):
-        return evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed)
+    def evaluate(act_fn, num_episodes, seed, params=None):
+        return evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed, params=params)
 
     return evaluate
 
@@ -148,8 +158,11 @@ def _liquidation_spec() -> DatasetSpec:
         raw = liquidation.generate_dataset(seed=0)
         return Dataset.from_arrays(**raw, name=LIQUIDATION_NAME)
 
-    def evaluate(act_fn, num_episodes, seed):
-        return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed)
+    def evaluate(act_fn, num_episodes, seed, params=None):
+        if params is None:  # the old call form (also what stand-in modules implement)
+            return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed)
+        return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed,
+                                           params=params)
 
     return DatasetSpec(
         name=LIQUIDATION_NAME, family="liquidation", source="liquidation", load=load,

@@ -20,7 +20,8 @@ This module holds
 - a pure-JAX functional environment `reset(key)`, `step(state, action, key)` (jit/vmap
   friendly, `LiquidationState` pytree);
 - the behaviour policy and `generate_dataset` (D4RL schema);
-- `evaluate_policy` (vmap over episodes, lax.scan over the 20 steps, jit) and `score_summary`;
+- `evaluate_policy` (vmap over episodes, lax.scan over the 20 steps, jit; optional traced
+  `params` so one compilation serves many parameter sets) and `score_summary`;
 - the exact optimum `dp_optimum` (dynamic programming, see `liquidation_dp`), the threshold
   policy `make_dp_policy`, fixed schedules, their closed-form values and `reference_table`.
 """
@@ -72,6 +73,8 @@ DATASET_CHUNK_EPISODES = 4096  # episodes simulated per jitted call in generate_
 
 PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]  # (obs [n, 3], key) -> actions [n, 1]
 ActFn = Callable[[jax.Array], jax.Array]  # obs [n, 3] -> actions [n, 1]
+ParamPolicyFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (params, obs, key) -> actions
+ParamActFn = Callable[[Any, jax.Array], jax.Array]  # (params, obs [n, 3]) -> actions [n, 1]
 
 
 class LiquidationActionError(ValueError):
@@ -262,6 +265,32 @@ def rollout(policy_fn: PolicyFn, key: jax.Array, num_episodes: int) -> Trajector
     Returns:
       Trajectory, time-major [H, n, ...] with H = 20; returns are rewards.sum(0).
     """
+    return _simulate(policy_fn, key, num_episodes)
+
+
+@functools.partial(jax.jit, static_argnames=("policy_fn", "num_episodes"))
+def rollout_with_params(policy_fn: ParamPolicyFn, params: Any, key: jax.Array,
+                        num_episodes: int) -> Trajectory:
+    """`rollout` of policy_fn(params, obs, key), with `params` a traced argument.
+
+    One compilation serves every `params` of the same structure, shapes and dtypes: the
+    jit cache is keyed by `policy_fn` (static, hashable), the shapes of `params` and
+    `num_episodes`, never by the parameter values.
+
+    Args:
+      policy_fn: (params, obs [n, 3], key) -> actions [n, 1]; JAX-traceable and hashable.
+      params: a pytree of arrays (e.g. one seed's policy parameters).
+      key: PRNG key.
+      num_episodes: n.
+
+    Returns:
+      Trajectory, time-major [H, n, ...] (see `rollout`).
+    """
+    return _simulate(lambda obs, k: policy_fn(params, obs, k), key, num_episodes)
+
+
+def _simulate(policy_fn: PolicyFn, key: jax.Array, num_episodes: int) -> Trajectory:
+    """The body of `rollout` (traced inside its callers' jit)."""
     n = num_episodes
     k_reset, k_steps = jax.random.split(key)
     state, obs = jax.vmap(reset)(jax.random.split(k_reset, n))
@@ -384,6 +413,22 @@ class _Deterministic:
         return jnp.asarray(self.act_fn(obs), jnp.float32)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _DeterministicWithParams(_Deterministic):
+    """Adapts act_fn(params, obs) to policy_fn(params, obs, key) (same hash/eq as the parent)."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return super().__eq__(other)
+
+    __hash__ = _Deterministic.__hash__
+
+    def __call__(self, params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:  # type: ignore[override]
+        del key
+        return jnp.asarray(self.act_fn(params, obs), jnp.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # Dataset
 # --------------------------------------------------------------------------------------------
@@ -461,13 +506,17 @@ def _check_actions(traj: Trajectory) -> None:
         )
 
 
-def monte_carlo_returns(policy_fn: PolicyFn, num_episodes: int, seed: int = 0) -> np.ndarray:
+def monte_carlo_returns(policy_fn: PolicyFn | ParamPolicyFn, num_episodes: int, seed: int = 0,
+                        params: Any = None) -> np.ndarray:
     """Returns of a (possibly stochastic) policy_fn(obs, key) over `num_episodes` episodes.
 
     Args:
-      policy_fn: (obs [n, 3], key) -> actions [n, 1], JAX-traceable and hashable.
+      policy_fn: (obs [n, 3], key) -> actions [n, 1], JAX-traceable and hashable; with
+        `params`, (params, obs [n, 3], key) -> actions [n, 1] (see `rollout_with_params`).
       num_episodes: number of episodes n.
       seed: integer seed.
+      params: optional pytree handed to policy_fn as a traced argument (no recompilation
+        for new values of the same shapes).
 
     Returns:
       [n] float64 raw returns. Raises LiquidationActionError if an action taken was not
@@ -477,25 +526,42 @@ def monte_carlo_returns(policy_fn: PolicyFn, num_episodes: int, seed: int = 0) -
         raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
     if num_episodes <= 0:
         raise ValueError(f"num_episodes must be positive, got {num_episodes}")
-    traj = jax.device_get(rollout(policy_fn, jax.random.PRNGKey(int(seed)), int(num_episodes)))
+    key = jax.random.PRNGKey(int(seed))
+    if params is None:
+        traj = rollout(policy_fn, key, int(num_episodes))
+    else:
+        traj = rollout_with_params(policy_fn, params, key, int(num_episodes))
+    traj = jax.device_get(traj)
     _check_actions(traj)
     return np.asarray(traj.rewards, dtype=np.float64).sum(axis=0)
 
 
-def evaluate_policy(act_fn: ActFn, num_episodes: int = 1000, seed: int = 0) -> np.ndarray:
+def evaluate_policy(act_fn: ActFn | ParamActFn, num_episodes: int = 1000, seed: int = 0,
+                    params: Any = None) -> np.ndarray:
     """Raw returns of a deterministic policy, all episodes in one jitted vmap/scan rollout.
 
+    Two call forms:
+
+    - `evaluate_policy(act_fn, n, seed)`: act_fn(obs). The compiled rollout is cached per
+      act_fn object, so a new closure (e.g. over another seed's parameters) recompiles.
+    - `evaluate_policy(act_fn, n, seed, params=p)`: act_fn(params, obs) with `params` a traced
+      argument of ONE jitted rollout, cached per act_fn object and the shapes of `params`:
+      evaluating many parameter sets with the same act_fn compiles once.
+
     Args:
-      act_fn: obs [n, 3] float32 -> actions [n, 1] in [-1, 1]; must be JAX-traceable.
-        Passing the same act_fn object again reuses the compiled rollout.
+      act_fn: obs [n, 3] float32 -> actions [n, 1] in [-1, 1] (or (params, obs) -> actions
+        when `params` is given); must be JAX-traceable.
       num_episodes: number of episodes n (BENCHMARKS.md asks for at least 1000).
       seed: integer seed (episodes are common random numbers across policies).
+      params: optional pytree of arrays passed to act_fn as its first argument.
 
     Returns:
       [n] float64 raw returns (normalise with `score_summary`). Raises
       LiquidationActionError (a ValueError) if any action taken was NaN or |a| > 1.
     """
-    return monte_carlo_returns(_Deterministic(act_fn), num_episodes, seed)
+    if params is None:
+        return monte_carlo_returns(_Deterministic(act_fn), num_episodes, seed)
+    return monte_carlo_returns(_DeterministicWithParams(act_fn), num_episodes, seed, params=params)
 
 
 def normalize_score(raw_return: Any) -> Any:
