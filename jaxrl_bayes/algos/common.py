@@ -409,8 +409,6 @@ def strong_types(tree):
     return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
-def polyak(new, old, tau: float):
-    return jax.tree_util.tree_map(lambda n, o: tau * n + (1.0 - tau) * o, new, old)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -585,11 +583,11 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
 
         new_state = state.replace(
             critic=critic,
-            target_critic=polyak(critic, state.target_critic, config.tau),
+            target_critic=optax.incremental_update(critic, state.target_critic, config.tau),
             critic_opt=critic_opt,
             policy=policy,
             policy_opt=policy_opt,
-            ref_policy=polyak(policy, state.ref_policy, config.ref_tau),
+            ref_policy=optax.incremental_update(policy, state.ref_policy, config.ref_tau),
             belief=belief,
             step=state.step + 1,
             key=key,
