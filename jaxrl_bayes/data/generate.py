@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import sac
+from jaxrl_bayes import evaluation
 from jaxrl_bayes.data import d4rl
 from jaxrl_bayes.io import atomic_open
 
@@ -169,8 +170,7 @@ def normalized_score(family: str, ret: float) -> Optional[float]:
     """100 (ret - random) / (expert - random) with D4RL's references, None off D4RL robots."""
     if family not in d4rl.REF_MAX_SCORE:
         return None
-    lo, hi = d4rl.REF_MIN_SCORE[family], d4rl.REF_MAX_SCORE[family]
-    return 100.0 * (ret - lo) / (hi - lo)
+    return float(evaluation.normalized_score(ret, d4rl.REF_MIN_SCORE[family], d4rl.REF_MAX_SCORE[family]))
 
 
 # ----------------------------------------------------------------------------- environments

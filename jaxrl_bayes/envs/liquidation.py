@@ -565,8 +565,10 @@ def evaluate_policy(act_fn: ActFn | ParamActFn, num_episodes: int = 1000, seed: 
 
 
 def normalize_score(raw_return: Any) -> Any:
-    """D4RL-normalised score 100 (R - 0) / (135 - 0)."""
-    return 100.0 * (np.asarray(raw_return) - REF_MIN_SCORE) / (REF_MAX_SCORE - REF_MIN_SCORE)
+    """D4RL-normalised score 100 (R - 0) / (135 - 0) (`evaluation.normalized_score`)."""
+    from jaxrl_bayes.evaluation import normalized_score
+
+    return normalized_score(raw_return, REF_MIN_SCORE, REF_MAX_SCORE)
 
 
 def score_summary(returns: np.ndarray) -> dict[str, float]:
