@@ -532,7 +532,8 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
             ctx = ctx._replace(state=state.replace(belief=belief))
         y_fake, target_metrics = parts.model_target(ctx, k_fake_t, fake.obs, fake.act, target_value)
         if config.real_target == "robust":
-            y_real, _ = parts.model_target(ctx, k_fake_t, real.obs, real.act, target_value)
+            # own key (folded, so the default path's random stream is unchanged)
+            y_real, _ = parts.model_target(ctx, jax.random.fold_in(k_fake_t, 1), real.obs, real.act, target_value)
         obs = jnp.concatenate([real.obs, fake.obs])
         act = jnp.concatenate([real.act, fake.act])
         y = jax.lax.stop_gradient(jnp.concatenate([y_real, y_fake]))
@@ -669,8 +670,8 @@ def make_train(config: AgentConfig, dataset, pool, termination_fn, num_chunks: i
     """PureJaxRL-style `train(key) -> (final state, metrics stacked over chunks)`.
 
     The whole run is one pure function: `jax.jit(jax.vmap(train))(keys)` trains many seeds.
-    Returns (train, trainer); `train` closes over nothing large: it takes the data as a
-    default argument bound outside jit via `functools.partial`.
+    Returns (train, trainer); `train(key, data)` takes the data as an argument (pass
+    `trainer.data`), so nothing large is closed over: `jax.jit(jax.vmap(train, (0, None)))`.
     """
     trainer = make_trainer(config, dataset, pool, termination_fn, parts)
 
