@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes.io import atomic_open
-from jaxrl_bayes import dynamics, networks, rollout
+from jaxrl_bayes import buffer, dynamics, networks, rollout
 from jaxrl_bayes.algos import algo_config, make_trainer, parts_for
 from jaxrl_bayes.algos import common
 from jaxrl_bayes.data.dataset import Dataset
@@ -407,7 +407,7 @@ def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
         return common.Ctx(cfg, nets, data, state, walker2d_termination)
 
     def real_of(data):
-        return rollout.Transition(data.obs[ridx], data.act[ridx], data.reward[ridx], data.next_obs[ridx], data.done[ridx])
+        return buffer.Transition(data.obs[ridx], data.act[ridx], data.reward[ridx], data.next_obs[ridx], data.done[ridx])
 
     def model_target(state, data, key):
         ctx = ctx_of(state, data)

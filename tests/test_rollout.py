@@ -4,41 +4,41 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_bayes import rollout
+from jaxrl_bayes import buffer, rollout
 
 
 def _items(values):
     v = jnp.asarray(values, jnp.float32)
-    return rollout.Transition(v[:, None], v[:, None], v, v[:, None], jnp.zeros_like(v, bool))
+    return buffer.Transition(v[:, None], v[:, None], v, v[:, None], jnp.zeros_like(v, bool))
 
 
 def test_ring_buffer_keeps_exactly_the_newest_entries():
-    buf = rollout.buffer_init(10, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
-    buf = rollout.buffer_add(buf, _items(np.arange(1, 8)))  # 1..7
+    buf = buffer.buffer_init(10, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
+    buf = buffer.buffer_add(buf, _items(np.arange(1, 8)))  # 1..7
     assert int(buf.count) == 7 and int(buf.index) == 7
     valid = np.array([True, False, True, True, True, False, True, True])
-    buf = rollout.buffer_add(buf, _items(np.arange(8, 16)), jnp.asarray(valid))  # adds 8,10,11,12,14,15
+    buf = buffer.buffer_add(buf, _items(np.arange(8, 16)), jnp.asarray(valid))  # adds 8,10,11,12,14,15
     assert int(buf.count) == 10
     added = [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 14, 15]
     assert sorted(np.asarray(buf.data.reward).tolist()) == added[-10:]
     # An oversized batch keeps its newest `capacity` valid rows.
-    buf = rollout.buffer_add(buf, _items(np.arange(100, 125)))
+    buf = buffer.buffer_add(buf, _items(np.arange(100, 125)))
     assert sorted(np.asarray(buf.data.reward).tolist()) == list(range(115, 125))
     assert int(buf.count) == 10
 
 
 def test_oldest_not_newest_block_is_overwritten():
-    buf = rollout.buffer_init(6, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
+    buf = buffer.buffer_init(6, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
     for start in (1, 5, 9):
-        buf = rollout.buffer_add(buf, _items(np.arange(start, start + 4)))
+        buf = buffer.buffer_add(buf, _items(np.arange(start, start + 4)))
     # 12 values added into 6 slots: exactly the newest six survive
     assert sorted(np.asarray(buf.data.reward).tolist()) == [7, 8, 9, 10, 11, 12]
 
 
 def test_samples_never_touch_empty_slots():
-    buf = rollout.buffer_init(100, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
-    buf = rollout.buffer_add(buf, _items([5.0, 6.0, 7.0]))
-    batch = rollout.buffer_sample(buf, jax.random.PRNGKey(0), 5000)
+    buf = buffer.buffer_init(100, jax.tree_util.tree_map(lambda x: x[0], _items([0.0])))
+    buf = buffer.buffer_add(buf, _items([5.0, 6.0, 7.0]))
+    batch = buffer.buffer_sample(buf, jax.random.PRNGKey(0), 5000)
     values = np.asarray(batch.reward)
     assert set(values.tolist()) == {5.0, 6.0, 7.0}  # never a zero-filled empty slot
 
@@ -76,7 +76,7 @@ def test_terminated_paths_stay_terminated_and_add_nothing():
         assert not np.any(v[first_done + 1:])
     assert valid[0, 2] and done[0, 2]  # starts beyond the threshold: one transition, then stop
     items, flat_valid = rollout.flatten_rollout(r)
-    buf = rollout.buffer_add(rollout.buffer_init(64, jax.tree_util.tree_map(lambda x: x[0], items)), items, flat_valid)
+    buf = buffer.buffer_add(buffer.buffer_init(64, jax.tree_util.tree_map(lambda x: x[0], items)), items, flat_valid)
     assert int(buf.count) == int(valid.sum())
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl_bayes import backups, dynamics, networks, rollout, value
+from jaxrl_bayes import backups, buffer, dynamics, networks, rollout, value
 from jaxrl_bayes.posterior import belief_entropy, uniform_belief
 
 
@@ -177,7 +177,7 @@ class TrainState:
     policy_opt: Any
     ref_policy: Any  # mu / pi_k: Polyak copy of the policy
     behaviour: Any  # pi_beta (PSPO; RRPI keeps its unused initial copy)
-    buffer: rollout.RingBuffer
+    buffer: buffer.RingBuffer
     belief: jax.Array  # PSPO posterior b over the N active members (uniform for RRPI)
     eta: jax.Array  # PSPO trust-region multiplier
     step: jax.Array
@@ -495,7 +495,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
             behaviour = behaviour_cloning(k_bc, policy, data)
             if config.init_from_behaviour:
                 policy = behaviour
-        example = rollout.Transition(
+        example = buffer.Transition(
             jnp.zeros((obs_dim,)), jnp.zeros((act_dim,)), jnp.zeros(()), jnp.zeros((obs_dim,)), jnp.zeros((), bool)
         )
         return strong_types(TrainState(
@@ -506,7 +506,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
             policy_opt=policy_tx.init(policy),
             ref_policy=policy,
             behaviour=behaviour,
-            buffer=rollout.buffer_init(config.buffer_capacity, example),
+            buffer=buffer.buffer_init(config.buffer_capacity, example),
             belief=uniform_belief(n_active),
             eta=jnp.asarray(config.trust_eta, jnp.float32),
             step=jnp.zeros((), jnp.int32),
@@ -520,8 +520,8 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
         target_value = make_value_fn(ctx, parts, state.target_critic)
 
         idx = jax.random.randint(k_real, (config.real_batch,), 0, data.obs.shape[0])
-        real = rollout.Transition(data.obs[idx], data.act[idx], data.reward[idx], data.next_obs[idx], data.done[idx])
-        fake = rollout.buffer_sample(state.buffer, k_fake, config.model_batch)
+        real = buffer.Transition(data.obs[idx], data.act[idx], data.reward[idx], data.next_obs[idx], data.done[idx])
+        fake = buffer.buffer_sample(state.buffer, k_fake, config.model_batch)
 
         # targets
         y_real = backups.bellman_target(real.reward, real.done, target_value(k_vreal, real.next_obs),
@@ -627,11 +627,11 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool, term
             obs_bounds=(data.obs_low, data.obs_high),
         )
         items, valid = rollout.flatten_rollout(roll)
-        buffer = rollout.buffer_add(state.buffer, items, valid)
+        model_buffer = buffer.buffer_add(state.buffer, items, valid)
         picks = jnp.sum(jax.nn.one_hot(roll.member, n_active) * roll.valid[..., None], axis=(0, 1))
         old_policy = state.policy
 
-        state = state.replace(buffer=buffer, key=key)
+        state = state.replace(buffer=model_buffer, key=key)
         state, metrics = jax.lax.scan(lambda s, _: train_step(s, data), state, None, length=config.steps_per_chunk)
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
 
