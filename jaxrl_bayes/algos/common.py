@@ -32,6 +32,7 @@ import optax
 
 from jaxrl_bayes import backups, buffer, dynamics, networks, rollout, value
 from jaxrl_bayes.posterior import belief_entropy, uniform_belief
+from jaxrl_bayes.data.dataset import reward_normalizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +235,8 @@ def make_train_data(dataset, pool: dynamics.DynamicsPool, config: AgentConfig, k
     active = jax.random.permutation(key, jnp.asarray(candidates))[: config.num_active]
     obs = jnp.asarray(dataset.observations, jnp.float32)
     std = jnp.asarray(dataset.obs_std, jnp.float32)
-    shift, scale = reward_normalizer(dataset, config)
+    shift, scale = reward_normalizer(float(dataset.reward_min), float(dataset.reward_max),
+                                     config.reward_normalization)
     return TrainData(
         obs=obs,
         act=jnp.asarray(dataset.actions, jnp.float32),
@@ -249,19 +251,6 @@ def make_train_data(dataset, pool: dynamics.DynamicsPool, config: AgentConfig, k
         reward_scale=jnp.asarray(scale, jnp.float32),
         model=dynamics.select(pool, active),
     )
-
-
-def reward_normalizer(dataset, config: AgentConfig) -> tuple[float, float]:
-    """(shift, scale) of the learning reward units r~ = (r - shift) / scale (see AgentConfig)."""
-    if config.reward_normalization == "pmdb":
-        return float(dataset.reward_shift), float(dataset.reward_scale)
-    r_min, r_max = float(dataset.reward_min), float(dataset.reward_max)
-    if r_min < 0:
-        raise ValueError(
-            f"reward_normalization='scale' needs non-negative rewards, but the dataset's minimum is "
-            f"{r_min:g}; use reward_normalization='pmdb'"
-        )
-    return 0.0, 1.1 * r_max if r_max > 0 else 1.0
 
 
 # ----------------------------------------------------------------------------- building blocks

@@ -188,17 +188,29 @@ class Dataset:
         )
 
 
-def reward_normalizer(r_min: float, r_max: float) -> tuple[float, float]:
-    """PMDB's reward shift and scale.
+def reward_normalizer(r_min: float, r_max: float, mode: str = "pmdb") -> tuple[float, float]:
+    """The (shift, scale) of the learning reward units r~ = (r - shift) / scale.
 
     Args:
       r_min, r_max: the smallest and largest reward in the data.
+      mode: "pmdb" (PMDB's shift and scale) or "scale" (no shift; for tasks where a constant
+        per-step shift changes the optimal policy, such as liquidation, whose episodes end on a
+        sale).
 
     Returns:
-      (shift, scale) with shift = r_min - 0.05 (r_max - r_min), scale = 1.1 (r_max - r_min);
-      when all rewards are equal (scale 0) the scale is 1 and shift = r_min - 0.05, so every
-      normalised reward is 0.05 rather than a division by zero.
+      "pmdb": shift = r_min - 0.05 (r_max - r_min), scale = 1.1 (r_max - r_min); when all
+      rewards are equal (scale 0) the scale is 1 and shift = r_min - 0.05, so every normalised
+      reward is 0.05 rather than a division by zero.
+      "scale": shift = 0, scale = 1.1 r_max (1 when r_max <= 0); needs r_min >= 0.
     """
+    if mode == "scale":
+        if r_min < 0:
+            raise ValueError(
+                f"reward_normalization='scale' needs non-negative rewards, but the dataset's minimum is "
+                f"{r_min:g}; use reward_normalization='pmdb'")
+        return 0.0, REWARD_SPAN * r_max if r_max > 0 else 1.0
+    if mode != "pmdb":
+        raise ValueError(f"unknown reward normalization {mode!r}; choose 'pmdb' or 'scale'")
     span = r_max - r_min
     if span <= 0.0:
         return r_min - REWARD_MARGIN, 1.0
