@@ -66,7 +66,7 @@ def test_hdf5_without_next_observations_gives_the_expected_transitions(tmp_path)
     raw = write_d4rl_file(path, obs_dim=2, act_dim=1, rows=7)
     # Rows 0..6: episode 0-2 falls at row 2, episode 3-4 times out at row 4 (dropped), episode
     # 5-6 is cut by the file's end (row 6 dropped: no next observation without the key).
-    ds = d4rl.Dataset.from_arrays(**d4rl.load_hdf5(path), name=NAME)
+    ds = d4rl.Dataset.from_arrays(**d4rl.load_hdf5(path), name=NAME, min_transitions=1)
     expected_obs = [[0, 0.01], [1, 1.01], [2, 2.01], [3, 3.01], [5, 5.01]]
     # D4RL: next observation = observations[i + 1], also for the terminal row 2.
     expected_next = [[1, 1.01], [2, 2.01], [3, 3.01], [4, 4.01], [6, 6.01]]
@@ -83,15 +83,16 @@ def test_hdf5_without_next_observations_gives_the_expected_transitions(tmp_path)
 def test_hdf5_errors_name_the_problem(tmp_path):
     nan_path = tmp_path / "nan.hdf5"
     write_d4rl_file(nan_path, nan_key="rewards")
-    with pytest.raises(DatasetError, match=r"'rewards' has 1 non-finite values \(1 NaN"):
-        d4rl.load_hdf5(nan_path)
+    with pytest.raises(DatasetError, match=r"nan\.hdf5': key 'rewards' has 1 non-finite values "
+                                           r"\(1 NaN, 0 inf\) at rows \[3\]"):
+        d4rl.load_file(nan_path)
 
     missing = tmp_path / "missing.hdf5"
     with h5py.File(missing, "w") as f:
         f.create_dataset("observations", data=np.zeros((3, 2)))
         f.create_dataset("actions", data=np.zeros((3, 1)))
         f.create_dataset("rewards", data=np.zeros(3))
-    with pytest.raises(DatasetError, match=r"lacks the D4RL key\(s\) \['terminals', 'timeouts'\]"):
+    with pytest.raises(DatasetError, match=r"lacks the D4RL key\(s\) \['terminals'\]"):
         d4rl.load_hdf5(missing)
 
     truncated = tmp_path / "truncated.hdf5"

@@ -20,7 +20,7 @@ def _raw_rows():
 
 def test_view_without_next_observations_matches_hand_computed():
     obs, act, rew, term, tout = _raw_rows()
-    ds = Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy")
+    ds = Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy", min_transitions=1)
     # Kept rows: 0, 1, 3, 4, 5 (row 2 is a timeout, row 6 is the last row: no next obs).
     np.testing.assert_array_equal(ds.observations, [[0, 0], [1, 10], [3, 30], [4, 40], [5, 50]])
     np.testing.assert_array_equal(ds.next_observations,
@@ -50,7 +50,8 @@ def test_view_with_next_observations_keeps_last_row_and_uses_the_key():
     obs, act, rew, term, tout = _raw_rows()
     nxt = obs + 0.5  # distinguishable from observations[i + 1]
     view = qlearning_view({"observations": obs, "actions": act, "rewards": rew,
-                           "terminals": term, "timeouts": tout, "next_observations": nxt})
+                           "terminals": term, "timeouts": tout, "next_observations": nxt},
+                          min_transitions=1)
     kept = [0, 1, 3, 4, 5, 6]
     np.testing.assert_array_equal(view["observations"], obs[kept])
     np.testing.assert_array_equal(view["next_observations"], nxt[kept])
@@ -60,7 +61,7 @@ def test_view_with_next_observations_keeps_last_row_and_uses_the_key():
 def test_keep_timeouts_and_explicit_starts():
     obs, act, rew, term, tout = _raw_rows()
     ds = Dataset.from_arrays(obs, act, rew, term, timeouts=tout, next_observations=obs + 1,
-                             drop_timeouts=False, start_observations=obs[[0, 3]])
+                             drop_timeouts=False, start_observations=obs[[0, 3]], min_transitions=1)
     assert ds.size == 7
     np.testing.assert_array_equal(ds.terminals, term.astype(np.float32))  # timeout not terminal
     assert ds.num_episodes == 2
@@ -70,14 +71,14 @@ def test_constant_rewards_and_features_are_guarded():
     assert reward_normalizer(2.0, 2.0) == (1.95, 1.0)
     obs = np.stack([np.arange(4.0), np.full(4, 3.0)], axis=1)
     ds = Dataset.from_arrays(obs, np.zeros((4, 1)), np.ones(4), np.zeros(4),
-                             next_observations=obs)
+                             next_observations=obs, min_transitions=1)
     np.testing.assert_allclose(ds.normalized_rewards(), 0.05, rtol=1e-6)
     assert float(ds.obs_std[1]) == 1.0 and float(ds.act_std[0]) == 1.0
 
 
 def test_dataset_is_a_pytree_that_jits():
     obs, act, rew, term, tout = _raw_rows()
-    ds = Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy")
+    ds = Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy", min_transitions=1)
     out = jax.jit(lambda d: d.normalized_rewards().sum())(ds)
     assert float(out) == pytest.approx(float(ds.normalized_rewards().sum()), rel=1e-6)
     assert len(jax.tree_util.tree_leaves(ds)) == 14  # name is static
@@ -89,7 +90,7 @@ def test_non_finite_values_name_the_key_and_count(bad, count, kind):
     act = act.copy()
     act[1:1 + count, 0] = bad
     with pytest.raises(DatasetError, match=rf"'actions' has {count} non-finite values \({kind}"):
-        Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy")
+        Dataset.from_arrays(obs, act, rew, term, timeouts=tout, name="toy", min_transitions=1)
 
 
 def test_missing_key_unequal_lengths_and_bad_dims():

@@ -47,25 +47,31 @@ def test_unknown_name_suggests_the_closest():
         registry.get_spec("half-cheetah-expert-v2")
 
 
-def test_width_mismatch_is_reported(tmp_path, monkeypatch):
+def test_width_mismatch_is_refused_by_spec_load(tmp_path, monkeypatch):
+    """spec.load() itself checks widths (experiments load through it), naming the file."""
     import h5py
 
     monkeypatch.setenv(d4rl.DATASET_DIR_ENV, str(tmp_path))
-    rows = 6
-    with h5py.File(tmp_path / "walker2d_random-v2.hdf5", "w") as f:  # hopper widths
+    rows = 12
+    path = tmp_path / "walker2d_full_replay-v2.hdf5"
+    with h5py.File(path, "w") as f:  # hopper widths under a walker2d name
         f["observations"] = np.zeros((rows, 11))
         f["next_observations"] = np.zeros((rows, 11))
         f["actions"] = np.zeros((rows, 3))
         f["rewards"] = np.arange(rows, dtype=np.float32)
         f["terminals"] = np.zeros(rows, bool)
         f["timeouts"] = np.zeros(rows, bool)
-    with pytest.raises(DatasetError, match=r"width 11 .* width 3, but the registry expects 17 "
-                                           r"and 6"):
-        registry.load_dataset("walker2d-random-v2")
-    spec = registry.get_spec("walker2d-random-v2")
-    bad = dataclass_replace(spec, obs_dim=None, act_dim=None)  # only the env can object now
-    with pytest.raises(DatasetError, match="evaluation environment Walker2d-v4 expects 17 and 6"):
-        registry.check_widths(bad.load(), bad)
+    expected = (rf"^dataset 'walker2d-full-replay-v2' \({path}\) has observations of width 11 "
+                r"and actions of width 3, but the evaluation environment Walker2d-v4 expects 17 "
+                r"and 6: the data belongs to another environment; [^\n]*$")
+    with pytest.raises(DatasetError, match=expected):
+        registry.get_spec("walker2d-full-replay-v2").load()
+    with pytest.raises(DatasetError, match=expected):
+        registry.load_dataset("walker2d-full-replay-v2")
+    spec = registry.get_spec("walker2d-full-replay-v2")
+    no_env = dataclass_replace(spec, eval_env_spec=None)  # the registry's widths still object
+    with pytest.raises(DatasetError, match="but the registry expects 17 and 6"):
+        no_env.load()
 
 
 def dataclass_replace(spec, **kw):
@@ -82,22 +88,20 @@ def test_liquidation_entry_uses_the_env_module(monkeypatch):
 
     def generate_dataset(seed=0, num_transitions=200_000):
         calls["seed"] = seed
-        obs = np.array([[0, 100, 1.0], [1, 50, 1.1], [0, 100, 0.9], [1, 100, 1.0]])
-        return {"observations": obs, "actions": np.array([[0.5], [1.0], [-1.0], [1.0]]),
-                "rewards": np.array([50.0, 55.0, 0.0, 100.0]),
+        obs = np.tile([[0, 100, 1.0], [1, 50, 1.1], [0, 100, 0.9], [1, 100, 1.0]], (3, 1))
+        return {"observations": obs, "actions": np.tile([[0.5], [1.0], [-1.0], [1.0]], (3, 1)),
+                "rewards": np.tile([50.0, 55.0, 0.0, 100.0], 3),
                 "next_observations": obs + [1, 0, 0],
-                "terminals": np.array([0, 1, 0, 1], bool), "timeouts": np.zeros(4, bool)}
+                "terminals": np.tile(np.array([0, 1, 0, 1], bool), 3),
+                "timeouts": np.zeros(12, bool)}
 
     def evaluate_policy(act_fn, num_episodes=1000, seed=0):
         calls["eval"] = (num_episodes, seed)
         return np.full(num_episodes, 67.5)
 
     fake.generate_dataset, fake.evaluate_policy = generate_dataset, evaluate_policy
-    try:
-        import jaxrl_bayes.envs as envs_pkg
-    except ImportError:  # the envs package not written yet
-        envs_pkg = types.ModuleType("jaxrl_bayes.envs")
-        monkeypatch.setitem(sys.modules, "jaxrl_bayes.envs", envs_pkg)
+    import jaxrl_bayes.envs as envs_pkg
+
     monkeypatch.setitem(sys.modules, "jaxrl_bayes.envs.liquidation", fake)
     monkeypatch.setattr(envs_pkg, "liquidation", fake, raising=False)
     spec = registry.get_spec("liquidation-random-v0")
@@ -105,14 +109,15 @@ def test_liquidation_entry_uses_the_env_module(monkeypatch):
     assert (spec.ref_min_score, spec.ref_max_score, spec.obs_dim, spec.act_dim) == (0, 135, 3, 1)
     assert spec.termination_fn is termination.liquidation_termination
     ds = registry.load_dataset("liquidation-random-v0")
-    assert ds.size == 4 and calls["seed"] == 0 and ds.start_observations.shape == (2, 3)
+    assert ds.size == 12 and calls["seed"] == 0 and ds.start_observations.shape == (6, 3)
     returns = spec.evaluate(lambda o: o[:, :1], num_episodes=7, seed=3)
     assert calls["eval"] == (7, 3) and returns.shape == (7,)
     np.testing.assert_allclose(spec.normalize(returns), 50.0)
 
 
 def test_liquidation_real_module_contract():
-    liquidation = pytest.importorskip("jaxrl_bayes.envs.liquidation")
+    from jaxrl_bayes.envs import liquidation
+
     spec = registry.get_spec("liquidation-random-v0")
     assert (spec.ref_min_score, spec.ref_max_score) == (liquidation.REF_MIN_SCORE,
                                                         liquidation.REF_MAX_SCORE) == (0.0, 135.0)

@@ -27,11 +27,12 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from jaxrl_bayes.data.dataset import Dataset, DatasetError, validate_raw
+from jaxrl_bayes.data.dataset import REQUIRED_KEYS, Dataset, DatasetError, Widths
+from jaxrl_bayes.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,22 @@ KNOWN_FILES: dict[str, tuple[int, str]] = {
         75_854_457, "e121c5f7c9857a307baa9edc6a2c3b48e85fedb9ac316ecddd0f48ca7ef4e39b"),
 }
 
-REQUIRED_HDF5_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-OPTIONAL_HDF5_KEYS = ("next_observations",)
+# D4RL v2 files all hold `timeouts`; a user's own D4RL-schema file may lack it (no truncations).
+REQUIRED_HDF5_KEYS = REQUIRED_KEYS
+OPTIONAL_HDF5_KEYS = ("timeouts", "next_observations")
+# Where a D4RL-schema file may name its Gymnasium environment: a root attribute, or a scalar
+# dataset under metadata/ (what `jaxrl_bayes.collect` writes).
+ENV_ID_ATTRS = ("env_id", "env_name", "gym_env", "metadata/env_id")
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30.0
 
 
-class D4RLDownloadError(FileNotFoundError):
+class D4RLDownloadError(UserError, FileNotFoundError):
     """A D4RL file is not in the cache and could not be downloaded."""
+
+
+class DatasetFileNotFoundError(DatasetError, FileNotFoundError):
+    """No file at the path given for a dataset."""
 
 
 class ChecksumError(DatasetError):
@@ -85,10 +94,10 @@ def parse_name(name: str) -> tuple[str, str]:
       ('walker2d', 'medium-replay').
 
     Raises:
-      ValueError: for a name outside the 18 v2 locomotion datasets.
+      UserError: for a name outside the 18 v2 locomotion datasets.
     """
     if name not in NAMES:
-        raise ValueError(f"{name!r} is not a D4RL v2 locomotion dataset; known: {list(NAMES)}")
+        raise UserError(f"{name!r} is not a D4RL v2 locomotion dataset; known: {', '.join(NAMES)}")
     env, rest = name.split("-", 1)
     return env, rest[: -len("-v2")]
 
@@ -207,18 +216,11 @@ def download_file(url: str, dest: Path, expected_size: Optional[int] = None,
 def _unavailable_message(name: str, path: Path, url: str, reason: str) -> str:
     env, level = parse_name(name)
     return (
-        f"D4RL dataset {name!r} is not in the cache and could not be downloaded "
-        f"({reason}).\n"
-        f"  file: {path.name}\n  URL:  {url}\n"
-        f"To use it, download that URL on a machine with network access and put the file at\n"
-        f"  {path}\n"
-        f"(or set ${DATASET_DIR_ENV} to the directory holding it, or ${BASE_URL_ENV} to a "
-        f"mirror).\n"
-        f"To generate a look-alike dataset here instead (same D4RL protocol, Gymnasium "
-        f"{EVAL_ENV_IDS[env]}):\n"
-        f"  python -m experiments.collect --env {env} --levels {level}\n"
-        f"which writes the Minari dataset 'jaxrl_bayes/{env}/{level}-v0'; then use that id as "
-        f"the dataset name.")
+        f"D4RL dataset {name!r} is not in the cache and could not be downloaded from {url} "
+        f"({reason}); download that URL elsewhere and put the file at {path} (or set "
+        f"${DATASET_DIR_ENV} to its directory, or ${BASE_URL_ENV} to a mirror), or generate "
+        f"a look-alike with `python -m experiments.collect --env {env} --levels {level}` and "
+        f"use the dataset 'jaxrl_bayes/{env}/{level}-v0'")
 
 
 def ensure_file(name: str, base: Optional[str] = None, progress: bool = True) -> Path:
@@ -256,54 +258,117 @@ def ensure_file(name: str, base: Optional[str] = None, progress: bool = True) ->
     except ChecksumError:
         raise
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        raise D4RLDownloadError(_unavailable_message(name, path, url, str(e))) from e
+        raise D4RLDownloadError(_unavailable_message(name, path, url, " ".join(str(e).split()))) from e
 
 
-def load_hdf5(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a D4RL-schema hdf5 file.
+def _env_id_of(f: Any) -> Optional[str]:
+    for key in ENV_ID_ATTRS:
+        value = f.attrs.get(key) if "/" not in key else None
+        if value is None and key in f:
+            node = f[key]
+            value = node[()] if getattr(node, "shape", None) == () else None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
-    Args:
-      path: the file.
 
-    Returns:
-      observations [N, o], actions [N, a], rewards [N], terminals [N], timeouts [N] and, if
-      present, next_observations [N, o], as numpy arrays (infos/* and metadata/* ignored).
-
-    Raises:
-      FileNotFoundError: no such file.
-      DatasetError: unreadable (truncated or corrupt: delete it and re-download), a required
-        key missing, unequal lengths, or NaN/inf values (naming the key and count).
-    """
+def _read(path: str | os.PathLike, arrays: bool) -> tuple[dict[str, np.ndarray], Optional[str]]:
     import h5py
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no D4RL file at {path}")
+    if not path.is_file():
+        raise DatasetFileNotFoundError(
+            f"no D4RL-schema file at {path}" + (" (it is a directory)" if path.is_dir() else "")
+            + "; check the path")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in REQUIRED_HDF5_KEYS if k not in f]
             if missing:
                 raise DatasetError(
                     f"{path} lacks the D4RL key(s) {missing} (has {sorted(f.keys())}); it is not "
-                    f"a D4RL v2 file or it is damaged: delete it and re-download it")
-            raw = {k: f[k][()] for k in REQUIRED_HDF5_KEYS + OPTIONAL_HDF5_KEYS if k in f}
-    except OSError as e:
+                    f"a D4RL-schema file or it is damaged: re-download or rewrite it")
+            raw = ({k: f[k][()] for k in REQUIRED_HDF5_KEYS + OPTIONAL_HDF5_KEYS if k in f}
+                   if arrays else {})
+            env_id = _env_id_of(f)
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py reports damage as OSError, KeyError, ...
+        reason = " ".join(str(e).split())[:200]
         raise DatasetError(
-            f"cannot read {path} ({e}): the file is truncated or corrupt. Delete it and run "
-            f"again to re-download it.") from e
-    return validate_raw(raw, name=str(path))
+            f"cannot read {path} ({type(e).__name__}: {reason}): the file is truncated or "
+            f"corrupt. Delete it and run again to re-download it (or rewrite it).") from e
+    return raw, env_id
 
 
-def load(name: str, base: Optional[str] = None, progress: bool = True) -> Dataset:
-    """Loads D4RL dataset `name` (downloading it if needed) as a `Dataset`.
+def read_hdf5(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Optional[str]]:
+    """Reads the arrays of a D4RL-schema hdf5 file, unvalidated, and its recorded env id.
+
+    Args:
+      path: the file.
+
+    Returns:
+      (raw, env_id): observations [N, o], actions [N, a], rewards [N], terminals [N] and, if
+      present, timeouts [N] and next_observations [N, o] as numpy arrays (infos/* and other
+      metadata ignored); env_id from a root attribute `env_id` (or `env_name`, `gym_env`) or a
+      scalar dataset `metadata/env_id`, else None.
+
+    Raises:
+      DatasetFileNotFoundError (a FileNotFoundError): no such file.
+      DatasetError: unreadable (truncated or corrupt) or a required key missing.
+    """
+    return _read(path, arrays=True)
+
+
+def recorded_env_id(path: str | os.PathLike) -> Optional[str]:
+    """The Gymnasium id a D4RL-schema file records (see `read_hdf5`), reading no arrays.
+
+    Raises:
+      As `read_hdf5`.
+    """
+    return _read(path, arrays=False)[1]
+
+
+def load_hdf5(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The raw arrays of a D4RL-schema hdf5 file (`read_hdf5` without the env id), unvalidated.
+
+    Pass them to `Dataset.from_arrays`, which validates them.
+    """
+    return read_hdf5(path)[0]
+
+
+def load_file(path: str | os.PathLike, name: Optional[str] = None,
+              widths: Optional[Widths] = None) -> Dataset:
+    """Loads a D4RL-schema hdf5 file as a validated `Dataset` (D4RL's Q-learning view).
+
+    Args:
+      path: the file.
+      name: the dataset's name (default: the path).
+      widths: optional (obs_dim, act_dim, who expects them) to check the data against.
+
+    Returns:
+      The `Dataset`.
+
+    Raises:
+      DatasetError: unreadable file or invalid data (see `dataset.validate_raw`).
+    """
+    raw, _ = read_hdf5(path)
+    return Dataset.from_arrays(**raw, name=str(path) if name is None else name, widths=widths,
+                               source=str(path))
+
+
+def load(name: str, base: Optional[str] = None, progress: bool = True,
+         widths: Optional[Widths] = None) -> Dataset:
+    """Loads D4RL dataset `name` (downloading it if needed) as a validated `Dataset`.
 
     Args:
       name: e.g. 'hopper-medium-v2'.
       base: download base URL override.
       progress: progress bar while downloading.
+      widths: optional (obs_dim, act_dim, who expects them) to check the data against.
 
     Returns:
       The Q-learning view (`Dataset.from_arrays`) of the file.
     """
-    raw = load_hdf5(ensure_file(name, base, progress))
-    return Dataset.from_arrays(**raw, name=name)
+    return load_file(ensure_file(name, base, progress), name=name, widths=widths)

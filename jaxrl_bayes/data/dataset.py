@@ -21,23 +21,36 @@ harmless for a Q-target (masked by the terminal) but wrong for a dynamics model.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Optional
 
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl_bayes.errors import UserError
+
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+OPTIONAL_KEYS = ("timeouts", "next_observations")
 # Standard deviations below this are replaced by 1 so a constant feature normalises to 0
 # instead of dividing by zero (MBPO's `StandardScaler` uses the same guard).
 MIN_STD = 1e-12
 # PMDB's reward normalisation constants (ALGORITHMS.md "Reward normalization").
 REWARD_MARGIN = 0.05
 REWARD_SPAN = 1.1
+# The fewest transitions a dataset may hold: the dynamics pool holds out
+# int(holdout_ratio * n) transitions for early stopping, and at MBPO's holdout_ratio 0.1
+# (`dynamics.DynamicsConfig`) 10 is the smallest n that leaves one held-out transition.
+# `validate_raw` (every loader) and `dynamics.train_pool` both refuse fewer.
+MIN_TRANSITIONS = 10
 
 
-class DatasetError(ValueError):
-    """A dataset (or a file holding one) is malformed; the message says what and what to do."""
+# (obs_dim, act_dim, who expects them), e.g. (17, 6, "the evaluation environment Walker2d-v4");
+# a None width is not checked.
+Widths = tuple[Optional[int], Optional[int], str]
+
+
+class DatasetError(UserError):
+    """A dataset (or a file holding one) is malformed; the one-line message says what and what to do."""
 
 
 @flax.struct.dataclass
@@ -108,8 +121,11 @@ class Dataset:
         *,
         drop_timeouts: bool = True,
         start_observations=None,
+        widths: Optional[Widths] = None,
+        source: str = "",
+        min_transitions: int = MIN_TRANSITIONS,
     ) -> "Dataset":
-        """Builds a `Dataset` from raw rows in the D4RL schema (see `qlearning_view`).
+        """Builds a `Dataset` from raw rows in the D4RL schema, validated by `validate_raw`.
 
         Args:
           observations: [N, obs_dim] raw rows.
@@ -124,34 +140,28 @@ class Dataset:
             truncated rows carry a true next observation (Minari) may keep them.
           start_observations: optional [num_episodes, obs_dim]; by default the first row and
             every row following a terminal or timeout row.
+          widths: the (obs_dim, act_dim, who expects them) the data must have, e.g. from the
+            evaluation environment; None = not checked.
+          source: where the data came from (a file), named in error messages.
+          min_transitions: the fewest transitions accepted (hand-sized examples lower it).
 
         Returns:
           A `Dataset` of float32 device arrays.
 
         Raises:
-          DatasetError: missing keys, unequal lengths, non-finite values, bad shapes, or no
-            transitions left.
+          DatasetError: see `validate_raw`.
         """
         raw = {"observations": observations, "actions": actions, "rewards": rewards,
-               "terminals": terminals}
-        if timeouts is not None:
-            raw["timeouts"] = timeouts
-        if next_observations is not None:
-            raw["next_observations"] = next_observations
-        view = qlearning_view(raw, drop_timeouts=drop_timeouts, name=name)
-        if start_observations is not None:
-            starts = np.asarray(start_observations, dtype=np.float32)
-            if starts.ndim != 2 or starts.shape[1] != view["observations"].shape[1]:
-                raise DatasetError(
-                    f"dataset {name!r}: start_observations has shape {starts.shape}, expected "
-                    f"[num_episodes, {view['observations'].shape[1]}]")
-            _check_finite({"start_observations": starts}, name)
-            view["start_observations"] = starts
+               "terminals": terminals, "timeouts": timeouts,
+               "next_observations": next_observations, "start_observations": start_observations}
+        view = qlearning_view({k: v for k, v in raw.items() if v is not None},
+                              drop_timeouts=drop_timeouts, name=name, widths=widths,
+                              source=source, min_transitions=min_transitions)
         return cls.from_transitions(view, name=name)
 
     @classmethod
     def from_transitions(cls, view: Mapping[str, np.ndarray], name: str = "") -> "Dataset":
-        """Builds a `Dataset` from an already flat view (the output of `qlearning_view`).
+        """Builds a `Dataset` from an already flat, validated view (the output of `qlearning_view`).
 
         Args:
           view: observations [n, o], actions [n, a], rewards [n], next_observations [n, o],
@@ -164,8 +174,8 @@ class Dataset:
         obs = np.asarray(view["observations"], np.float32)
         act = np.asarray(view["actions"], np.float32)
         rew = np.asarray(view["rewards"], np.float32)
-        obs_mean, obs_std = _mean_std(obs)
-        act_mean, act_std = _mean_std(act)
+        obs_mean, obs_std = mean_std(obs)
+        act_mean, act_std = mean_std(act)
         r_min, r_max = float(rew.min()), float(rew.max())
         shift, scale = reward_normalizer(r_min, r_max)
         f32 = lambda x: jnp.asarray(x, dtype=jnp.float32)  # noqa: E731
@@ -205,97 +215,164 @@ def reward_normalizer(r_min: float, r_max: float, mode: str = "pmdb") -> tuple[f
     """
     if mode == "scale":
         if r_min < 0:
-            raise ValueError(
+            raise UserError(
                 f"reward_normalization='scale' needs non-negative rewards, but the dataset's minimum is "
                 f"{r_min:g}; use reward_normalization='pmdb'")
         return 0.0, REWARD_SPAN * r_max if r_max > 0 else 1.0
     if mode != "pmdb":
-        raise ValueError(f"unknown reward normalization {mode!r}; choose 'pmdb' or 'scale'")
+        raise UserError(f"unknown reward normalization {mode!r}; choose 'pmdb' or 'scale'")
     span = r_max - r_min
     if span <= 0.0:
         return r_min - REWARD_MARGIN, 1.0
     return r_min - REWARD_MARGIN * span, REWARD_SPAN * span
 
 
-def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x64 = x.astype(np.float64)
+def mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation, the one standardiser of the project.
+
+    Computed in float64; a standard deviation below `MIN_STD` becomes 1 (MBPO's
+    `StandardScaler`), so a constant column standardises to 0 instead of dividing by zero.
+
+    Args:
+      x: [n, d] (or [n]).
+
+    Returns:
+      (mean, std), float32 arrays of shape x.shape[1:].
+    """
+    x64 = np.asarray(x, np.float64)
     mean = x64.mean(axis=0)
     std = x64.std(axis=0)
     std = np.where(std < MIN_STD, 1.0, std)
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def _check_finite(arrays: Mapping[str, np.ndarray], name: str) -> None:
+def check_finite(arrays: Mapping[str, np.ndarray], where: str) -> None:
+    """The one finite-value check: raises on the first key holding NaN or inf.
+
+    Args:
+      arrays: key -> array with a leading row axis; non-float arrays are skipped.
+      where: what holds them, for the message (e.g. "dataset 'hopper-medium-v2'").
+
+    Raises:
+      DatasetError: naming the key, how many NaN and inf values it holds, and the first rows.
+    """
     for key, value in arrays.items():
-        if np.issubdtype(value.dtype, np.floating):
-            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-            if bad:
-                n_nan = int(np.count_nonzero(np.isnan(value)))
-                raise DatasetError(
-                    f"dataset {name!r}: key {key!r} has {bad} non-finite values "
-                    f"({n_nan} NaN, {bad - n_nan} inf); the data is corrupt: re-download or "
-                    "regenerate it, or remove those rows before loading")
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(value)
+        count = int(bad.sum())
+        if not count:
+            continue
+        n_nan = int(np.isnan(value).sum())
+        rows = np.unique(np.nonzero(bad.reshape(bad.shape[0], -1))[0]) if value.ndim else np.zeros(1, int)
+        more = f" (and {len(rows) - 10} more rows)" if len(rows) > 10 else ""
+        raise DatasetError(
+            f"{where}: key {key!r} has {count} non-finite values ({n_nan} NaN, {count - n_nan} "
+            f"inf) at rows {rows[:10].tolist()}{more}; repair or drop those rows, or "
+            f"re-download/regenerate the data")
 
 
-def validate_raw(raw: Mapping[str, np.ndarray], name: str = "") -> dict[str, np.ndarray]:
-    """Checks raw rows in the D4RL schema and returns them as numpy arrays.
+def check_enough_transitions(n: int, where: str, minimum: int = MIN_TRANSITIONS) -> None:
+    """Refuses fewer than `minimum` (default `MIN_TRANSITIONS`) transitions.
+
+    Raises:
+      DatasetError: naming the count and the minimum.
+    """
+    if n < minimum:
+        raise DatasetError(
+            f"{where} has {n} transition(s), fewer than the {minimum} that training "
+            f"needs (the dynamics pool holds out 10% for early stopping); use a larger dataset")
+
+
+def _label(name: str, source: str) -> str:
+    return f"dataset {name!r}" + (f" ({source})" if source and source != name else "")
+
+
+_RANKS = {"observations": 2, "next_observations": 2, "actions": 2, "rewards": 1,
+          "terminals": 1, "timeouts": 1, "start_observations": 2}
+
+
+def validate_raw(raw: Mapping[str, Any], name: str = "", *, widths: Optional[Widths] = None,
+                 source: str = "") -> dict[str, np.ndarray]:
+    """Checks raw rows in the D4RL schema: the one validation every loader goes through.
+
+    Checks, in order: required keys present; every value a real numeric (or boolean) array;
+    ranks ([N, dim] or [N]; actions [N] and rewards [N, 1] are reshaped); equal lengths;
+    non-empty, non-zero widths; next_observations as wide as observations; widths against
+    `widths`; finite values per key. `qlearning_view` then checks that at least
+    `MIN_TRANSITIONS` complete transitions remain.
 
     Args:
       raw: observations [N, o], actions [N, a] or [N], rewards [N] or [N, 1], terminals [N],
-        optional timeouts [N] and next_observations [N, o].
-      name: the dataset (or file) name used in error messages.
+        optional timeouts [N], next_observations [N, o], start_observations [e, o]; other
+        keys are ignored.
+      name: the dataset name used in error messages.
+      widths: optional (obs_dim, act_dim, who expects them); None entries are not checked.
+      source: the file the rows came from, named in error messages.
 
     Returns:
       A dict of numpy arrays with actions as [N, a], rewards/terminals/timeouts as [N].
 
     Raises:
-      DatasetError: naming the missing key, the mismatched length or shape, or the key that
-        holds NaN/inf values and how many.
+      DatasetError: one line naming the dataset (and file), the key and what is wrong.
     """
+    where = _label(name, source)
     missing = [k for k in REQUIRED_KEYS if k not in raw or raw[k] is None]
     if missing:
         raise DatasetError(
-            f"dataset {name!r} lacks required key(s) {missing}; a D4RL-schema dataset needs "
+            f"{where} lacks required key(s) {missing}; a D4RL-schema dataset needs "
             f"{list(REQUIRED_KEYS)} (plus optional 'timeouts', 'next_observations')")
-    out = {k: np.asarray(v) for k, v in raw.items()
-           if v is not None and k in REQUIRED_KEYS + ("timeouts", "next_observations")}
-    for key in ("actions",):
-        if out[key].ndim == 1:
-            out[key] = out[key][:, None]
-    for key in ("rewards", "terminals", "timeouts"):
-        if key in out and out[key].ndim == 2 and out[key].shape[1] == 1:
-            out[key] = out[key][:, 0]
-    expected_ndim = {"observations": 2, "next_observations": 2, "actions": 2, "rewards": 1,
-                     "terminals": 1, "timeouts": 1}
-    for key, value in out.items():
-        if value.ndim != expected_ndim[key]:
+    out = {}
+    for key in REQUIRED_KEYS + OPTIONAL_KEYS + ("start_observations",):
+        if raw.get(key) is None:
+            continue
+        try:
+            value = np.asarray(raw[key])
+        except Exception as e:  # noqa: BLE001 - ragged or exotic input
+            raise DatasetError(f"{where}: key {key!r} is not an array ({e})") from e
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool) or np.iscomplexobj(value):
+            raise DatasetError(f"{where}: key {key!r} has dtype {value.dtype}, expected real "
+                               f"numbers; the file is not a D4RL-schema dataset or it is damaged")
+        if key == "actions" and value.ndim == 1:
+            value = value[:, None]
+        if key in ("rewards", "terminals", "timeouts") and value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.ndim != _RANKS[key]:
             raise DatasetError(
-                f"dataset {name!r}: key {key!r} has shape {value.shape}, expected "
-                f"{expected_ndim[key]} dimension(s) ([N, dim] or [N])")
-    lengths = {k: v.shape[0] for k, v in out.items()}
+                f"{where}: key {key!r} has shape {value.shape}, expected {_RANKS[key]} "
+                f"dimension(s) ({'[N, dim]' if _RANKS[key] == 2 else '[N]'})")
+        out[key] = value
+    lengths = {k: v.shape[0] for k, v in out.items() if k != "start_observations"}
     if len(set(lengths.values())) != 1:
-        raise DatasetError(f"dataset {name!r}: keys have unequal lengths {lengths}")
+        raise DatasetError(f"{where}: keys have unequal lengths {lengths}; every key needs one "
+                           f"row per step")
     if lengths["observations"] == 0:
-        raise DatasetError(f"dataset {name!r} is empty")
-    if out["observations"].shape[1] == 0 or out["actions"].shape[1] == 0:
-        raise DatasetError(
-            f"dataset {name!r}: zero-width observations {out['observations'].shape} or "
-            f"actions {out['actions'].shape}")
-    if "next_observations" in out and out["next_observations"].shape[1] != out[
-            "observations"].shape[1]:
-        raise DatasetError(
-            f"dataset {name!r}: next_observations width {out['next_observations'].shape[1]} "
-            f"!= observations width {out['observations'].shape[1]}")
-    for key in ("observations", "next_observations", "actions", "rewards"):
-        if key in out and not np.issubdtype(out[key].dtype, np.number):
-            raise DatasetError(f"dataset {name!r}: key {key!r} is not numeric "
-                               f"(dtype {out[key].dtype})")
-    _check_finite(out, name)
+        raise DatasetError(f"{where} is empty (0 rows); use a file that holds data")
+    obs_dim, act_dim = out["observations"].shape[1], out["actions"].shape[1]
+    if obs_dim == 0 or act_dim == 0:
+        raise DatasetError(f"{where}: zero-width observations {out['observations'].shape} or "
+                           f"actions {out['actions'].shape}")
+    for key in ("next_observations", "start_observations"):
+        if key in out and out[key].shape[1] != obs_dim:
+            raise DatasetError(f"{where}: {key} width {out[key].shape[1]} != observations "
+                               f"width {obs_dim}")
+    if widths is not None:
+        want_obs, want_act, who = widths
+        if (want_obs is not None and obs_dim != want_obs) or (
+                want_act is not None and act_dim != want_act):
+            raise DatasetError(
+                f"{where} has observations of width {obs_dim} and actions of width {act_dim}, "
+                f"but {who} expects {want_obs} and {want_act}: the data belongs to another "
+                f"environment; use the right file or evaluation environment")
+    check_finite(out, where)
     return out
 
 
 def qlearning_view(raw: Mapping[str, np.ndarray], *, drop_timeouts: bool = True,
-                   name: str = "") -> dict[str, np.ndarray]:
+                   name: str = "", widths: Optional[Widths] = None,
+                   source: str = "", min_transitions: int = MIN_TRANSITIONS
+                   ) -> dict[str, np.ndarray]:
     """D4RL's Q-learning view of raw rows (see the module docstring for the one difference).
 
     For each row i (i < N - 1 without `next_observations`, i < N with it): the next
@@ -303,19 +380,20 @@ def qlearning_view(raw: Mapping[str, np.ndarray], *, drop_timeouts: bool = True,
     dropped if timeouts[i] is set (and `drop_timeouts`); terminals[i] is kept as is.
 
     Args:
-      raw: D4RL-schema rows, checked by `validate_raw`.
+      raw: D4RL-schema rows, checked by `validate_raw` (optional start_observations [e, o]).
       drop_timeouts: drop rows flagged as timeouts (D4RL's behaviour).
-      name: used in error messages.
+      name, widths, source: as in `validate_raw`.
+      min_transitions: the fewest transitions accepted (default `MIN_TRANSITIONS`).
 
     Returns:
       float32 observations [n, o], actions [n, a], rewards [n], next_observations [n, o],
-      terminals [n] (0/1), and start_observations [e, o]: row 0 and every row after a
-      terminal or timeout row.
+      terminals [n] (0/1), and start_observations [e, o]: the given ones, else row 0 and
+      every row after a terminal or timeout row.
 
     Raises:
-      DatasetError: as `validate_raw`, or when no transition is left.
+      DatasetError: as `validate_raw`, no transition, or fewer than `min_transitions` left.
     """
-    data = validate_raw(raw, name)
+    data = validate_raw(raw, name, widths=widths, source=source)
     obs = data["observations"].astype(np.float32)
     n_rows = obs.shape[0]
     terminals = data["terminals"].astype(bool)
@@ -329,18 +407,24 @@ def qlearning_view(raw: Mapping[str, np.ndarray], *, drop_timeouts: bool = True,
         keep = np.arange(n_rows) < n_rows - 1
     if drop_timeouts:
         keep &= ~timeouts
+    where = _label(name, source)
     if not keep.any():
         raise DatasetError(
-            f"dataset {name!r}: no transition left after D4RL's Q-learning view "
-            f"({n_rows} rows, all timeouts or a single row without next_observations)")
-    ends = np.flatnonzero(terminals | timeouts)
-    start_rows = np.concatenate([[0], ends + 1])
-    start_rows = start_rows[start_rows < n_rows]
+            f"{where}: no transition left after D4RL's Q-learning view ({n_rows} rows, all "
+            f"timeouts or a single row without next_observations); use a file with complete "
+            f"transitions")
+    check_enough_transitions(int(keep.sum()), where, min_transitions)
+    if "start_observations" in data:
+        starts = data["start_observations"].astype(np.float32)
+    else:
+        ends = np.flatnonzero(terminals | timeouts)
+        start_rows = np.concatenate([[0], ends + 1])
+        starts = obs[start_rows[start_rows < n_rows]]
     return {
         "observations": obs[keep],
         "actions": data["actions"].astype(np.float32)[keep],
         "rewards": data["rewards"].astype(np.float32)[keep],
         "next_observations": next_obs[keep],
         "terminals": terminals[keep].astype(np.float32),
-        "start_observations": obs[start_rows],
+        "start_observations": starts,
     }

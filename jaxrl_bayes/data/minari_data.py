@@ -25,14 +25,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from jaxrl_bayes.data.dataset import Dataset, DatasetError
+from jaxrl_bayes.data.dataset import Dataset, DatasetError, Widths
+from jaxrl_bayes.errors import UserError
 
 HF_HOST = "huggingface.co"
 _PROBE_TIMEOUT_S = 3.0
 _TRUTHY = ("1", "true", "yes", "on")
 
 
-class MinariNotFoundError(FileNotFoundError):
+class MinariNotFoundError(UserError, FileNotFoundError):
     """A Minari dataset is not in the local store and cannot be downloaded."""
 
 
@@ -75,15 +76,16 @@ def download_blocker() -> Optional[str]:
 
 
 def _not_found_message(dataset_id: str, reason: str) -> str:
+    reason = " ".join(reason.split())
     msg = (f"Minari dataset {dataset_id!r} is not in the local store at {local_path(dataset_id)} "
-           f"(root $MINARI_DATASETS_PATH = {datasets_root()}) and cannot be "
-           f"downloaded: {reason}.\nOn a machine with network access run "
-           f"`pip install 'minari[hf]' && minari download {dataset_id}` and copy the directory "
-           f"to that place, or set MINARI_DATASETS_PATH to a store that has it.")
+           f"($MINARI_DATASETS_PATH = {datasets_root()}) and cannot be downloaded: {reason}; "
+           f"on a machine with network access run `pip install 'minari[hf]' && minari download "
+           f"{dataset_id}` and copy the directory there, or set MINARI_DATASETS_PATH to a store "
+           f"that has it")
     parts = dataset_id.split("/")
     if parts[0] == "jaxrl_bayes" and len(parts) == 3:
         env, level = parts[1], parts[2].rsplit("-v", 1)[0]
-        msg += (f"\nThis id is written by the project's generator: "
+        msg += (f"; this id is written by the project's generator: "
                 f"python -m experiments.collect --env {env} --levels {level}")
     return msg
 
@@ -172,19 +174,60 @@ def to_arrays(mds: Any) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v, axis=0) for k, v in cols.items()}
 
 
-def load(dataset_id: str, download: bool = True) -> Dataset:
+def open_path(path: str | os.PathLike) -> Any:
+    """Opens a Minari dataset directory given by path (`<dir>/data/metadata.json` or `<dir>/metadata.json`).
+
+    Raises:
+      DatasetError: the directory is not a readable Minari dataset.
+    """
+    from minari.dataset.minari_dataset import MinariDataset
+
+    path = Path(path)
+    data = path / "data" if (path / "data").is_dir() else path
+    if not (data / "metadata.json").is_file():
+        raise DatasetError(
+            f"{path} is not a Minari dataset directory (no data/metadata.json in it); give the "
+            f"directory that holds data/, or a D4RL-schema .hdf5 file")
+    try:
+        return MinariDataset(data)
+    except Exception as e:  # noqa: BLE001 - Minari reports damage in many types
+        raise DatasetError(f"cannot read the Minari dataset at {path} ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:200]}): it is damaged; rewrite it") from e
+
+
+def from_minari(mds: Any, name: str, widths: Optional[Widths] = None, source: str = "") -> Dataset:
+    """A validated `Dataset` of an opened Minari dataset (truncated steps kept).
+
+    Args:
+      mds: a `minari.MinariDataset`.
+      name: the dataset's name.
+      widths: optional (obs_dim, act_dim, who expects them) to check the data against.
+      source: where it lives, for error messages.
+    """
+    try:
+        arrays = to_arrays(mds)
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - unreadable episode files
+        raise DatasetError(f"cannot read the episodes of Minari dataset {name!r} "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]}): it is "
+                           f"damaged; rewrite or re-download it") from e
+    return Dataset.from_arrays(
+        observations=arrays["observations"], actions=arrays["actions"],
+        rewards=arrays["rewards"], terminals=arrays["terminals"], timeouts=arrays["timeouts"],
+        next_observations=arrays["next_observations"], name=name, drop_timeouts=False,
+        start_observations=arrays["start_observations"], widths=widths, source=source)
+
+
+def load(dataset_id: str, download: bool = True, widths: Optional[Widths] = None) -> Dataset:
     """Loads a Minari dataset as a `Dataset` (truncated steps kept, terminals = terminations).
 
     Args:
       dataset_id: a Minari id.
       download: allow Minari's download when the dataset is not local.
+      widths: optional (obs_dim, act_dim, who expects them) to check the data against.
 
     Returns:
-      The `Dataset`.
+      The validated `Dataset`.
     """
-    arrays = to_arrays(open_dataset(dataset_id, download=download))
-    return Dataset.from_arrays(
-        observations=arrays["observations"], actions=arrays["actions"],
-        rewards=arrays["rewards"], terminals=arrays["terminals"], timeouts=arrays["timeouts"],
-        next_observations=arrays["next_observations"], name=dataset_id, drop_timeouts=False,
-        start_observations=arrays["start_observations"])
+    return from_minari(open_dataset(dataset_id, download=download), dataset_id, widths)

@@ -7,7 +7,25 @@ Names (BENCHMARKS.md, "Dataset names the CLI accepts"):
 - `liquidation-random-v0`, generated from a seed and evaluated in the pure-JAX liquidation env
   (`jaxrl_bayes.envs.liquidation`, imported only when used);
 - any id containing '/' is a Minari id (including the project's own
-  `jaxrl_bayes/<env>/<level>-v0`), evaluated in the environment recorded in its metadata.
+  `jaxrl_bayes/<env>/<level>-v0`), evaluated in the environment recorded in its metadata;
+- a local path (`spec_for_path`, also reached through `get_spec`): a D4RL-schema `.hdf5`/`.h5`
+  file or a Minari dataset directory (the one holding `data/`). `get_spec` treats its argument
+  as a path when it ends in .hdf5/.h5, starts with '/', '.', or '~', or exists on disk.
+
+Every spec's `load()` validates the data once (`dataset.validate_raw`: keys, dtypes, ranks,
+lengths, finite values, at least `dataset.MIN_TRANSITIONS` transitions) and checks its widths
+against the evaluation environment (or, without one, the registry's widths), so a file under a
+wrong name is refused before any training.
+
+A local file's evaluation environment is the `eval_env` argument (any Gymnasium id), else the
+one the file records (an hdf5 root attribute `env_id` or dataset `metadata/env_id`; Minari's
+eval_env_spec / env_spec), else none: then `spec.evaluator` is None and `spec.evaluate` raises
+(training works; only the caller can say that no returns can be measured). Its reference
+scores are the `ref_min_score`/`ref_max_score` arguments (both or neither), else D4RL's when the
+environment is a D4RL robot at v3/v4, else a Minari directory's own metadata, else None (raw
+returns only). Its termination function is the robot's (hopper, walker2d, halfcheetah) when
+the environment is one of them, else `termination.no_termination`: model rollouts never
+terminate (they only stop at non-finite states), with a warning.
 
 Reference scores of Minari datasets: D4RL's reference returns are used only when the recorded
 environment is a D4RL robot at version v3 or v4 (same MDP as the D4RL data). Minari's
@@ -23,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import re
 import warnings
 from typing import Any, Callable, Optional
@@ -31,7 +50,8 @@ import numpy as np
 
 from jaxrl_bayes import termination
 from jaxrl_bayes.data import d4rl
-from jaxrl_bayes.data.dataset import Dataset, DatasetError
+from jaxrl_bayes.data.dataset import Dataset, DatasetError, Widths
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.evaluation import evaluate_gym, normalized_score
 
 LIQUIDATION_NAME = "liquidation-random-v0"
@@ -52,8 +72,9 @@ class DatasetSpec:
     Attributes:
       name: the registry name.
       family: 'hopper', 'walker2d', 'halfcheetah', 'liquidation' or 'other'.
-      source: 'd4rl', 'minari' or 'liquidation'.
-      load: () -> Dataset (may download; see the source module).
+      source: 'd4rl', 'minari', 'liquidation', 'hdf5' (a local file) or 'minari-dir'.
+      loader: (widths=...) -> Dataset, validated (may download; see the source module);
+        call `load()`, which passes the widths to check.
       ref_min_score, ref_max_score: reference returns for the normalised score, or None.
       termination_fn: (obs, act, next_obs) -> bool, from `jaxrl_bayes.termination`.
       eval_env_id: Gymnasium id of the evaluation env, or None (liquidation: a JAX env).
@@ -67,7 +88,7 @@ class DatasetSpec:
     name: str
     family: str
     source: str
-    load: Callable[[], Dataset] = dataclasses.field(repr=False)
+    loader: Callable[..., Dataset] = dataclasses.field(repr=False)
     ref_min_score: Optional[float]
     ref_max_score: Optional[float]
     termination_fn: Callable = dataclasses.field(repr=False)
@@ -76,6 +97,25 @@ class DatasetSpec:
     act_dim: Optional[int] = None
     evaluator: Optional[EvalFn] = dataclasses.field(default=None, repr=False)
     eval_env_spec: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def expected_widths(self) -> Optional[Widths]:
+        """(obs_dim, act_dim, who expects them): the evaluation environment's widths, else the
+        registry's, else None (nothing to check against)."""
+        if self.eval_env_spec is not None:
+            obs_dim, act_dim = _env_widths(self.eval_env_spec)
+            return obs_dim, act_dim, f"the evaluation environment {self.eval_env_id}"
+        if self.obs_dim is not None or self.act_dim is not None:
+            return self.obs_dim, self.act_dim, "the registry"
+        return None
+
+    def load(self) -> Dataset:
+        """The validated `Dataset`: `dataset.validate_raw`'s checks plus the widths of
+        `expected_widths()`.
+
+        Raises:
+          DatasetError (a UserError): one line naming the dataset, file, key and what to do.
+        """
+        return self.loader(widths=self.expected_widths())
 
     def evaluate(self, act_fn: Callable[..., Any], num_episodes: int = 10,
                  seed: int = 0, params: Any = None) -> np.ndarray:
@@ -90,7 +130,8 @@ class DatasetSpec:
             many parameter sets with one act_fn object compiles the evaluation once.
         """
         if self.evaluator is None:
-            raise ValueError(f"dataset {self.name!r} has no evaluation environment")
+            raise UserError(f"dataset {self.name!r} has no evaluation environment, so returns "
+                            f"cannot be measured; give one (a Gymnasium id) with eval_env")
         if params is None:
             returns = self.evaluator(act_fn, num_episodes, seed)
         else:
@@ -100,7 +141,8 @@ class DatasetSpec:
     def normalize(self, returns) -> np.ndarray:
         """Normalised score 100 (R - ref_min) / (ref_max - ref_min) (`normalized_score`)."""
         if self.ref_min_score is None or self.ref_max_score is None:
-            raise ValueError(f"no reference scores for {self.name!r}; report raw returns")
+            raise UserError(f"no reference scores for {self.name!r}; report raw returns, or give "
+                            f"ref_min_score and ref_max_score")
         return normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
 
@@ -117,12 +159,22 @@ def _gym_evaluator(env: Any) -> EvalFn:
 
 
 def _env_widths(env: Any) -> tuple[int, int]:
-    """(obs_dim, act_dim) of a Gymnasium id or EnvSpec, read from its spaces."""
-    if isinstance(env, str):
-        return _env_widths_by_id(env)
-    import gymnasium as gym
+    """(obs_dim, act_dim) of a Gymnasium id or EnvSpec, read from its spaces.
 
-    return _widths_of(gym.make(env))
+    Raises:
+      UserError: the environment cannot be made here.
+    """
+    try:
+        if isinstance(env, str):
+            return _env_widths_by_id(env)
+        import gymnasium as gym
+
+        return _widths_of(gym.make(env))
+    except Exception as e:  # noqa: BLE001 - gymnasium raises many types for a missing env
+        env_id = env if isinstance(env, str) else getattr(env, "id", env)
+        raise UserError(f"cannot make the evaluation environment {env_id!r} "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); install it, or "
+                        f"give another Gymnasium id") from e
 
 
 @functools.lru_cache(maxsize=None)
@@ -144,7 +196,7 @@ def _d4rl_spec(name: str) -> DatasetSpec:
     env, _ = d4rl.parse_name(name)
     env_id = d4rl.EVAL_ENV_IDS[env]
     return DatasetSpec(
-        name=name, family=env, source="d4rl", load=functools.partial(d4rl.load, name),
+        name=name, family=env, source="d4rl", loader=functools.partial(d4rl.load, name),
         ref_min_score=d4rl.REF_MIN_SCORE[env], ref_max_score=d4rl.REF_MAX_SCORE[env],
         termination_fn=termination.get_termination_fn(env), eval_env_id=env_id,
         obs_dim=d4rl.OBS_DIMS[env], act_dim=d4rl.ACT_DIMS[env],
@@ -154,9 +206,9 @@ def _d4rl_spec(name: str) -> DatasetSpec:
 def _liquidation_spec() -> DatasetSpec:
     from jaxrl_bayes.envs import liquidation
 
-    def load() -> Dataset:
+    def load(widths=None) -> Dataset:
         raw = liquidation.generate_dataset(seed=0)
-        return Dataset.from_arrays(**raw, name=LIQUIDATION_NAME)
+        return Dataset.from_arrays(**raw, name=LIQUIDATION_NAME, widths=widths)
 
     def evaluate(act_fn, num_episodes, seed, params=None):
         if params is None:  # the old call form (also what stand-in modules implement)
@@ -165,7 +217,7 @@ def _liquidation_spec() -> DatasetSpec:
                                            params=params)
 
     return DatasetSpec(
-        name=LIQUIDATION_NAME, family="liquidation", source="liquidation", load=load,
+        name=LIQUIDATION_NAME, family="liquidation", source="liquidation", loader=load,
         ref_min_score=float(liquidation.REF_MIN_SCORE),
         ref_max_score=float(liquidation.REF_MAX_SCORE),
         termination_fn=termination.liquidation_termination, eval_env_id=None,
@@ -190,52 +242,166 @@ def family_of_env(env_id: Optional[str]) -> tuple[str, Optional[int]]:
     return ROBOT_FAMILIES.get(key, "other"), version
 
 
+def _termination_for(family: str, env_id: Optional[str], name: str) -> Callable:
+    if family in ROBOT_FAMILIES:
+        return termination.get_termination_fn(family)
+    warnings.warn(
+        f"no termination rule known for {env_id!r} (dataset {name!r}): model rollouts never "
+        "terminate (they stop only at non-finite states)", stacklevel=4)
+    return termination.no_termination
+
+
+def _reference_scores(family: str, version: Optional[int], metadata: dict,
+                      given: tuple[Optional[float], Optional[float]] = (None, None)
+                      ) -> tuple[Optional[float], Optional[float]]:
+    """Given scores, else D4RL's for a D4RL robot at v3/v4, else the metadata's, else None."""
+    if given != (None, None):
+        return given
+    if family in ROBOT_FAMILIES and version in D4RL_COMPATIBLE_VERSIONS:
+        return d4rl.REF_MIN_SCORE[family], d4rl.REF_MAX_SCORE[family]
+    ref_min, ref_max = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+    if ref_min is None or ref_max is None:
+        return None, None
+    return float(ref_min), float(ref_max)
+
+
 def _minari_spec(dataset_id: str) -> DatasetSpec:
     from jaxrl_bayes.data import minari_data
 
     mds = minari_data.open_dataset(dataset_id)
-    env_spec = minari_data.eval_env_spec(mds)
+    return _spec_of_minari(mds, dataset_id, "minari",
+                           functools.partial(minari_data.load, dataset_id))
+
+
+def _spec_of_minari(mds: Any, name: str, source: str, loader: Callable[..., Dataset],
+                    eval_env: Any = None, refs: tuple = (None, None)) -> DatasetSpec:
+    from jaxrl_bayes.data import minari_data
+
+    env_spec = eval_env if eval_env is not None else minari_data.eval_env_spec(mds)
     env_id = env_spec.id if env_spec is not None else None
     family, version = family_of_env(env_id)
-    metadata = mds.storage.metadata
-    if family in ROBOT_FAMILIES and version in D4RL_COMPATIBLE_VERSIONS:
-        ref_min, ref_max = d4rl.REF_MIN_SCORE[family], d4rl.REF_MAX_SCORE[family]
-    else:
-        ref_min, ref_max = metadata.get("ref_min_score"), metadata.get("ref_max_score")
-        ref_min = None if ref_min is None else float(ref_min)
-        ref_max = None if ref_max is None else float(ref_max)
+    ref_min, ref_max = _reference_scores(family, version, mds.storage.metadata, refs)
     obs_space, act_space = mds.observation_space, mds.action_space
     obs_dim = int(np.prod(obs_space.shape)) if obs_space.shape else None
     act_dim = int(np.prod(act_space.shape)) if act_space.shape else None
-    if family == "other":
-        warnings.warn(
-            f"no termination rule known for {env_id!r} (dataset {dataset_id!r}): model rollouts "
-            "will only stop at non-finite states", stacklevel=3)
-        term_fn = termination.no_termination
-    else:
-        term_fn = termination.get_termination_fn(family)
     return DatasetSpec(
-        name=dataset_id, family=family, source="minari",
-        load=functools.partial(minari_data.load, dataset_id),
-        ref_min_score=ref_min, ref_max_score=ref_max, termination_fn=term_fn,
+        name=name, family=family, source=source, loader=loader,
+        ref_min_score=ref_min, ref_max_score=ref_max,
+        termination_fn=_termination_for(family, env_id, name),
         eval_env_id=env_id, obs_dim=obs_dim, act_dim=act_dim,
         evaluator=_gym_evaluator(env_spec) if env_spec is not None else None,
         eval_env_spec=env_spec)
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The `DatasetSpec` of a dataset name.
+def _gym_spec(env_id: str, where: str) -> Any:
+    """The registered Gymnasium `EnvSpec` of `env_id`, or a one-line UserError."""
+    import gymnasium as gym
+
+    try:
+        return gym.spec(env_id)
+    except Exception as e:  # noqa: BLE001 - NameNotFound, VersionNotFound, ...
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"{where}: {env_id!r} is not a registered Gymnasium environment."
+                        f"{hint} Give an id such as 'Hopper-v4'") from e
+
+
+def looks_like_path(name: str) -> bool:
+    """True when `get_spec` reads `name` as a local path rather than a registry name."""
+    return (name.lower().endswith((".hdf5", ".h5")) or name.startswith(("/", ".", "~"))
+            or os.path.exists(name))
+
+
+def spec_for_path(path: str | os.PathLike, eval_env: Optional[str] = None,
+                  ref_min_score: Optional[float] = None,
+                  ref_max_score: Optional[float] = None) -> DatasetSpec:
+    """The `DatasetSpec` of a local D4RL-schema hdf5 file or Minari dataset directory.
 
     Args:
-      name: a D4RL v2 name, 'liquidation-random-v0', or a Minari id (contains '/').
+      path: a `.hdf5`/`.h5` file in the D4RL schema (observations, actions, rewards,
+        terminals; optional timeouts, next_observations), or a Minari dataset directory.
+      eval_env: Gymnasium id to evaluate in (and check widths against); default: the one the
+        file records (see the module docstring), else none.
+      ref_min_score, ref_max_score: reference returns for normalised scores (both or
+        neither); default: D4RL's for a D4RL robot at v3/v4, else a Minari directory's own,
+        else None.
+
+    Returns:
+      The spec; `name` is the path as given, `source` 'hdf5' or 'minari-dir'; without an
+      evaluation environment `evaluator` is None. The data is read (validated) by `load()`.
+
+    Raises:
+      UserError: no such path, not a dataset, an unregistered `eval_env`, only one reference
+        score, or reference scores without an evaluation environment.
+    """
+    name = os.fspath(path)
+    where = f"dataset {name!r}"
+    full = os.path.expanduser(name)
+    if not os.path.exists(full):
+        raise d4rl.DatasetFileNotFoundError(
+            f"{where}: no file or directory at {os.path.abspath(full)}; give a D4RL-schema "
+            f".hdf5 file or a Minari dataset directory")
+    if (ref_min_score is None) != (ref_max_score is None):
+        raise UserError(f"{where}: give both ref_min_score and ref_max_score, or neither")
+    if ref_min_score is not None and float(ref_min_score) == float(ref_max_score):
+        raise UserError(f"{where}: ref_min_score and ref_max_score are equal "
+                        f"({ref_min_score}); they must differ")
+    refs = ((None, None) if ref_min_score is None
+            else (float(ref_min_score), float(ref_max_score)))
+    env_spec = _gym_spec(eval_env, where) if eval_env else None
+    if os.path.isdir(full):
+        from jaxrl_bayes.data import minari_data
+
+        mds = minari_data.open_path(full)
+        loader = functools.partial(minari_data.from_minari, mds, name, source=full)
+        spec = _spec_of_minari(mds, name, "minari-dir", loader, env_spec, refs)
+    else:
+        recorded = d4rl.recorded_env_id(full)  # fails early on an unreadable file
+        if env_spec is None and recorded:
+            env_spec = _gym_spec(recorded, f"{where} (its recorded env_id)")
+        env_id = env_spec.id if env_spec is not None else None
+        family, version = family_of_env(env_id)
+        ref_min, ref_max = _reference_scores(family, version, {}, refs)
+        spec = DatasetSpec(
+            name=name, family=family, source="hdf5",
+            loader=functools.partial(d4rl.load_file, full, name),
+            ref_min_score=ref_min, ref_max_score=ref_max,
+            termination_fn=_termination_for(family, env_id, name), eval_env_id=env_id,
+            evaluator=_gym_evaluator(env_spec) if env_spec is not None else None,
+            eval_env_spec=env_spec)
+    if spec.evaluator is None and refs != (None, None):
+        raise UserError(f"{where}: reference scores need an evaluation environment to measure "
+                        f"returns in; give eval_env (a Gymnasium id) as well")
+    return spec
+
+
+def get_spec(name: str, eval_env: Optional[str] = None, ref_min_score: Optional[float] = None,
+             ref_max_score: Optional[float] = None) -> DatasetSpec:
+    """The `DatasetSpec` of a dataset name or local path.
+
+    Args:
+      name: a D4RL v2 name, 'liquidation-random-v0', a Minari id (contains '/'), or a local
+        path (see `looks_like_path`, `spec_for_path`).
+      eval_env, ref_min_score, ref_max_score: only for a local path (`spec_for_path`);
+        registry names have their own and refuse these.
 
     Returns:
       The spec (a Minari id is opened, not loaded, to read its metadata).
 
     Raises:
-      ValueError: unknown name; the message lists the known names and the closest match.
+      UserError: unknown name (the message gives the closest match and the known names),
+        or eval_env / reference scores given with a registry name.
       MinariNotFoundError: a Minari id that is neither local nor downloadable.
     """
+    name = os.fspath(name)
+    if name not in d4rl.NAMES and name != LIQUIDATION_NAME and looks_like_path(name):
+        return spec_for_path(name, eval_env, ref_min_score, ref_max_score)
+    given = [k for k, v in (("eval_env", eval_env), ("ref_min_score", ref_min_score),
+                            ("ref_max_score", ref_max_score)) if v is not None]
+    if given:
+        raise UserError(f"dataset {name!r} is a registry name with its own evaluation "
+                        f"environment and reference scores; {', '.join(given)} apply only to "
+                        f"a local file path")
     if name in d4rl.NAMES:
         return _d4rl_spec(name)
     if name == LIQUIDATION_NAME:
@@ -245,40 +411,20 @@ def get_spec(name: str) -> DatasetSpec:
     known = list_datasets()
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
+    raise UserError(
         f"unknown dataset {name!r}.{hint} Known names: {', '.join(known)}; or a Minari id "
-        f"containing '/', e.g. 'mujoco/walker2d/medium-v0'.")
+        f"containing '/', e.g. 'mujoco/walker2d/medium-v0', or a path to a D4RL-schema .hdf5 "
+        f"file or Minari dataset directory.")
 
 
-def check_widths(dataset: Dataset, spec: DatasetSpec) -> None:
-    """Checks a dataset's observation/action widths against the spec and its Gymnasium env.
-
-    Raises:
-      DatasetError: naming both widths when they differ.
-    """
-    expected = [(spec.obs_dim, spec.act_dim, "the registry")]
-    if spec.eval_env_spec is not None:
-        obs_dim, act_dim = _env_widths(spec.eval_env_spec)
-        expected.append((obs_dim, act_dim, f"the evaluation environment {spec.eval_env_id}"))
-    for obs_dim, act_dim, where in expected:
-        if (obs_dim is not None and dataset.obs_dim != obs_dim) or (
-                act_dim is not None and dataset.act_dim != act_dim):
-            raise DatasetError(
-                f"dataset {spec.name!r} has observations of width {dataset.obs_dim} and actions "
-                f"of width {dataset.act_dim}, but {where} expects {obs_dim} and {act_dim}: the "
-                f"data belongs to another environment (wrong file under this name?)")
-
-
-def load_dataset(name: str) -> Dataset:
-    """Loads a dataset by name and checks its widths against its evaluation environment.
+def load_dataset(name: str, **kwargs) -> Dataset:
+    """Loads a dataset by name or path, validated (widths against its evaluation environment).
 
     Args:
       name: see `get_spec`.
+      **kwargs: eval_env, ref_min_score, ref_max_score for a local path (`get_spec`).
 
     Returns:
       The `Dataset`.
     """
-    spec = get_spec(name)
-    dataset = spec.load()
-    check_widths(dataset, spec)
-    return dataset
+    return get_spec(name, **kwargs).load()
