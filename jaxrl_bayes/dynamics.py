@@ -2,15 +2,17 @@
 
 A *pool* is P Gaussian MLP members with their parameters stacked on a leading member axis
 (`networks.init_ensemble`). Member m maps the normalised input concat(s, a) to the mean and the
-log-std of the target [Δs, r] (Δs = s' − s; r is whatever reward the caller trains on — the
-algorithms pass PMDB-normalised rewards r̃). Predictions are returned in the original units,
-with the next-state mean s + E[Δs].
+log-std of the target [Δs, r] (Δs = s' − s; r is whatever reward the caller trains on: every
+caller in the project passes the dataset's raw rewards, and the algorithms normalise the
+model's reward samples afterwards with the dataset's `reward_normalizer`). Predictions are
+returned in the units the pool was trained on, with the next-state mean s + E[Δs].
 
 Training follows MBPO's `EnsembleDynamicsModel` (Janner et al., 2019; code
 `jannerm/mbpo`, `Xingyu-Lin/mbpo_pytorch`) as reused by PMDB (Guo et al., 2022,
 `huawei-noah/HEBO/PMDB`):
 
-- Inputs normalised by the data mean/std (MBPO's `StandardScaler`, std < 1e-12 -> 1).
+- Inputs normalised by the data mean/std (MBPO's `StandardScaler`, std < 1e-12 -> 1: the
+  project's one standardiser, `data.dataset.mean_std`).
   Targets are also standardised per dimension (`normalize_targets`, a project choice that
   balances the loss across state dimensions; MBPO does not), and un-standardised on output.
 - Soft-clamped log-std with learnable per-output bounds (PETS, Chua et al., 2018, App. A.1):
@@ -26,7 +28,9 @@ Training follows MBPO's `EnsembleDynamicsModel` (Janner et al., 2019; code
   kernels only (MBPO decays weights, not biases or bounds).
 - Bootstrap: each member trains on its own resample (with replacement) of the training split
   (PETS); each epoch shuffles every member's resample independently.
-- Held-out split of min(holdout_ratio·n, max_holdout) transitions; MBPO's early stopping:
+- Held-out split of min(holdout_ratio·n, max_holdout) transitions (at least
+  `data.dataset.MIN_TRANSITIONS` transitions are required, the same minimum every dataset
+  loader enforces); MBPO's early stopping:
   after every epoch a member's snapshot is replaced when its validation MSE improves by more
   than 1 %; training stops once no member improved for more than `max_epochs_since_update`
   epochs, and the best snapshots are kept. Validation MSE / NLL are per member and computed in
@@ -63,6 +67,8 @@ import optax
 from flax import traverse_util
 
 from jaxrl_bayes import networks
+from jaxrl_bayes.data.dataset import DatasetError, check_enough_transitions, check_finite, mean_std
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -104,7 +110,7 @@ class DynamicsConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     def validate(self) -> None:
-        """Raises ValueError for settings that cannot work."""
+        """Raises UserError (a ValueError) for settings that cannot work."""
         problems = []
         if self.num_members < 1:
             problems.append(f"num_members={self.num_members} must be >= 1")
@@ -133,7 +139,7 @@ class DynamicsConfig:
         if not self.init_min_logstd < self.init_max_logstd:
             problems.append("init_min_logstd must be < init_max_logstd")
         if problems:
-            raise ValueError("invalid DynamicsConfig: " + "; ".join(problems))
+            raise UserError("invalid DynamicsConfig: " + "; ".join(problems))
 
 
 @flax.struct.dataclass
@@ -202,8 +208,12 @@ class TrainReport(NamedTuple):
     samples_per_second: float  # member-samples (P x minibatch rows) per second of epoch time
 
 
-class DynamicsFileError(ValueError):
+class DynamicsFileError(UserError):
     """A file given to `load_pool` is not a readable dynamics pool."""
+
+
+class DynamicsFileNotFoundError(DynamicsFileError, FileNotFoundError):
+    """No file where `load_pool` was pointed."""
 
 
 # ----------------------------------------------------------------------------- pure pieces
@@ -258,18 +268,6 @@ def _bounds_regulariser(max_logstd, min_logstd):
 # ----------------------------------------------------------------------------- input checks
 
 
-def _check_finite(name: str, x: np.ndarray) -> None:
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad.reshape(bad.shape[0], -1))[0])
-        shown = rows[:10].tolist()
-        more = f" (and {len(rows) - 10} more rows)" if len(rows) > 10 else ""
-        raise ValueError(
-            f"{name} has {int(bad.sum())} NaN/inf values at rows {shown}{more}; clean the "
-            f"dataset (drop or repair those transitions) before training the dynamics pool"
-        )
-
-
 def _check_training_data(observations, actions, rewards, next_observations):
     arrays = {}
     for name, x, ndim in (
@@ -280,37 +278,29 @@ def _check_training_data(observations, actions, rewards, next_observations):
     ):
         a = np.asarray(x)
         if a.ndim != ndim:
-            raise ValueError(
-                f"{name} must be {ndim}-D ({'[n]' if ndim == 1 else '[n, dim]'}), got shape "
+            raise DatasetError(
+                f"dynamics training data: {name} must be {ndim}-D ({'[n]' if ndim == 1 else '[n, dim]'}), got shape "
                 f"{a.shape}; reshape it (e.g. rewards.reshape(-1)) before training"
             )
         if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-            raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+            raise DatasetError(f"dynamics training data: {name} must be a real numeric array, "
+                               f"got dtype {a.dtype}")
         arrays[name] = a
     n = arrays["observations"].shape[0]
     for name, a in arrays.items():
         if a.shape[0] != n:
-            raise ValueError(
-                f"{name} has {a.shape[0]} rows but observations has {n}; every array must "
+            raise DatasetError(
+                f"dynamics training data: {name} has {a.shape[0]} rows but observations has {n}; every array must "
                 f"hold one row per transition"
             )
     if arrays["next_observations"].shape != arrays["observations"].shape:
-        raise ValueError(
-            f"next_observations has shape {arrays['next_observations'].shape} but observations "
+        raise DatasetError(
+            f"dynamics training data: next_observations has shape {arrays['next_observations'].shape} but observations "
             f"has {arrays['observations'].shape}; they must match"
         )
-    if n < 2:
-        raise ValueError(f"need at least 2 transitions to train a dynamics pool, got {n}")
-    for name, a in arrays.items():
-        _check_finite(name, a)
+    check_enough_transitions(n, "the dynamics training data")
+    check_finite(arrays, "dynamics training data")
     return (arrays[k].astype(np.float64) for k in ("observations", "actions", "rewards", "next_observations"))
-
-
-def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    std = np.where(std < 1e-12, 1.0, std)  # MBPO StandardScaler: constant dims keep scale 1
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- training
@@ -395,7 +385,7 @@ def train_pool(
       key: PRNG key (holdout split, initialisation, bootstrap, shuffles).
       observations: [n, obs_dim] states s.
       actions: [n, act_dim].
-      rewards: [n] rewards as the model should predict them (the algorithms pass r̃).
+      rewards: [n] rewards as the model should predict them (the project passes raw rewards).
       next_observations: [n, obs_dim] successors s'.
       config: hyper-parameters.
       progress: show a tqdm bar over epochs.
@@ -405,7 +395,9 @@ def train_pool(
       held-out rows (holdout_ratio · n < 1) the metrics and early stopping use the training
       split. The normalisers are those of the training split.
     Raises:
-      ValueError: inconsistent shapes, non-finite values or an invalid config.
+      DatasetError (a UserError): inconsistent shapes, non-finite values, fewer than
+        `data.dataset.MIN_TRANSITIONS` transitions.
+      UserError: an invalid config.
     """
     t_start = time.perf_counter()
     config.validate()
@@ -424,9 +416,9 @@ def train_pool(
     num_train = len(train_idx)
 
     # Normalisers from the training split (what the members are fitted on).
-    input_mean, input_std = _standardiser(inputs[train_idx])
+    input_mean, input_std = mean_std(inputs[train_idx])
     if config.normalize_targets:
-        target_mean, target_std = _standardiser(targets[train_idx])
+        target_mean, target_std = mean_std(targets[train_idx])
     else:
         target_mean, target_std = np.zeros(out_dim, np.float32), np.ones(out_dim, np.float32)
     x_all = ((inputs - input_mean) / input_std).astype(np.float32)
@@ -686,12 +678,12 @@ def load_pool(path: str | os.PathLike) -> DynamicsPool:
     """Reads a pool written by `save_pool`; it predicts bit-identically to the saved one.
 
     Raises:
-      FileNotFoundError: no file at `path`.
-      DynamicsFileError (a ValueError): the file is not a readable pool of this format.
+      DynamicsFileNotFoundError (a FileNotFoundError and a DynamicsFileError): no file at `path`.
+      DynamicsFileError (a UserError): the file is not a readable pool of this format.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise DynamicsFileNotFoundError(
             f"no dynamics pool file at {path!r}; train one with dynamics.train_pool and save it "
             f"with dynamics.save_pool, or fix the path"
         )
@@ -700,7 +692,8 @@ def load_pool(path: str | os.PathLike) -> DynamicsPool:
         with np.load(path, allow_pickle=False) as data:
             files = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise DynamicsFileError(f"{path!r} is not a readable dynamics pool file ({e}); {fix}") from e
+        raise DynamicsFileError(
+            f"{path!r} is not a readable dynamics pool file ({' '.join(str(e).split())}); {fix}") from e
     try:
         header = json.loads(str(files.pop("__header__")))
         if header.get("format") != FORMAT_NAME:

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from jaxrl_bayes import dynamics as dyn
+from jaxrl_bayes.data.dataset import MIN_TRANSITIONS, DatasetError, mean_std
+from jaxrl_bayes.errors import UserError
 
 OBS_DIM, ACT_DIM = 3, 2
 NOISE = np.array([0.1, 0.2, 0.15])
@@ -228,7 +230,7 @@ def test_load_errors(trained, tmp_path):
 def test_bad_input_raises_naming_the_array():
     s, a, r, s2 = _data(50)
     key = jax.random.PRNGKey(0)
-    with pytest.raises(ValueError, match="actions has 49 rows"):
+    with pytest.raises(DatasetError, match="actions has 49 rows"):
         dyn.train_pool(key, s, a[:49], r, s2, CONFIG)
     with pytest.raises(ValueError, match="rewards must be 1-D"):
         dyn.train_pool(key, s, a, r[:, None], s2, CONFIG)
@@ -238,14 +240,20 @@ def test_bad_input_raises_naming_the_array():
         dyn.train_pool(key, s, a, r, s2[:, :2], CONFIG)
     r_bad = r.copy()
     r_bad[[3, 17]] = [np.nan, np.inf]
-    with pytest.raises(ValueError, match=r"rewards has 2 NaN/inf values at rows \[3, 17\]; clean"):
+    with pytest.raises(DatasetError, match=r"^dynamics training data: key 'rewards' has 2 non-finite "
+                                           r"values \(1 NaN, 1 inf\) at rows \[3, 17\]; repair"):
         dyn.train_pool(key, s, a, r_bad, s2, CONFIG)
     s2_bad = s2.copy()
     s2_bad[5, 1] = np.nan
-    with pytest.raises(ValueError, match=r"next_observations has 1 NaN/inf values at rows \[5\]"):
+    with pytest.raises(DatasetError, match=r"'next_observations' has 1 non-finite values \(1 NaN, "
+                                           r"0 inf\) at rows \[5\]"):
         dyn.train_pool(key, s, a, r, s2_bad, CONFIG)
-    with pytest.raises(ValueError, match="num_elites"):
+    with pytest.raises(UserError, match="num_elites"):
         dyn.train_pool(key, s, a, r, s2, dataclasses.replace(CONFIG, num_elites=5))
+    with pytest.raises(DatasetError, match=rf"has {MIN_TRANSITIONS - 1} transition\(s\), fewer than "
+                                           rf"the {MIN_TRANSITIONS}"):
+        n = MIN_TRANSITIONS - 1
+        dyn.train_pool(key, s[:n], a[:n], r[:n], s2[:n], CONFIG)
 
 
 # ----------------------------------------------------------------------------- pieces, options
@@ -327,3 +335,17 @@ def test_common_noise_shares_the_standard_normal_draw_across_members(trained, te
     ind = dyn.sample(pool, jax.random.PRNGKey(5), obs, act, num_samples=3)
     zi = (ind.next_obs - pred.next_obs_mean[:, None]) / pred.next_obs_std[:, None]
     assert np.max(np.abs(np.asarray(zi[0] - zi[1]))) > 0.5
+
+
+def test_the_fewest_transitions_train_and_use_the_one_standardiser():
+    """MIN_TRANSITIONS rows train (one held out at ratio 0.1); normalisers are data.mean_std's."""
+    s, a, r, s2 = _data(MIN_TRANSITIONS)
+    cfg = dyn.DynamicsConfig(num_members=2, hidden=(8,), max_epochs=2, batch_size=4)
+    pool, report = dyn.train_pool(jax.random.PRNGKey(0), s, a, r, s2, cfg)
+    assert (report.num_holdout, report.num_train) == (1, MIN_TRANSITIONS - 1)
+    order = np.asarray(jax.random.permutation(jax.random.split(jax.random.PRNGKey(0), 4)[0],
+                                              MIN_TRANSITIONS))
+    train = order[1:]
+    mean, std = mean_std(np.concatenate([s, a], axis=1)[train].astype(np.float64))
+    np.testing.assert_array_equal(pool.input_mean, mean)
+    np.testing.assert_array_equal(pool.input_std, std)
