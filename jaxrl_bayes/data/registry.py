@@ -245,8 +245,9 @@ def family_of_env(env_id: Optional[str]) -> tuple[str, Optional[int]]:
 def _termination_for(family: str, env_id: Optional[str], name: str) -> Callable:
     if family in ROBOT_FAMILIES:
         return termination.get_termination_fn(family)
+    what = f"environment {env_id!r}" if env_id else "a dataset without an environment"
     warnings.warn(
-        f"no termination rule known for {env_id!r} (dataset {name!r}): model rollouts never "
+        f"no termination rule known for {what} (dataset {name!r}): model rollouts never "
         "terminate (they stop only at non-finite states)", stacklevel=4)
     return termination.no_termination
 
