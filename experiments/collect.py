@@ -11,7 +11,10 @@ full sizes (1M SAC steps, 1M-transition rollouts); a CPU smoke run:
         --start-steps 1000 --dataset-size 2000 --hidden 64 --medium-fraction 0
 
 The SAC run is checkpointed in --work-dir; rerun with --resume (and a larger --sac-steps to
-train further). See `jaxrl_bayes.data.generate` for the protocol.
+train further). See `jaxrl_bayes.collect` for the protocol.
+
+Bad input (an unknown level or environment, an existing dataset, a checkpoint of other
+settings) ends with one line on stderr and exit status 2; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import sys
 import warnings
 from pathlib import Path
 
+import jaxrl_bayes.collect as gen
 from jaxrl_bayes import sac
-from jaxrl_bayes.data import generate as gen
+from jaxrl_bayes.errors import UserError
 
 
 def _fmt(x, spec=".1f"):
@@ -46,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --work-dir")
     p.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     g = p.add_argument_group("budget and sizes")
     g.add_argument("--sac-steps", type=int, default=d.sac_steps, help="SAC environment steps")
     g.add_argument("--dataset-size", type=int, default=d.dataset_size,
@@ -105,9 +110,17 @@ def main(argv=None) -> int:
         results, train = gen.generate(
             config, levels, work_dir, namespace=args.namespace, hdf5_dir=args.hdf5_dir,
             resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    except (gen.GenerateError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted: the last checkpoint in the work directory is kept; rerun the same "
+              "command with --resume to continue", file=sys.stderr)
+        return 130
     if train is not None:
         print(f"\nSAC: {train.env_steps} env steps, {train.seconds:.0f} s in this process "
               f"(medium at {train.medium_index}, final eval return {_fmt(train.final_eval)})")

@@ -1,6 +1,6 @@
 """Soft actor-critic (SAC) as pure functions: config, state pytree, update, scanned updates.
 
-This is the online SAC that generates D4RL-protocol datasets (`jaxrl_bayes.data.generate`).
+This is the online SAC that generates D4RL-protocol datasets (`jaxrl_bayes.collect`).
 D4RL (Fu et al., 2020, §5 and App. C) trained rlkit's SAC with a tanh-Gaussian policy of two
 hidden layers of 256 units; we follow rlkit's `SACTrainer` (Haarnoja et al., 2018b, "Soft
 Actor-Critic Algorithms and Applications", Alg. 1 with automatic entropy tuning):
@@ -17,7 +17,8 @@ order of the three optimizer steps does not matter). `terminal` means a true ter
 
 Functions take the frozen `SACConfig` as a static argument: jit them with
 `jax.jit(f, static_argnames=("config", ...))`. `update_many` fuses G updates with `lax.scan`
-and samples its minibatches from a device-resident `ReplayBuffer` with an explicit key.
+and samples its minibatches from the project's one ring buffer (`jaxrl_bayes.buffer`, items
+`buffer.Transition` with `done` = a true termination) with an explicit key.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrl_bayes.buffer import RingBuffer, Transition, buffer_add, buffer_sample
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.networks import (
     TanhGaussianPolicy,
     TwinCritic,
@@ -58,13 +61,13 @@ class SACConfig:
 
     def __post_init__(self):
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise UserError(f"SACConfig: batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+            raise UserError(f"SACConfig: tau must be in (0, 1], got {self.tau}")
         if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"discount must be in [0, 1], got {self.discount}")
+            raise UserError(f"SACConfig: discount must be in [0, 1], got {self.discount}")
         if not self.actor_hidden or not self.critic_hidden:
-            raise ValueError("actor_hidden and critic_hidden need at least one layer")
+            raise UserError("SACConfig: actor_hidden and critic_hidden need at least one layer")
 
 
 class SACState(NamedTuple):
@@ -78,24 +81,6 @@ class SACState(NamedTuple):
     critic_opt_state: optax.OptState
     alpha_opt_state: optax.OptState
     num_updates: jax.Array  # int32 scalar
-
-
-class Transition(NamedTuple):
-    """A batch of transitions; leading axes B. `terminal` is 1.0 for a true termination."""
-
-    obs: jax.Array  # B + (obs_dim,)
-    action: jax.Array  # B + (act_dim,), in [-1, 1]
-    reward: jax.Array  # B
-    next_obs: jax.Array  # B + (obs_dim,)
-    terminal: jax.Array  # B, float 0/1
-
-
-class ReplayBuffer(NamedTuple):
-    """A device-resident ring buffer: `data` has leading axis `capacity`."""
-
-    data: Transition
-    size: jax.Array  # int32 scalar, number of valid rows
-    insert_pos: jax.Array  # int32 scalar, next row written
 
 
 class SACMetrics(NamedTuple):
@@ -184,16 +169,16 @@ def update(
 
     Args:
       state: current state.
-      batch: transitions with leading axis B.
+      batch: `buffer.Transition` with leading axis B (act in [-1, 1], done = termination).
       key: PRNG key.
       config: hyperparameters (static).
     Returns:
       (new state, SACMetrics of scalars).
     """
-    chex.assert_rank([batch.obs, batch.action, batch.reward, batch.terminal], [2, 2, 1, 1])
+    chex.assert_rank([batch.obs, batch.act, batch.reward, batch.done], [2, 2, 1, 1])
     chex.assert_equal_shape([batch.obs, batch.next_obs])
-    chex.assert_equal_shape([batch.reward, batch.terminal])
-    action_dim = batch.action.shape[-1]
+    chex.assert_equal_shape([batch.reward, batch.done])
+    action_dim = batch.act.shape[-1]
     actor = actor_module(config, action_dim)
     critic = critic_module(config)
     actor_opt, critic_opt, alpha_opt = _optimizers(config)
@@ -204,13 +189,13 @@ def update(
     next_dist = actor.apply(state.actor_params, batch.next_obs)
     next_a, next_logp = tanh_gaussian_sample(k_next, next_dist)
     next_q = critic.apply(state.target_critic_params, batch.next_obs, next_a).min(0)
-    target = config.reward_scale * batch.reward + config.discount * (1.0 - batch.terminal) * (
+    target = config.reward_scale * batch.reward + config.discount * (1.0 - batch.done) * (
         next_q - alpha * next_logp
     )
     target = jax.lax.stop_gradient(target)
 
     def critic_loss_fn(critic_params):
-        q = critic.apply(critic_params, batch.obs, batch.action)  # (2, B)
+        q = critic.apply(critic_params, batch.obs, batch.act)  # (2, B)
         return jnp.sum(jnp.mean((q - target[None]) ** 2, axis=-1)), q.mean()
 
     def actor_loss_fn(actor_params):
@@ -258,56 +243,14 @@ def update(
     return new_state, metrics
 
 
-# ----------------------------------------------------------------------------- replay buffer
-
-
-def buffer_init(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
-    """An empty device ring buffer of `capacity` float32 transitions."""
-    if capacity < 1:
-        raise ValueError(f"replay capacity must be >= 1, got {capacity}")
-    z = lambda *s: jnp.zeros((capacity,) + s, jnp.float32)  # noqa: E731
-    data = Transition(z(obs_dim), z(action_dim), z(), z(obs_dim), z())
-    return ReplayBuffer(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-
-
-def buffer_add(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
-    """Writes the rows of `batch` (leading axis n <= capacity) at the insert position, wrapping.
-
-    Args:
-      buffer: the ring buffer.
-      batch: transitions with leading axis n.
-    Returns:
-      the buffer with the rows written, `size` grown up to the capacity.
-    """
-    capacity = buffer.data.reward.shape[0]
-    n = batch.reward.shape[0]
-    if n > capacity:
-        raise ValueError(f"cannot add {n} rows to a replay buffer of capacity {capacity}")
-    idx = (buffer.insert_pos + jnp.arange(n)) % capacity
-    data = jax.tree_util.tree_map(
-        lambda d, b: d.at[idx].set(b.astype(d.dtype)), buffer.data, batch
-    )
-    return ReplayBuffer(
-        data,
-        jnp.minimum(buffer.size + n, capacity).astype(jnp.int32),
-        ((buffer.insert_pos + n) % capacity).astype(jnp.int32),
-    )
-
-
-def buffer_sample(buffer: ReplayBuffer, key: chex.PRNGKey, batch_size: int) -> Transition:
-    """Uniform minibatch (with replacement) from the valid rows of the buffer."""
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
-    return jax.tree_util.tree_map(lambda d: d[idx], buffer.data)
-
-
 def update_many(
-    state: SACState, buffer: ReplayBuffer, key: chex.PRNGKey, config: SACConfig, num_updates: int
+    state: SACState, buffer: RingBuffer, key: chex.PRNGKey, config: SACConfig, num_updates: int
 ) -> tuple[SACState, SACMetrics]:
     """`num_updates` SAC steps fused with `lax.scan`, each on a fresh uniform minibatch.
 
     Args:
       state: current state.
-      buffer: replay buffer (must be non-empty).
+      buffer: `jaxrl_bayes.buffer.RingBuffer` of `Transition`s (must be non-empty).
       key: PRNG key.
       config: hyperparameters (static).
       num_updates: G, the number of gradient steps (static).
@@ -328,7 +271,8 @@ def jitted(config: SACConfig, action_dim: int):
     Returns:
       a `SACFns` with `explore(actor_params, obs, key)`, `act(actor_params, obs)`,
       `update_many(state, buffer, key, num_updates)` (num_updates static) and
-      `buffer_add(buffer, batch)` (the old buffer is donated: do not reuse it).
+      `buffer_add(buffer, batch)` (`jaxrl_bayes.buffer.buffer_add`, jitted; the old buffer is
+      donated: do not reuse it).
     """
     return SACFns(
         explore=jax.jit(lambda p, o, k: explore(p, o, k, config, action_dim)),
@@ -354,8 +298,6 @@ def param_count(params) -> int:
 __all__: Sequence[str] = (
     "SACConfig",
     "SACState",
-    "Transition",
-    "ReplayBuffer",
     "SACMetrics",
     "SACFns",
     "init",
@@ -363,9 +305,6 @@ __all__: Sequence[str] = (
     "act",
     "update",
     "update_many",
-    "buffer_init",
-    "buffer_add",
-    "buffer_sample",
     "jitted",
     "target_entropy",
 )

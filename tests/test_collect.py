@@ -1,4 +1,4 @@
-"""Tests of D4RL-protocol dataset generation (jaxrl_bayes.data.generate, experiments.collect).
+"""Tests of D4RL-protocol dataset generation (jaxrl_bayes.collect, experiments.collect).
 
 One tiny SAC run on Hopper-v4 (2 envs, 50-step episodes so that time limits occur) writes
 every level; the checks use independent facts: Hopper's termination rule
@@ -6,14 +6,15 @@ every level; the checks use independent facts: Hopper's termination rule
 noise), the time limit, and the definitions of the levels.
 """
 
-import importlib
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
+import jaxrl_bayes.collect as gen
 from jaxrl_bayes import sac
-from jaxrl_bayes.data import generate as gen
+from jaxrl_bayes.data import registry
 from jaxrl_bayes.termination import hopper_termination
 
 warnings.filterwarnings("ignore", message=".*out of date.*")
@@ -157,10 +158,6 @@ def test_hdf5_export_matches_minari(run):
 
 
 def test_every_level_loads_through_the_registry(run):
-    try:
-        registry = importlib.import_module("jaxrl_bayes.data.registry")
-    except ImportError as e:  # the registry lands in parallel work
-        pytest.skip(f"jaxrl_bayes.data.registry not importable yet: {e}")
     for level in gen.LEVELS:
         r = run["results"][level]
         ds = registry.load_dataset(r.dataset_id)
@@ -175,6 +172,21 @@ def test_every_level_loads_through_the_registry(run):
 def test_existing_dataset_is_not_overwritten(run, tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         gen.generate(_config(), ["random"], tmp_path / "w")
+    with pytest.raises(gen.DatasetExistsError, match="--overwrite"):  # the hdf5 export too
+        gen.generate(_config(), ["random"], tmp_path / "w", namespace="other",
+                     hdf5_dir=run["root"] / "hdf5")
+
+
+def test_hdf5_export_is_a_local_dataset_with_its_env(run):
+    """The exported file records its env, so `--dataset path.hdf5` needs no --eval-env."""
+    from jaxrl_bayes.data.d4rl import load_hdf5
+
+    path = run["results"]["random"].hdf5_path
+    spec = registry.get_spec(str(path))
+    assert (spec.source, spec.family, spec.eval_env_id) == ("hdf5", "hopper", "Hopper-v4")
+    assert spec.ref_max_score == pytest.approx(3234.3)
+    raw = load_hdf5(path)
+    assert spec.load().size == SIZE - int(raw["timeouts"].sum())  # D4RL's view drops timeouts
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -187,8 +199,12 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(gen.GenerateError, match="resume"):
         gen.train_sac(cfg, tmp_path / "b")
     resumed = gen.train_sac(cfg, tmp_path / "b", resume=True)
+    assert (tmp_path / "b" / "checkpoints" / "2000").is_dir()  # orbax, named by env steps
     for k in straight.stream:
         np.testing.assert_allclose(resumed.stream[k], straight.stream[k], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.final_params),
+                    jax.tree_util.tree_leaves(straight.final_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(gen.GenerateError, match="seed"):
         gen.train_sac(_config(seed=1), tmp_path / "b", resume=True)
 
@@ -216,4 +232,10 @@ def test_cli_random_level(tmp_path, monkeypatch, capsys):
     assert collect.main(argv) == 2  # exists: refuses without --overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert collect.main(argv + ["--overwrite"]) == 0
+    capsys.readouterr()
     assert collect.main(["--levels", "bogus", "--work-dir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown level(s) ['bogus']") and err.count("\n") == 1
+    assert "Traceback" not in err
+    with pytest.raises(gen.GenerateError):
+        collect.main(["--levels", "bogus", "--debug"])

@@ -103,3 +103,15 @@ def test_missing_key_unequal_lengths_and_bad_dims():
         Dataset.from_arrays(obs[:, 0], act, rew, term)
     with pytest.raises(DatasetError, match="no transition left"):
         Dataset.from_arrays(obs[:1], act[:1], rew[:1], term[:1])
+
+
+def test_the_data_package_only_reads():
+    """Importing jaxrl_bayes.data pulls in no SAC, no collection, no env stepping (issue 12 §4)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jaxrl_bayes.data, jaxrl_bayes.data.d4rl, jaxrl_bayes.data.minari_data; "
+            "print([m for m in sys.modules if m.startswith(('jaxrl_bayes.sac', "
+            "'jaxrl_bayes.collect', 'gymnasium', 'mujoco', 'orbax'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Tests of jaxrl_bayes.sac: replay ring buffer, losses against exact answers, learning."""
+"""Tests of jaxrl_bayes.sac: losses against exact answers, replay through the one ring buffer, learning."""
 
 import warnings
 
@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_bayes import sac
+import jaxrl_bayes.collect as collect
+from jaxrl_bayes import buffer, evaluation, sac
+from jaxrl_bayes.errors import UserError
 
 warnings.filterwarnings("ignore", message=".*out of date.*")
 
@@ -18,32 +20,31 @@ _update = jax.jit(sac.update, static_argnames="config")
 
 def _transitions(n, obs_dim=3, act_dim=2, start=0):
     idx = jnp.arange(start, start + n, dtype=jnp.float32)
-    return sac.Transition(
+    return buffer.Transition(
         obs=jnp.tile(idx[:, None], (1, obs_dim)),
-        action=jnp.zeros((n, act_dim)),
+        act=jnp.zeros((n, act_dim)),
         reward=idx,
         next_obs=jnp.tile(idx[:, None], (1, obs_dim)) + 0.5,
-        terminal=jnp.zeros((n,)),
+        done=jnp.zeros((n,)),
     )
 
 
-def test_buffer_add_wraps_and_counts():
-    buf = sac.buffer_init(5, 3, 2)
-    buf = sac.buffer_add(buf, _transitions(3, start=0))  # rows 0,1,2
-    assert int(buf.size) == 3 and int(buf.insert_pos) == 3
-    buf = sac.buffer_add(buf, _transitions(4, start=10))  # rows 3,4 then wrap to 0,1
-    assert int(buf.size) == 5 and int(buf.insert_pos) == 2
-    np.testing.assert_array_equal(np.asarray(buf.data.reward), [12, 13, 2, 10, 11])
-    with pytest.raises(ValueError, match="capacity"):
-        sac.buffer_add(buf, _transitions(6))
+def _replay(capacity, items):
+    example = jax.tree_util.tree_map(lambda x: x[0], items)
+    return buffer.buffer_add(buffer.buffer_init(capacity, example), items)
 
 
-def test_buffer_sample_only_valid_rows():
-    buf = sac.buffer_add(sac.buffer_init(100, 3, 2), _transitions(7))
-    batch = sac.buffer_sample(buf, jax.random.PRNGKey(0), 2000)
+def test_sac_samples_only_valid_rows_of_the_ring_buffer():
+    rows = _transitions(7)
+    state = sac.init(jax.random.PRNGKey(0), SMALL, 3, 2)
+    buf = _replay(100, rows)
+    assert int(buf.count) == 7
+    batch = buffer.buffer_sample(buf, jax.random.PRNGKey(0), 2000)
     r = np.asarray(batch.reward)
     assert set(np.unique(r)) == set(range(7))  # every valid row, nothing else
     np.testing.assert_array_equal(np.asarray(batch.obs)[:, 0], r)  # rows stay aligned
+    new, _ = sac.jitted(SMALL, 2).update_many(state, buf, jax.random.PRNGKey(1), 2)
+    assert int(new.num_updates) == 2
 
 
 def test_target_network_is_polyak_average():
@@ -80,7 +81,7 @@ def test_critic_learns_reward_when_no_bootstrap(discount, terminal):
     obs = jax.random.normal(key, (32, 3))
     act = jnp.tanh(jax.random.normal(jax.random.PRNGKey(1), (32, 2)))
     rew = jnp.sin(obs[:, 0]) + act[:, 1]
-    batch = sac.Transition(obs, act, rew, obs + 1.0, jnp.full((32,), terminal))
+    batch = buffer.Transition(obs, act, rew, obs + 1.0, jnp.full((32,), terminal))
     state = sac.init(jax.random.PRNGKey(2), cfg, 3, 2)
 
     def body(s, k):
@@ -93,7 +94,7 @@ def test_critic_learns_reward_when_no_bootstrap(discount, terminal):
 
 
 def test_update_many_equals_sequential_updates():
-    buf = sac.buffer_add(sac.buffer_init(64, 3, 2), _transitions(40))
+    buf = _replay(64, _transitions(40))
     state = sac.init(jax.random.PRNGKey(0), SMALL, 3, 2)
     key = jax.random.PRNGKey(3)
     scanned, metrics = jax.jit(sac.update_many, static_argnums=(3, 4))(state, buf, key, SMALL, 3)
@@ -101,7 +102,7 @@ def test_update_many_equals_sequential_updates():
     seq = state
     for k in jax.random.split(key, 3):
         kb, ku = jax.random.split(k)
-        seq, _ = _update(seq, sac.buffer_sample(buf, kb, SMALL.batch_size), ku, config=SMALL)
+        seq, _ = _update(seq, buffer.buffer_sample(buf, kb, SMALL.batch_size), ku, config=SMALL)
     for a, b in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(seq)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -116,33 +117,30 @@ def test_explore_and_act_shapes_and_bounds():
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="tau"):
+    with pytest.raises(UserError, match="tau"):
         sac.SACConfig(tau=0.0)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(UserError, match="batch_size"):
         sac.SACConfig(batch_size=0)
 
 
 def _pendulum_config(steps):
-    from jaxrl_bayes.data import generate as gen
-
     # Small nets and lr 1e-3 so that a CI budget suffices (measured: the return goes from about
     # -1500 to about -250 within 3000 steps on seed 0).
     cfg = sac.SACConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=128,
                         actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3)
-    return gen.CollectConfig(env="Pendulum-v1", sac=cfg, sac_steps=steps, start_steps=1000,
+    return collect.CollectConfig(env="Pendulum-v1", sac=cfg, sac_steps=steps, start_steps=1000,
                              update_after=1000, steps_per_epoch=1000, eval_every=1000,
                              eval_episodes=5, max_episode_steps=200, seed=0)
 
 
 def test_sac_improves_on_pendulum():
     """Pendulum-v1: an untrained policy scores about -1200 to -1800; SAC must beat -700."""
-    from jaxrl_bayes.data import generate as gen
-
     config = _pendulum_config(4000)
     untrained = sac.init(jax.random.PRNGKey(123), config.sac, 3, 1)
-    base = gen.evaluate("Pendulum-v1", lambda o: np.asarray(
-        sac.act(untrained.actor_params, o, config.sac, 1)), 5, 999, 200).mean()
-    result = gen.train_sac(config)
+    base = evaluation.evaluate_gym(  # Pendulum's torque box is [-2, 2]
+        "Pendulum-v1", lambda p, o: 2.0 * sac.act(p, o, config.sac, 1), num_episodes=5,
+        seed=999, params=untrained.actor_params).mean()
+    result = collect.train_sac(config)
     late = np.mean([p.return_mean for p in result.curve[-2:]])
     assert base < -900, base
     assert late > -700 and late > base + 400, (base, [tuple(p) for p in result.curve])
@@ -151,9 +149,7 @@ def test_sac_improves_on_pendulum():
 @pytest.mark.slow
 def test_sac_solves_inverted_pendulum():
     """InvertedPendulum-v4 with D4RL's SAC defaults: reaches the 1000-step maximum."""
-    from jaxrl_bayes.data import generate as gen
-
-    config = gen.CollectConfig(env="InvertedPendulum-v4", sac_steps=20_000, start_steps=2000,
+    config = collect.CollectConfig(env="InvertedPendulum-v4", sac_steps=20_000, start_steps=2000,
                                eval_every=2000, eval_episodes=5)
-    result = gen.train_sac(config)
+    result = collect.train_sac(config)
     assert max(p.return_mean for p in result.curve) >= 900, [tuple(p) for p in result.curve]

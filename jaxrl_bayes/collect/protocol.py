@@ -1,0 +1,459 @@
+"""The D4RL collection protocol: a resumable online SAC run, then the levels, then the writers.
+
+The training loop follows rlkit's batch RL loop that D4RL used (collect `steps_per_epoch`
+transitions, then `steps_per_epoch * utd` SAC updates fused in one `lax.scan`), with the SAC of
+`jaxrl_bayes.sac`, its replay in the project's one ring buffer (`jaxrl_bayes.buffer`) and its
+evaluations by `evaluation.evaluate_gym` (deterministic policy, episode k reset with seed + k).
+Levels are defined in `collect.config`, recorded by `collect.runner`, regrouped by
+`collect.episodes` and written by `collect.writers`.
+
+Training is resumable and deterministic by seed: every `checkpoint_every` steps an orbax
+checkpoint (`jaxrl_bayes.checkpoint`, `work_dir/checkpoints/<env steps>/`) holds the SAC state,
+the PRNG key, the recorded stream and the medium snapshot, and its metadata holds the config,
+the evaluation curve and the exact MuJoCo state, time-limit counter and RNG of each
+sub-environment (as JSON numbers, which round-trip float64 exactly), so a resumed run continues
+the interrupted episodes and equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_bayes import buffer as ring
+from jaxrl_bayes import checkpoint, evaluation, sac
+from jaxrl_bayes.collect.config import (LEVELS, NEEDS_FINAL, NEEDS_SAC, RESUME_FIELDS,
+                                        CollectConfig, DatasetExistsError, GenerateError,
+                                        parse_levels)
+from jaxrl_bayes.collect.episodes import LevelData, concatenate, episodes_from_stream, summarize
+from jaxrl_bayes.collect.runner import Stream, VecRunner, rollout
+from jaxrl_bayes.collect.writers import dataset_id, hdf5_name, write_d4rl_hdf5, write_minari
+from jaxrl_bayes.data import d4rl
+from jaxrl_bayes.io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+_CHECKPOINT_VERSION = 2  # 1 was a single checkpoint.npz
+_REFILL_ROWS = 100_000  # rows per buffer_add call when a resumed run refills its replay
+
+
+class EvalPoint(NamedTuple):
+    env_steps: int
+    return_mean: float
+    return_std: float
+
+
+class TrainResult(NamedTuple):
+    """What the SAC run leaves for the levels.
+
+    Attributes:
+      stream: the recorded replay stream (`Stream.view()`), every transition of the run.
+      medium_index: rows of the stream recorded when the medium policy was found, or None.
+      medium_params: actor parameters of the medium policy, or None.
+      medium_eval: its evaluation return, or None.
+      final_params: actor parameters at the end of the run.
+      final_eval: evaluation return at the end.
+      curve: the evaluation curve (`EvalPoint`s).
+      env_steps: environment steps taken.
+      seconds: wall time of training in this process (excluding resumed parts).
+    """
+
+    stream: dict
+    medium_index: Optional[int]
+    medium_params: Any
+    medium_eval: Optional[float]
+    final_params: Any
+    final_eval: Optional[float]
+    curve: list
+    env_steps: int
+    seconds: float
+
+
+def _config_key(config: CollectConfig) -> dict:
+    d = config.to_json()
+    return {k: d[k] for k in RESUME_FIELDS}
+
+
+def _checkpointer(work_dir: str | os.PathLike) -> checkpoint.Checkpointer:
+    return checkpoint.Checkpointer(Path(work_dir) / CHECKPOINT_DIR, max_to_keep=1)
+
+
+def load_checkpoint_meta(work_dir: str | os.PathLike) -> Optional[dict]:
+    """The metadata of the newest training checkpoint in `work_dir`, or None if there is none.
+
+    Raises:
+      GenerateError: a checkpoint exists but cannot be read.
+    """
+    directory = Path(work_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return None
+    try:
+        with _checkpointer(work_dir) as ckpt:
+            return None if ckpt.latest_step() is None else ckpt.restore_meta()
+    except checkpoint.CheckpointError as e:
+        raise GenerateError(f"the training checkpoint in {directory} cannot be read "
+                            f"({' '.join(str(e).split())}); delete it to start over") from e
+
+
+def _saved_tree(state, key, stream: dict, medium_params) -> dict:
+    return {"sac": state, "key": key, "stream": stream, "medium": medium_params}
+
+
+def _target_tree(state, key, meta: dict, obs_dim: int, act_dim: int) -> dict:
+    """The shapes a checkpoint with `meta` was saved with (the stream has `count` rows)."""
+    n = int(meta["count"])
+    like = Stream(1, obs_dim, act_dim).arrays
+    stream = {k: jax.ShapeDtypeStruct((n,) + v.shape[1:], v.dtype) for k, v in like.items()}
+    medium = state.actor_params if meta["medium_index"] is not None else None
+    return _saved_tree(state, key, stream, medium)
+
+
+def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = None,
+              resume: bool = False, stop_at_medium: bool = False, progress: bool = False,
+              callback: Optional[Callable[[EvalPoint], None]] = None) -> TrainResult:
+    """Runs online SAC and records every transition (see the module docstring).
+
+    Args:
+      config: the collection config (env, SAC hyperparameters, budget).
+      work_dir: where the orbax checkpoint (`checkpoints/`) is written every
+        `checkpoint_every` steps and at the end; None = no checkpoints.
+      resume: continue from the checkpoint in `work_dir` if present (a larger `sac_steps`
+        extends a finished run). Without `resume`, an existing checkpoint is an error.
+      stop_at_medium: stop once the medium policy is found (enough for random, medium,
+        medium-replay).
+      progress: tqdm bar over environment steps.
+      callback: called with each `EvalPoint`.
+    Returns:
+      `TrainResult`.
+    Raises:
+      GenerateError: a checkpoint exists without `resume`, or was made with other settings.
+    """
+    from tqdm.auto import tqdm
+
+    t_start = time.time()
+    try:
+        threshold = config.medium_threshold()
+    except GenerateError:
+        if stop_at_medium:
+            raise
+        threshold = float("inf")  # no medium level wanted and no reference to set one
+    runner = VecRunner(config.env_id, config.num_envs, config.max_episode_steps, config.seed)
+    obs_dim, act_dim = runner.obs.shape[-1], runner.low.shape[0]
+    fns = sac.jitted(config.sac, act_dim)
+    key = jax.random.PRNGKey(config.seed)
+    key, k_init = jax.random.split(key)
+    state = sac.init(k_init, config.sac, obs_dim, act_dim)
+    stream = Stream(config.sac_steps + config.num_envs, obs_dim, act_dim)
+    curve: list[EvalPoint] = []
+    medium_index = medium_params = medium_eval = None
+    last_eval = last_ckpt = 0
+    meta = load_checkpoint_meta(work_dir) if work_dir is not None else None
+    ckpt_dir = Path(work_dir) / CHECKPOINT_DIR if work_dir is not None else None
+
+    if meta is not None:
+        if not resume:
+            raise GenerateError(
+                f"a training checkpoint exists in {ckpt_dir}: pass resume=True (--resume) to "
+                f"continue it, or use another work directory")
+        if meta.get("version") != _CHECKPOINT_VERSION or meta.get("config") != _config_key(config):
+            diff = sorted(k for k in RESUME_FIELDS
+                          if meta.get("config", {}).get(k) != _config_key(config)[k])
+            raise GenerateError(
+                f"the checkpoint in {ckpt_dir} was made with other settings "
+                f"({', '.join(diff) or 'format version'} differ); use the same options or "
+                f"another --work-dir")
+        try:
+            with _checkpointer(work_dir) as ckpt:
+                tree, _ = ckpt.restore(_target_tree(state, key, meta, obs_dim, act_dim))
+        except checkpoint.CheckpointError as e:
+            raise GenerateError(f"the checkpoint in {ckpt_dir} cannot be restored "
+                                f"({' '.join(str(e).split())}); delete it to start over") from e
+        state, key = tree["sac"], tree["key"]
+        n = int(meta["count"])
+        stream.grow(max(stream.capacity, n + config.num_envs))
+        for k in Stream.FIELDS:
+            stream.arrays[k][:n] = np.asarray(tree["stream"][k])
+        stream.count = n
+        if meta["medium_index"] is not None:
+            medium_index, medium_eval = meta["medium_index"], meta["medium_eval"]
+            medium_params = tree["medium"]
+        env_state = meta["env_state"]
+        if env_state is not None:
+            runner.set_state({**env_state, "sims": np.asarray(env_state["sims"], np.float64),
+                              "obs": np.asarray(env_state["obs"], np.float64)})
+        else:  # not restorable: the interrupted episodes end here
+            runner.obs, _ = runner.envs.reset(seed=config.seed + 7919 * (n + 1))
+            for e in range(config.num_envs):
+                rows = np.flatnonzero(stream.arrays["env_index"][:n] == e)
+                if len(rows) and not (stream.arrays["terminals"][rows[-1]]
+                                      or stream.arrays["truncations"][rows[-1]]):
+                    stream.arrays["truncations"][rows[-1]] = True
+        curve = [EvalPoint(*p) for p in meta["curve"]]
+        last_eval, last_ckpt = meta["last_eval"], n
+        logger.info("resumed %s at %d environment steps", ckpt_dir, n)
+
+    def save():
+        if work_dir is None:
+            return
+        env_state = runner.get_state()
+        meta = {
+            "version": _CHECKPOINT_VERSION, "config": _config_key(config),
+            "full_config": config.to_json(), "count": stream.count,
+            "medium_index": medium_index, "medium_eval": medium_eval,
+            "curve": [list(p) for p in curve], "last_eval": last_eval,
+            "env_state": None if env_state is None else {
+                "elapsed": env_state["elapsed"], "rngs": env_state["rngs"],
+                "sims": env_state["sims"].tolist(), "obs": env_state["obs"].tolist()},
+        }
+        with _checkpointer(work_dir) as ckpt:
+            ckpt.save(stream.count, _saved_tree(state, key, stream.view(), medium_params), meta)
+
+    def to_transition(view: dict) -> ring.Transition:
+        act = 2.0 * (view["actions"] - runner.low) / (runner.high - runner.low) - 1.0
+        return ring.Transition(
+            jnp.asarray(view["observations"]), jnp.asarray(act, jnp.float32),
+            jnp.asarray(view["rewards"]), jnp.asarray(view["next_observations"]),
+            jnp.asarray(view["terminals"], jnp.float32))
+
+    capacity = max(config.sac_steps, stream.count) + config.num_envs * config.epoch_vec_steps
+    example = ring.Transition(jnp.zeros(obs_dim), jnp.zeros(act_dim), jnp.zeros(()),
+                              jnp.zeros(obs_dim), jnp.zeros(()))
+    replay = ring.buffer_init(capacity, example)
+    for s in range(0, stream.count, _REFILL_ROWS):  # refill after a resume
+        replay = fns.buffer_add(replay, to_transition(
+            {k: v[s: s + _REFILL_ROWS] for k, v in stream.view().items()}))
+
+    # Evaluation in the collection's own time limit, policy actions mapped to the env's box.
+    eval_spec = dataclasses.replace(gym.spec(config.env_id),
+                                    max_episode_steps=config.max_episode_steps)
+    low, high = jnp.asarray(runner.low, jnp.float32), jnp.asarray(runner.high, jnp.float32)
+
+    def eval_act(params, obs):
+        a = sac.act(params, obs, config.sac, act_dim)
+        return low + (a + 1.0) * 0.5 * (high - low)
+
+    def run_eval(params, idx):
+        rets = evaluation.evaluate_gym(eval_spec, eval_act, num_episodes=config.eval_episodes,
+                                       seed=config.seed + 100_003 * (idx + 1), params=params)
+        return EvalPoint(stream.count, float(rets.mean()), float(rets.std()))
+
+    bar = tqdm(total=config.sac_steps, initial=min(stream.count, config.sac_steps),
+               disable=not progress, unit="step", desc=f"SAC {config.env_id}")
+    try:
+        while stream.count < config.sac_steps and not (stop_at_medium and medium_index is not None):
+            key, k_rand, k_explore, k_update = jax.random.split(key, 4)
+            first = stream.count
+            nv = config.epoch_vec_steps
+            rand = np.asarray(jax.random.uniform(k_rand, (nv, config.num_envs, act_dim),
+                                                 minval=-1.0, maxval=1.0))
+            keys = np.asarray(jax.random.split(k_explore, nv))
+            for i in range(nv):
+                if stream.count < config.start_steps:
+                    a = rand[i]
+                else:
+                    a = np.asarray(fns.explore(state.actor_params,
+                                               np.asarray(runner.obs, np.float32), keys[i]))
+                stream.add(*runner.step(a))
+            replay = fns.buffer_add(replay, to_transition(
+                {k: v[first: stream.count] for k, v in stream.view().items()}))
+            if stream.count >= config.update_after:
+                state, _ = fns.update_many(state, replay, k_update, config.updates_per_epoch)
+            bar.update(stream.count - first)
+            finished = stream.count >= config.sac_steps
+            if stream.count - last_eval >= config.eval_every or finished:
+                point = run_eval(state.actor_params, len(curve))
+                curve.append(point)
+                last_eval = stream.count
+                if callback is not None:
+                    callback(point)
+                bar.set_postfix(ret=f"{point.return_mean:.1f}")
+                logger.info("SAC %s: %d steps, eval return %.1f +- %.1f", config.env_id,
+                            point.env_steps, point.return_mean, point.return_std)
+                if medium_index is None and point.return_mean >= threshold:
+                    medium_index, medium_eval = stream.count, point.return_mean
+                    medium_params = jax.tree_util.tree_map(jnp.copy, state.actor_params)
+            if stream.count - last_ckpt >= config.checkpoint_every:
+                save()
+                last_ckpt = stream.count
+        if stream.count != last_ckpt:
+            save()
+    finally:
+        bar.close()
+        runner.close()
+    final_eval = curve[-1].return_mean if curve and curve[-1].env_steps == stream.count else None
+    if final_eval is None and not (stop_at_medium and medium_index is not None):
+        point = run_eval(state.actor_params, len(curve))
+        final_eval = point.return_mean
+    return TrainResult(stream.view(), medium_index, medium_params, medium_eval,
+                       state.actor_params, final_eval, curve, stream.count,
+                       time.time() - t_start)
+
+
+def make_policy(config: CollectConfig, actor_params, act_dim: int) -> Callable:
+    """A stochastic rollout policy (obs, key) -> actions sampling from the SAC actor."""
+    explore = jax.jit(lambda p, o, k: sac.explore(p, o, k, config.sac, act_dim))
+    return lambda obs, key: np.asarray(explore(actor_params, obs, key))
+
+
+
+
+
+class LevelResult(NamedTuple):
+    level: str
+    dataset_id: str
+    path: Path
+    hdf5_path: Optional[Path]
+    summary: dict
+
+
+def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str | os.PathLike,
+             namespace: str = "jaxrl_bayes", hdf5_dir: Optional[str | os.PathLike] = None,
+             resume: bool = False, overwrite: bool = False, progress: bool = False,
+             callback: Optional[Callable[[EvalPoint], None]] = None,
+             ) -> tuple[list[LevelResult], Optional[TrainResult]]:
+    """Generates the requested levels and writes them to the Minari store (and hdf5).
+
+    Args:
+      config: what to generate.
+      levels: names from `LEVELS` (list or comma-separated string).
+      work_dir: checkpoints of the SAC run (and a summary.json).
+      namespace: first part of the Minari ids.
+      hdf5_dir: also export D4RL-schema hdf5 files here (None = no export).
+      resume: continue a checkpointed SAC run in `work_dir`.
+      overwrite: replace existing datasets with the same ids.
+      progress: tqdm bars.
+      callback: receives each SAC evaluation point.
+    Returns:
+      (one `LevelResult` per level, the `TrainResult` or None if no SAC was needed).
+    Raises:
+      GenerateError: bad input, or the medium threshold was never reached.
+      DatasetExistsError (a GenerateError and FileExistsError): a dataset exists and
+        `overwrite` is False (checked before any work).
+    """
+    from minari.storage import get_dataset_path
+
+    levels = parse_levels(levels)
+    family, env_id = config.family, config.env_id
+    ids = {lv: dataset_id(namespace, family, lv) for lv in levels}
+    if not overwrite:
+        existing = [i for i in ids.values() if Path(get_dataset_path(i)).exists()]
+        if existing:
+            raise DatasetExistsError(
+                f"Minari dataset(s) {existing} already exist; pass --overwrite to replace them "
+                f"or use another --namespace")
+    if hdf5_dir is not None and not overwrite:
+        existing = [str(Path(hdf5_dir) / hdf5_name(family, lv)) for lv in levels
+                    if (Path(hdf5_dir) / hdf5_name(family, lv)).exists()]
+        if existing:
+            raise DatasetExistsError(
+                f"hdf5 file(s) {existing} already exist; pass --overwrite to replace them "
+                f"or use another --hdf5-dir")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    train = None
+    needs_medium = bool({"medium", "medium-replay", "medium-expert"} & set(levels))
+    if needs_medium:
+        config.medium_threshold()  # fails early when no threshold can be set
+    if NEEDS_SAC & set(levels):
+        stop = not (NEEDS_FINAL & set(levels))
+        train = train_sac(config, work_dir, resume=resume, stop_at_medium=stop,
+                          progress=progress, callback=callback)
+        if needs_medium and train.medium_index is None:
+            best = max((p.return_mean for p in train.curve), default=float("nan"))
+            raise GenerateError(
+                f"no SAC policy reached the medium threshold {config.medium_threshold():.1f} "
+                f"(best evaluation return {best:.1f} in {train.env_steps} steps); rerun with "
+                f"--resume and a larger --sac-steps, or lower --medium-fraction/--medium-return. "
+                f"The training checkpoint in {work_dir} is kept")
+
+    spec_env = gym.make(env_id, max_episode_steps=config.max_episode_steps)
+    env_spec, act_dim = spec_env.spec, spec_env.action_space.shape[0]
+    spec_env.close()
+    eval_spec = gym.spec(env_id)
+    data: dict[str, LevelData] = {}
+    policy_info: dict[str, dict] = {}
+
+    def get(level: str) -> LevelData:
+        if level in data:
+            return data[level]
+        seed = config.seed + 1_000_003 * (LEVELS.index(level) + 1)
+        if level == "random":
+            out = rollout(config, None, config.dataset_size, seed, progress, "random")
+            policy_info[level] = {"behavior_policy": "uniform random"}
+        elif level == "medium":
+            out = rollout(config, make_policy(config, train.medium_params, act_dim),
+                          config.dataset_size, seed, progress, "medium")
+            policy_info[level] = {"behavior_policy": "SAC medium (sampled)",
+                                  "policy_eval_return": train.medium_eval,
+                                  "policy_env_steps": train.medium_index}
+        elif level == "expert":
+            out = rollout(config, make_policy(config, train.final_params, act_dim),
+                          config.dataset_size, seed, progress, "expert")
+            policy_info[level] = {"behavior_policy": "SAC final (sampled)",
+                                  "policy_eval_return": train.final_eval,
+                                  "policy_env_steps": train.env_steps}
+        elif level == "medium-replay":
+            out = episodes_from_stream({k: v[: train.medium_index] for k, v in train.stream.items()})
+            policy_info[level] = {"behavior_policy": "SAC replay buffer until medium",
+                                  "policy_env_steps": train.medium_index}
+        elif level == "full-replay":
+            out = episodes_from_stream(train.stream)
+            policy_info[level] = {"behavior_policy": "SAC replay buffer, whole run",
+                                  "policy_env_steps": train.env_steps}
+        else:  # medium-expert
+            out = concatenate([get("medium"), get("expert")])
+            policy_info[level] = {"behavior_policy": "medium then expert",
+                                  "policy_eval_return": [train.medium_eval, train.final_eval]}
+        data[level] = out
+        return out
+
+    results = []
+    for level in levels:
+        level_data = get(level)
+        summary = summarize(level_data, family)
+        meta = {
+            "level": level, "env": family, "env_id": env_id, **policy_info[level],
+            "behavior_return_mean": summary["return_mean"],
+            "behavior_return_std": summary["return_std"],
+            "behavior_normalized_score": summary["normalized_mean"],
+            "transitions": summary["transitions"], "episodes": summary["episodes"],
+            "cut_episodes": summary["cut_episodes"],
+            "ref_min_score": d4rl.REF_MIN_SCORE.get(family),
+            "ref_max_score": d4rl.REF_MAX_SCORE.get(family),
+            "medium_threshold": config.medium_threshold() if NEEDS_SAC & {level} else None,
+            "collect_config": config.to_json(),
+        }
+        norm = summary["normalized_mean"]
+        desc = (f"D4RL-protocol {level} data for {env_id} generated by jaxrl_bayes "
+                f"({summary['transitions']} transitions, {summary['episodes']} episodes, "
+                f"behaviour return {summary['return_mean']:.1f} +- {summary['return_std']:.1f}"
+                + (f", D4RL-normalized {norm:.1f}" if norm is not None else "") + ").")
+        path = write_minari(ids[level], level_data, env_spec, eval_spec, meta,
+                            overwrite=overwrite, description=desc)
+        h5 = None
+        if hdf5_dir is not None:
+            h5 = write_d4rl_hdf5(Path(hdf5_dir) / hdf5_name(family, level), level_data,
+                                 {k: v for k, v in meta.items() if k != "collect_config"}
+                                 | {"collect_config": json.dumps(config.to_json())})
+        results.append(LevelResult(level, ids[level], path, h5, summary))
+
+    summary_out = {
+        "levels": {r.level: {"dataset_id": r.dataset_id, **r.summary} for r in results},
+        "curve": [list(p) for p in train.curve] if train is not None else [],
+        "config": config.to_json(),
+    }
+    with atomic_open(work_dir / "summary.json", "w") as f:
+        f.write(json.dumps(summary_out, indent=1))
+    return results, train
