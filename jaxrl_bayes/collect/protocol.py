@@ -392,18 +392,15 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
         if level == "random":
             out = rollout(config, None, config.dataset_size, seed, progress, "random")
             policy_info[level] = {"behavior_policy": "uniform random"}
-        elif level == "medium":
-            out = rollout(config, make_policy(config, train.medium_params, act_dim),
-                          config.dataset_size, seed, progress, "medium")
-            policy_info[level] = {"behavior_policy": "SAC medium (sampled)",
-                                  "policy_eval_return": train.medium_eval,
-                                  "policy_env_steps": train.medium_index}
-        elif level == "expert":
-            out = rollout(config, make_policy(config, train.final_params, act_dim),
-                          config.dataset_size, seed, progress, "expert")
-            policy_info[level] = {"behavior_policy": "SAC final (sampled)",
-                                  "policy_eval_return": train.final_eval,
-                                  "policy_env_steps": train.env_steps}
+        elif level in ("medium", "expert"):  # sampled from the medium / the final policy
+            which, params, ret, steps = (
+                ("medium", train.medium_params, train.medium_eval, train.medium_index)
+                if level == "medium" else
+                ("final", train.final_params, train.final_eval, train.env_steps))
+            out = rollout(config, make_policy(config, params, act_dim), config.dataset_size,
+                          seed, progress, level)
+            policy_info[level] = {"behavior_policy": f"SAC {which} (sampled)",
+                                  "policy_eval_return": ret, "policy_env_steps": steps}
         elif level == "medium-replay":
             out = episodes_from_stream({k: v[: train.medium_index] for k, v in train.stream.items()})
             policy_info[level] = {"behavior_policy": "SAC replay buffer until medium",
