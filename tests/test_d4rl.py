@@ -11,6 +11,7 @@ import pytest
 
 from jaxrl_bayes.data import d4rl
 from jaxrl_bayes.data.dataset import DatasetError
+from jaxrl_bayes.errors import UserError
 
 NAME = "hopper-medium-replay-v2"
 FILE = "hopper_medium_replay-v2.hdf5"
@@ -214,6 +215,7 @@ def test_offline_error_says_what_to_do(tmp_path, monkeypatch):
     assert f"http://127.0.0.1:{port}/walker2d_medium_replay-v2.hdf5" in msg
     assert str(tmp_path / "walker2d_medium_replay-v2.hdf5") in msg
     assert "python -m experiments.collect --env walker2d --levels medium-replay" in msg
+    assert "\n" not in msg and isinstance(info.value, UserError)
     assert "jaxrl_bayes/walker2d/medium-replay-v0" in msg
     assert isinstance(info.value, FileNotFoundError)
     assert list(tmp_path.iterdir()) == []

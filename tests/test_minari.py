@@ -9,6 +9,7 @@ import pytest
 
 from jaxrl_bayes import termination
 from jaxrl_bayes.data import d4rl, minari_data, registry
+from jaxrl_bayes.errors import UserError
 
 warnings.filterwarnings("ignore", message=".*is out of date.*")
 
@@ -100,6 +101,7 @@ def test_missing_dataset_fails_fast_and_says_what_to_do(store):
     assert str(store / "jaxrl_bayes/walker2d/medium-replay-v0") in msg
     assert "HF_HUB_OFFLINE" in msg
     assert "python -m experiments.collect --env walker2d --levels medium-replay" in msg
+    assert "\n" not in msg and isinstance(info.value, UserError)
     with pytest.raises(FileNotFoundError, match="download=False"):
         minari_data.load("mujoco/hopper/medium-v0", download=False)
 

@@ -330,7 +330,8 @@ def validate_raw(raw: Mapping[str, Any], name: str = "", *, widths: Optional[Wid
         try:
             value = np.asarray(raw[key])
         except Exception as e:  # noqa: BLE001 - ragged or exotic input
-            raise DatasetError(f"{where}: key {key!r} is not an array ({e})") from e
+            raise DatasetError(f"{where}: key {key!r} is not an array ({e}); store it as one "
+                               f"numeric array with a row per step") from e
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool) or np.iscomplexobj(value):
             raise DatasetError(f"{where}: key {key!r} has dtype {value.dtype}, expected real "
                                f"numbers; the file is not a D4RL-schema dataset or it is damaged")
@@ -352,11 +353,11 @@ def validate_raw(raw: Mapping[str, Any], name: str = "", *, widths: Optional[Wid
     obs_dim, act_dim = out["observations"].shape[1], out["actions"].shape[1]
     if obs_dim == 0 or act_dim == 0:
         raise DatasetError(f"{where}: zero-width observations {out['observations'].shape} or "
-                           f"actions {out['actions'].shape}")
+                           f"actions {out['actions'].shape}; each row needs at least one value")
     for key in ("next_observations", "start_observations"):
         if key in out and out[key].shape[1] != obs_dim:
             raise DatasetError(f"{where}: {key} width {out[key].shape[1]} != observations "
-                               f"width {obs_dim}")
+                               f"width {obs_dim}; both must hold the same state features")
     if widths is not None:
         want_obs, want_act, who = widths
         if (want_obs is not None and obs_dim != want_obs) or (

@@ -150,7 +150,7 @@ def to_arrays(mds: Any) -> dict[str, np.ndarray]:
         if not isinstance(space, gym.spaces.Box):
             raise DatasetError(
                 f"Minari dataset {name!r} has a {type(space).__name__} {what} space; only "
-                f"flat Box spaces are supported")
+                f"flat Box spaces are supported: use a dataset with continuous Box spaces")
     cols: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards",
                                              "next_observations", "terminals", "timeouts",
                                              "start_observations")}
@@ -161,7 +161,8 @@ def to_arrays(mds: Any) -> dict[str, np.ndarray]:
         if obs.shape[0] != steps + 1 or len(ep.rewards) != steps:
             raise DatasetError(
                 f"Minari dataset {name!r}, episode {ep.id}: {obs.shape[0]} observations, "
-                f"{steps} actions, {len(ep.rewards)} rewards (expected steps + 1, steps, steps)")
+                f"{steps} actions, {len(ep.rewards)} rewards (expected steps + 1, steps, steps); "
+                f"the dataset is damaged: rewrite or re-download it")
         cols["observations"].append(obs[:-1])
         cols["next_observations"].append(obs[1:])
         cols["actions"].append(act)
@@ -170,7 +171,7 @@ def to_arrays(mds: Any) -> dict[str, np.ndarray]:
         cols["timeouts"].append(np.asarray(ep.truncations))
         cols["start_observations"].append(obs[:1])
     if not cols["actions"]:
-        raise DatasetError(f"Minari dataset {name!r} has no episodes")
+        raise DatasetError(f"Minari dataset {name!r} has no episodes; use a dataset with data")
     return {k: np.concatenate(v, axis=0) for k, v in cols.items()}
 
 
