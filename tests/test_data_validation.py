@@ -140,6 +140,7 @@ def test_local_hdf5_with_an_eval_env(tmp_path):
     assert (spec.name, spec.source, spec.family, spec.eval_env_id) == (str(path), "hdf5", "hopper", "Hopper-v4")
     assert (spec.ref_min_score, spec.ref_max_score) == (d4rl.REF_MIN_SCORE["hopper"], d4rl.REF_MAX_SCORE["hopper"])
     assert spec.termination_fn is termination.TERMINATION_FNS["hopper"]
+    assert (spec.obs_dim, spec.act_dim) == (11, 3)  # from Hopper-v4's spaces
     ds = spec.load()
     assert ds.size == ROWS - 1 and ds.obs_dim == 11  # the timeout row is dropped (D4RL's view)
     returns = spec.evaluate(lambda o: np.zeros((o.shape[0], 3), np.float32), num_episodes=1)
@@ -165,6 +166,7 @@ def test_local_hdf5_without_env_trains_but_cannot_evaluate(tmp_path):
     with pytest.warns(UserWarning, match="never terminate"):
         spec = registry.get_spec(str(path))
     assert (spec.family, spec.eval_env_id, spec.evaluator) == ("other", None, None)
+    assert (spec.obs_dim, spec.act_dim) == (None, None)
     assert (spec.ref_min_score, spec.ref_max_score) == (None, None)
     assert spec.termination_fn is termination.no_termination
     assert spec.load().obs_dim == 4

@@ -328,8 +328,10 @@ def spec_for_path(path: str | os.PathLike, eval_env: Optional[str] = None,
         else None.
 
     Returns:
-      The spec; `name` is the path as given, `source` 'hdf5' or 'minari-dir'; without an
-      evaluation environment `evaluator` is None. The data is read (validated) by `load()`.
+      The spec; `name` is the path as given, `source` 'hdf5' or 'minari-dir'; obs_dim and
+      act_dim those of the evaluation environment (hdf5) or of the recorded spaces (Minari),
+      None when unknown; without an evaluation environment `evaluator` is None. The data is
+      read (validated) by `load()`.
 
     Raises:
       UserError: no such path, not a dataset, an unregistered `eval_env`, only one reference
@@ -363,11 +365,13 @@ def spec_for_path(path: str | os.PathLike, eval_env: Optional[str] = None,
         env_id = env_spec.id if env_spec is not None else None
         family, version = family_of_env(env_id)
         ref_min, ref_max = _reference_scores(family, version, {}, refs)
+        obs_dim, act_dim = _env_widths(env_id) if env_id else (None, None)
         spec = DatasetSpec(
             name=name, family=family, source="hdf5",
             loader=functools.partial(d4rl.load_file, full, name),
             ref_min_score=ref_min, ref_max_score=ref_max,
             termination_fn=_termination_for(family, env_id, name), eval_env_id=env_id,
+            obs_dim=obs_dim, act_dim=act_dim,
             evaluator=_gym_evaluator(env_spec) if env_spec is not None else None,
             eval_env_spec=env_spec)
     if spec.evaluator is None and refs != (None, None):
