@@ -18,70 +18,56 @@ that do not fit the dataset's environment), 1 the evaluation itself failed.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from experiments import cli
+from jaxrl_bayes import policy as policy_lib
+from jaxrl_bayes.data import registry
+from jaxrl_bayes.errors import UserError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_EPISODES = {"liquidation": 1000}  # BENCHMARKS.md: liquidation >= 1000
 DEFAULT_EPISODES_OTHER = 10  # BENCHMARKS.md: locomotion >= 10
+PROG = "python -m experiments.evaluate"
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """A problem the user can fix; printed as one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.evaluate",
-                                description="Evaluate saved policies (policy_seed<i>.npz) through the dataset "
-                                            "registry.",
-                                epilog="Example: python -m experiments.evaluate --policy runs/<dataset>/<run>",
-                                allow_abbrev=False)
-    p.add_argument("--policy", required=True, metavar="FILE_OR_RUN_DIR",
-                   help="a policy_seed<i>.npz file, or a run directory (evaluates all its policy files)")
-    p.add_argument("--dataset", default=None, metavar="NAME",
-                   help="dataset whose environment to evaluate in (default: the one recorded in the policy)")
-    p.add_argument("--episodes", type=_positive_int, default=None, metavar="N",
-                   help="episodes per policy (default 1000 on liquidation, 10 otherwise)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="evaluation seed (default 0)")
-    return p
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Evaluate saved policies (policy_seed<i>.npz) through the dataset registry. Example:
+    python -m experiments.evaluate --policy runs/<dataset>/<run>"""
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    policy: str  # a policy_seed<i>.npz file, or a run directory (evaluates all its policy files)
+    dataset: Optional[str] = None  # dataset whose environment to evaluate in (default: the one recorded in the policy)
+    episodes: Optional[int] = None  # episodes per policy (default 1000 on liquidation, 10 otherwise)
+    seed: int = 0  # evaluation seed
+    debug: bool = False  # print the traceback of a user error too
 
 
 def _load_all(target: Path) -> list[Any]:
-    from jaxrl_bayes import policy as policy_lib
-
     try:
         files = policy_lib.policy_files(target) if target.is_dir() else [target]
         return [policy_lib.load_policy(f) for f in files]
-    except (FileNotFoundError, policy_lib.PolicyFileError) as e:
+    except FileNotFoundError as e:
         raise UsageError(str(e)) from e
 
 
 def _spec_for(name: Optional[str], policy: Any, cache: dict) -> Any:
-    from jaxrl_bayes.data import registry
-
     if name is None:
         name = policy.meta.get("dataset")
         if not name:
             raise UsageError(f"{policy.path} records no dataset; pass --dataset NAME")
     if name not in cache:
-        try:
-            cache[name] = registry.get_spec(name)
-        except (ValueError, FileNotFoundError) as e:
-            raise UsageError(str(e)) from e
+        cache[name] = registry.get_spec(name)
     return cache[name]
 
 
@@ -92,14 +78,9 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
 
 def evaluate_one(policy: Any, spec: Any, episodes: int, seed: int) -> dict[str, Any]:
     """Raw and normalized returns of one loaded policy on `spec` (population std over episodes)."""
-    from jaxrl_bayes import policy as policy_lib
-
     if spec.evaluator is None:
         raise UsageError(f"dataset {spec.name!r} has no evaluation environment; choose another --dataset")
-    try:
-        policy_lib.check_widths(policy, spec.obs_dim, spec.act_dim, f"dataset {spec.name!r}")
-    except policy_lib.PolicyMismatchError as e:
-        raise UsageError(str(e)) from e
+    policy_lib.check_widths(policy, spec.obs_dim, spec.act_dim, f"dataset {spec.name!r}")
     returns = spec.evaluate(policy_lib.act_fn_for(policy.module), episodes, seed, params=policy.bundle)
     out: dict[str, Any] = {"policy": policy.path, "dataset": spec.name, "episodes": int(returns.size), "seed": seed,
                            "raw": _mean_std(returns), "normalized": None, "fraction_of_optimum": None}
@@ -132,26 +113,31 @@ def format_result(r: dict[str, Any], policy: Any) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (0 done, 1 evaluation failed, 2 user error)."""
-    ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        policies = _load_all(Path(ns.policy))
-        specs: dict[str, Any] = {}
-        results = []
-        for pol in policies:
-            spec = _spec_for(ns.dataset, pol, specs)
-            episodes = ns.episodes or DEFAULT_EPISODES.get(spec.family, DEFAULT_EPISODES_OTHER)
-            try:
-                r = evaluate_one(pol, spec, episodes, ns.seed)
-            except UsageError:
-                raise
-            except ValueError as e:  # e.g. the policy produced NaN actions
-                print(f"error: evaluating {pol.path} on {spec.name} failed: {e}", file=sys.stderr)
-                return EXIT_FAILED
-            results.append(r)
-            print(format_result(r, pol), flush=True)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    ns = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    if ns is None:  # --help
+        return EXIT_OK
+    if ns.episodes is not None and ns.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {ns.episodes}")
+    policies = _load_all(Path(ns.policy))
+    specs: dict[str, Any] = {}
+    results = []
+    for pol in policies:
+        spec = _spec_for(ns.dataset, pol, specs)
+        episodes = ns.episodes or DEFAULT_EPISODES.get(spec.family, DEFAULT_EPISODES_OTHER)
+        try:
+            r = evaluate_one(pol, spec, episodes, ns.seed)
+        except UserError:
+            raise
+        except ValueError as e:  # e.g. the policy produced NaN actions
+            print(f"error: evaluating {pol.path} on {spec.name} failed: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        results.append(r)
+        print(format_result(r, pol), flush=True)
     if len(results) > 1:
         raw = _mean_std([r["raw"][0] for r in results])
         line = f"mean over {len(results)} policies: raw return {raw[0]:.3f} ± {raw[1]:.3f}"

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _FORMAT = "jaxrl_bayes.checkpoint"
 _FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or does not match the structure it is restored into."""
 
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import networks
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 
 FORMAT_NAME = "jaxrl_bayes.policy"
@@ -45,12 +46,12 @@ _WHERE = ("a finished run directory of `python -m experiments.run` holds policy_
           "(one per seed) next to results.json")
 
 
-class PolicyFileError(ValueError):
+class PolicyFileError(UserError):
     """A policy file that cannot be used: not an npz, another format or version, missing or
     malformed arrays. The message names the file and the problem."""
 
 
-class PolicyMismatchError(ValueError):
+class PolicyMismatchError(UserError):
     """A policy whose observation/action widths do not fit the environment it is evaluated in."""
 
 

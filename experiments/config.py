@@ -1,0 +1,321 @@
+"""The configuration of one run: `RunConfig`, presets, resolution, diffs and hashes.
+
+A run is configured by three frozen dataclasses: `RunConfig` (below), `jaxrl_bayes.dynamics.
+DynamicsConfig` and `jaxrl_bayes.algos.AgentConfig`. A field's value resolves as (later wins)
+
+    dataclass default < algorithm default (algos.algo_config) < preset < command line
+
+Presets live in `experiments/configs/<family>.json` (family = the dataset's family, e.g.
+liquidation, hopper); each file holds named presets ("cpu", "paper"), each with sections "run",
+"dynamics", "agent" (and optional "algo:<name>" sections applied to that algorithm and its
+ablations "<name>-*"); every value is {"value": ..., "_source": "..."}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Mapping, NamedTuple, Optional
+
+import tyro
+
+from jaxrl_bayes import algos
+from jaxrl_bayes.dynamics import DynamicsConfig
+from jaxrl_bayes.errors import UserError
+
+logger = logging.getLogger("experiments.config")
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+SECTIONS = ("run", "dynamics", "agent")
+# Fields that do not change what is computed: a resume may differ in them.
+IGNORED_ON_RESUME = frozenset({"run.out", "run.force", "run.progress", "run.tensorboard", "run.wandb",
+                               "run.wandb_project"})
+# Run fields a preset may not set (they choose the preset, or are per-invocation).
+NOT_IN_PRESETS = frozenset({"dataset", "algo", "preset", "out", "force", "eval_env", "ref_min_score",
+                            "ref_max_score"})
+
+
+class UsageError(UserError):
+    """A bad name, value or preset on the command line; printed as one line, exit status 2."""
+
+
+def _alias(*flags: str) -> Any:
+    return tyro.conf.arg(aliases=flags)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What to train on, for how long, how often to evaluate/checkpoint, where to write."""
+
+    # BENCHMARKS.md: liquidation is the embedded default; issue 6: the no-argument run is RRPI, cpu preset
+    dataset: Annotated[str, _alias("--dataset")] = "liquidation-random-v0"  # a name (see --list), a D4RL-schema .hdf5 file or a Minari dataset directory
+    algo: Annotated[str, _alias("--algo")] = "rrpi"  # algorithm name (see --list)
+    preset: Annotated[str, _alias("--preset")] = "cpu"  # preset in experiments/configs/<family>.json (cpu, paper)
+    seeds: Annotated[int, _alias("--seeds")] = 1  # seeds trained together with jax.vmap
+    seed: int = 0  # base seed: seed i uses fold_in(PRNGKey(seed), i)
+    total_steps: int = 20_000  # train steps per seed, rounded up to whole chunks (preset sets it)
+    eval_every_chunks: int = 5  # periodic evaluation (0 = only the final one)
+    eval_episodes: int = 1000  # BENCHMARKS.md: liquidation >= 1000, locomotion >= 10
+    final_eval_episodes: int = 0  # episodes of the final evaluation (0 = eval_episodes)
+    checkpoint_every_chunks: int = 1  # measured choice: an orbax save costs ~0.1 s on CPU
+    keep_checkpoints: int = 3  # issue 6: last k kept
+    dynamics_seed: int = 0  # key of the dynamics pool training (part of the cache key)
+    eval_env: Annotated[str, _alias("--eval_env")] = ""  # Gymnasium id to evaluate a local dataset file in ("" = from its metadata)
+    ref_min_score: Annotated[Optional[float], _alias("--ref_min_score")] = None  # reference return of score 0 (a local file; else raw returns only)
+    ref_max_score: Annotated[Optional[float], _alias("--ref_max_score")] = None  # reference return of score 100 (a local file)
+    out: Annotated[str, _alias("--out")] = ""  # run directory ("" = runs/<dataset>/<algo>-<timestamp>)
+    force: Annotated[bool, _alias("--force")] = False  # overwrite a finished or unfinished run in --out
+    progress: bool = True  # progress bar
+    tensorboard: bool = False  # optional sink (needs tensorboardX)
+    wandb: bool = False  # optional sink (needs wandb)
+    wandb_project: str = "jaxrl_bayes"  # wandb project name
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("seeds", "total_steps", "eval_episodes", "checkpoint_every_chunks", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                problems.append(f"run.{name}={getattr(self, name)} must be >= 1")
+        for name in ("eval_every_chunks", "final_eval_episodes"):
+            if getattr(self, name) < 0:
+                problems.append(f"run.{name}={getattr(self, name)} must be >= 0")
+        if (self.ref_min_score is None) != (self.ref_max_score is None):
+            problems.append("--ref-min-score and --ref-max-score go together")
+        if problems:
+            raise UsageError("invalid run config: " + "; ".join(problems))
+
+
+class Config(NamedTuple):
+    """The three resolved configs of a run."""
+
+    run: RunConfig
+    dynamics: DynamicsConfig
+    agent: algos.AgentConfig
+
+    def to_json(self) -> dict:
+        """{"run": {...}, "dynamics": {...}, "agent": {...}} with tuples as lists."""
+        return json.loads(json.dumps({s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}))
+
+
+SECTION_TYPES = {"run": RunConfig, "dynamics": DynamicsConfig, "agent": algos.AgentConfig}
+
+
+# ----------------------------------------------------------------------------- values from JSON
+
+
+def _from_json(tp: Any, value: Any, where: str) -> Any:
+    """A JSON value (preset or saved config) as a value of type `tp` (lists -> tuples)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _from_json(args[0], value, where)
+    if type(None) in args and value is None:
+        return None
+    if origin is tuple and isinstance(value, (list, tuple)):
+        inner = args[0] if args else Any
+        return tuple(_from_json(inner, v, where) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool), float: lambda v: isinstance(v, float),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    inner = [a for a in args if a is not type(None)] if args and origin is not tuple else [tp]
+    if all(t in ok for t in inner) and not any(ok[t](value) for t in inner):
+        raise UsageError(f"{where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}")
+    return value
+
+
+def build_section(section: str, values: Mapping[str, Any], where: str, base: Any = None) -> Any:
+    """A `section` dataclass from JSON `values` (on top of `base`, or the dataclass defaults)."""
+    cls = SECTION_TYPES[section]
+    hints = typing.get_type_hints(cls, include_extras=True)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise UsageError(f"{where}: unknown {section} field(s) {', '.join(unknown)}; valid fields: "
+                         f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+    kw = {k: _from_json(hints[k], v, f"{where} {section}.{k}") for k, v in values.items()}
+    return dataclasses.replace(base, **kw) if base is not None else cls(**kw)
+
+
+def from_json(cfg_json: Mapping[str, Mapping[str, Any]], where: str) -> Config:
+    """A `Config` from its JSON form (a saved config.json)."""
+    return Config(*(build_section(s, cfg_json.get(s, {}), where) for s in SECTIONS))
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def available_presets(configs_dir: Path = CONFIGS_DIR) -> dict[str, list[str]]:
+    """family -> preset names, for every preset file."""
+    out = {}
+    for p in sorted(Path(configs_dir).glob("*.json")):
+        try:
+            out[p.stem] = [k for k in json.loads(p.read_text()) if not k.startswith("_")]
+        except (OSError, json.JSONDecodeError):
+            out[p.stem] = ["<unreadable>"]
+    return out
+
+
+class Preset(NamedTuple):
+    """A preset's values {section: {field: value}} and sources {"section.field": text}."""
+
+    values: dict[str, dict[str, Any]]
+    sources: dict[str, str]
+
+
+def load_preset(family: str, name: str, algo: str, *, explicit: bool,
+                configs_dir: Path = CONFIGS_DIR) -> Preset:
+    """Preset `name` of dataset family `family` for algorithm `algo`.
+
+    "algo:<a>" sections apply when algo == a or algo starts with a + "-" (its ablations). A
+    missing preset file is an error only when the preset was asked for explicitly; otherwise the
+    defaults are used (with a warning).
+    """
+    path = Path(configs_dir) / f"{family}.json"
+    out = Preset({s: {} for s in SECTIONS}, {})
+    if not path.is_file():
+        files = sorted(p.stem for p in Path(configs_dir).glob("*.json"))
+        msg = (f"no preset file for dataset family {family!r} ({path}); preset files exist for: "
+               f"{', '.join(files) or 'none'}")
+        if explicit:
+            raise UsageError(msg + "; drop --preset to use the built-in defaults")
+        logger.warning("%s; using the built-in defaults", msg)
+        return out
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"preset file {path} is not valid JSON: {e}") from e
+    names = [k for k in data if not k.startswith("_")]
+    if name not in names:
+        raise UsageError(f"unknown preset {name!r} for {family} ({path}); choose one of: {', '.join(names)}")
+
+    def take(section_name: str, section: Mapping[str, Any], target: str) -> None:
+        if target not in SECTIONS:
+            raise UsageError(f"{path}: preset {name!r} has unknown section {section_name!r}; "
+                             f"sections are {', '.join(SECTIONS)} and algo:<name>")
+        for field, entry in section.items():
+            if field.startswith("_"):
+                continue
+            if not isinstance(entry, Mapping) or "value" not in entry or "_source" not in entry:
+                raise UsageError(f"{path}: preset {name!r} {section_name}.{field} must be "
+                                 f'{{"value": ..., "_source": "..."}}')
+            if target == "run" and field in NOT_IN_PRESETS:
+                raise UsageError(f"{path}: preset {name!r} may not set run.{field}")
+            out.values[target][field] = entry["value"]
+            out.sources[f"{target}.{field}"] = f"preset {family}:{name} ({entry['_source']})"
+
+    for key, section in data[name].items():
+        if key.startswith("_"):
+            continue
+        if key.startswith("algo:"):
+            a = key[len("algo:"):]
+            if algo == a or algo.startswith(a + "-"):
+                for sub, subsection in section.items():
+                    if not sub.startswith("_"):
+                        take(f"{key}/{sub}", subsection, sub)
+            continue
+        take(key, section, key)
+    return out
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def check_algo(algo: str) -> None:
+    if algo not in algos.ALGORITHMS:
+        import difflib
+
+        close = difflib.get_close_matches(algo, list(algos.ALGORITHMS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown algorithm {algo!r}; choose one of: {', '.join(algos.ALGORITHMS)}{hint}")
+
+
+def get_spec(run: RunConfig) -> Any:
+    """The dataset spec of `run.dataset`: a registry name, or a local file evaluated in
+    `run.eval_env` with the reference scores given (`registry.get_spec`)."""
+    from jaxrl_bayes.data import registry
+
+    return registry.get_spec(run.dataset, eval_env=run.eval_env or None, ref_min_score=run.ref_min_score,
+                             ref_max_score=run.ref_max_score)
+
+
+def family_of(spec: Any, dataset: str) -> str:
+    fam = getattr(spec, "family", None)
+    if fam:
+        return str(fam)
+    return dataset.split("/")[-2] if "/" in dataset else dataset.split("-")[0]
+
+
+def base_config(run: RunConfig, *, preset_explicit: bool) -> tuple[Config, dict[str, str]]:
+    """Defaults of a new run: dataclass < algorithm (`run.algo`) < preset (`run.preset` of the
+    dataset's family). `run` carries the choices and anything given on the command line.
+
+    Returns:
+      (config, sources): sources maps "section.field" to where a non-dataclass default came from.
+    """
+    check_algo(run.algo)
+    spec = get_spec(run)
+    preset = load_preset(family_of(spec, run.dataset), run.preset, run.algo, explicit=preset_explicit)
+    sources = {f"agent.{k}": f"algorithm {run.algo}" for k in algos.ALGORITHMS[run.algo]}
+    sources.update(preset.sources)
+    where = f"preset {run.preset}"
+    agent = build_section("agent", preset.values["agent"], where, base=algos.algo_config(run.algo))
+    cfg = Config(build_section("run", preset.values["run"], where, base=run),
+                 build_section("dynamics", preset.values["dynamics"], where), agent)
+    return cfg, sources
+
+
+def apply_preset(cfg: Config, name: str) -> Config:
+    """`cfg` with preset `name` of its dataset's family applied on top (a resume that names one)."""
+    run = dataclasses.replace(cfg.run, preset=name)
+    preset = load_preset(family_of(get_spec(run), run.dataset), name, run.algo, explicit=True)
+    bases = {"run": run, "dynamics": cfg.dynamics, "agent": cfg.agent}
+    return Config(*(build_section(s, preset.values[s], f"preset {name}", base=bases[s]) for s in SECTIONS))
+
+
+def validate(cfg: Config) -> Config:
+    """Checks every section; returns `cfg` or raises UsageError naming the problem."""
+    cfg.run.validate()
+    check_algo(cfg.run.algo)
+    for section in ("dynamics", "agent"):
+        try:
+            getattr(cfg, section).validate()
+        except UserError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{section} config: {e}") from e
+    if cfg.agent.steps_per_chunk < 1:
+        raise UsageError("agent.steps_per_chunk must be >= 1")
+    return cfg
+
+
+def config_diff(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]],
+                ignore: frozenset = IGNORED_ON_RESUME) -> list[tuple[str, Any, Any]]:
+    """[(section.field, value in a, value in b)] for every field that differs (JSON values)."""
+    diffs = []
+    for s in SECTIONS:
+        for k in sorted(set(a.get(s, {})) | set(b.get(s, {}))):
+            name = f"{s}.{k}"
+            if name in ignore:
+                continue
+            va, vb = a.get(s, {}).get(k, "<absent>"), b.get(s, {}).get(k, "<absent>")
+            if va != vb:
+                diffs.append((name, va, vb))
+    return diffs
+
+
+def config_hash(cfg_json: Mapping[str, Mapping[str, Any]]) -> str:
+    """sha256 of the config without the fields a resume may change."""
+    kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME} for s in SECTIONS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_sources(cfg: Config, sources: Mapping[str, str]) -> dict:
+    """The config's JSON form plus "_sources": where every value that is not the dataclass
+    default came from (algorithm, preset with its source, command line)."""
+    out = cfg.to_json()
+    out["_sources"] = dict(sorted(sources.items()))
+    return out

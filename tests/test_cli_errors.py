@@ -1,0 +1,198 @@
+"""Every error a user can cause at the front door (issue 13): one line `error: ...` on stderr,
+exit status 2, no traceback, and nothing written (what existed is byte-identical).
+
+Data cases use small D4RL-schema hdf5 files written here and passed as `--dataset PATH`. The
+CLI runs in-process through `main(argv)`; the width-mismatch and unknown-option cases also run
+as real subprocesses to show that no traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from experiments import evaluate as evaluate_mod
+from experiments import run as run_mod
+from jaxrl_bayes import dynamics
+from jaxrl_bayes import policy as policy_lib
+
+REPO = Path(__file__).resolve().parents[1]
+HOPPER, WALKER = (11, 3), (17, 6)
+KEYS = ("observations", "actions", "rewards", "next_observations")
+
+
+def write_d4rl(path: Path, n: int = 200, widths=HOPPER, *, seed: int = 0, drop=(), edit=None) -> Path:
+    """A D4RL-schema hdf5 file of `n` rows; `edit(arrays)` changes the arrays before writing."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, widths[0])).astype(np.float32)
+    arrays = {"observations": obs, "actions": rng.uniform(-1, 1, (n, widths[1])).astype(np.float32),
+              "rewards": rng.normal(size=n).astype(np.float32),
+              "next_observations": (obs + 0.01).astype(np.float32),
+              "terminals": np.zeros(n, bool), "timeouts": (np.arange(n) % 50 == 49)}
+    if edit is not None:
+        edit(arrays)
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            if k not in drop:
+                f.create_dataset(k, data=v)
+    return path
+
+
+def _poison(key, value):
+    def edit(a):
+        a[key] = a[key].copy()
+        a[key].flat[7] = value
+    return edit
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed once the socket is
+
+
+def _run_dir(root: Path, name: str, *, finished: bool = False, lock_pid: int | None = None) -> Path:
+    """A run directory holding the resolved default config (no training needed)."""
+    d = root / name
+    d.mkdir()
+    cfg = run_mod.parse_command_line([])[1]
+    (d / "config.json").write_text(json.dumps(cfg.to_json()))
+    if finished:
+        (d / "results.json").write_text("{}")
+    if lock_pid is not None:
+        (d / ".lock").write_text(str(lock_pid))
+    return d
+
+
+def _policy_file(root: Path, widths=HOPPER) -> Path:
+    import jax
+
+    module = policy_lib.policy_module(widths[1], (8,))
+    params = module.init(jax.random.PRNGKey(0), np.zeros((1, widths[0]), np.float32))
+    return policy_lib.save_policy(root / "policy_seed0.npz", params, obs_mean=np.zeros(widths[0]),
+                                  obs_std=np.ones(widths[0]), action_dim=widths[1], hidden=(8,),
+                                  meta={"dataset": "liquidation-random-v0"})
+
+
+# case -> (setup(tmp) -> argv, phrase in the message); "evaluate:" argv go to experiments.evaluate
+CASES = {
+    "unknown-algorithm": (lambda t: ["--algo", "rrpj"], "did you mean 'rrpi'"),
+    "unknown-dataset": (lambda t: ["--dataset", "hoper-medium-v2"], "Did you mean 'hopper-medium-v2'"),
+    "unknown-preset": (lambda t: ["--preset", "gpu"], "unknown preset 'gpu'"),
+    "unknown-field": (lambda t: ["--agent.kht", "3"], "did you mean --agent.kth?"),
+    "bad-value": (lambda t: ["--run.total_steps", "many"], "--run.total_steps"),
+    "registry-refuses-value": (lambda t: ["--agent.selector", "best"], "is not a registered selector"),
+    "wrong-widths": (lambda t: ["--dataset", str(write_d4rl(t / "walker.hdf5")), "--eval-env", "Walker2d-v4"],
+                     "has observations of width 11 and actions of width 3, but the evaluation environment "
+                     "Walker2d-v4 expects 17 and 6"),
+    "wrong-widths-registry-name": (
+        lambda t: ["--dataset", "walker2d-full-replay-v2"], "walker2d_full_replay-v2.hdf5) has observations of width 11"),
+    **{f"{bad}-in-{key}": ((lambda t, k=key, v=value: ["--dataset", str(write_d4rl(t / "d.hdf5", edit=_poison(k, v))),
+                                                         "--eval-env", "Hopper-v4"]),
+                         f"key '{key}' has 1 non-finite values ({'1 NaN, 0 inf' if bad == 'nan' else '0 NaN, 1 inf'})")
+       for key in KEYS for bad, value in (("nan", np.nan), ("inf", np.inf))},
+    "missing-key": (lambda t: ["--dataset", str(write_d4rl(t / "d.hdf5", drop=("actions",)))], "lacks the D4RL key(s) ['actions']"),
+    "wrong-rank": (lambda t: ["--dataset", str(write_d4rl(
+        t / "d.hdf5", edit=lambda a: a.__setitem__("rewards", np.zeros((200, 2), np.float32))))], "key 'rewards' has shape (200, 2)"),
+    "truncated-file": (lambda t: ["--dataset", str(_truncate(write_d4rl(t / "d.hdf5")))], "truncated or corrupt"),
+    "empty-file": (lambda t: ["--dataset", str(_touch(t / "d.hdf5"))], "truncated or corrupt"),
+    "zero-transitions": (lambda t: ["--dataset", str(write_d4rl(t / "d.hdf5", n=0))], "is empty (0 rows)"),
+    "too-few-rows": (lambda t: ["--dataset", str(write_d4rl(t / "d.hdf5", n=5))], "has 5 transition(s), fewer than the 10 that training needs"),
+    "resume-another-config": (lambda t: ["--resume", str(_run_dir(t, "r")), "--agent.kth", "3"],
+                              "agent.kth (saved 1, given 3)"),
+    "resume-finished-run": (lambda t: ["--resume", str(_run_dir(t, "r", finished=True))], "finished"),
+    "resume-not-a-run": (lambda t: ["--resume", str(t)], "not a run directory"),
+    "occupied-directory": (lambda t: ["--out", str(_run_dir(t, "r", lock_pid=os.getppid()))], "in use by process"),
+    "unfinished-directory": (lambda t: ["--out", str(_run_dir(t, "r"))], "--resume"),
+    "evaluate-other-widths": (lambda t: ["evaluate:", "--policy", str(_policy_file(t))], "maps observations of width 11"),
+    "evaluate-corrupt-policy": (lambda t: ["evaluate:", "--policy", str(_garbage(t / "policy_seed0.npz"))],
+                                "is not a readable .npz policy file"),
+    "evaluate-unknown-option": (lambda t: ["evaluate:", "--polcy", "x"], "did you mean --policy?"),
+    "minari-id-absent-offline": (lambda t: ["--dataset", "mujoco/nothing/here-v0"], "is not in the local store"),
+    "unreachable-download": (lambda t: ["--dataset", "hopper-medium-v2"], "could not be downloaded from http://127.0.0.1"),
+}
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _garbage(path: Path) -> Path:
+    path.write_bytes(b"PK\x03\x04 not really a zip file")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """An isolated working directory, caches and data directories (nothing reaches the network)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for var, sub in (("JAXRL_BAYES_CACHE", "cache"), ("D4RL_DATASET_DIR", "d4rl"), ("MINARI_DATASETS_PATH", "minari")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("JAXRL_BAYES_D4RL_URL", f"http://127.0.0.1:{_closed_port()}/d4rl")
+    # a hopper-width file under a walker2d name, as a user might place it
+    write_d4rl(tmp_path / "d4rl" / "walker2d_full_replay-v2.hdf5")
+
+    def no_training(*a, **k):
+        raise AssertionError("a bad input reached dynamics-pool training")
+
+    monkeypatch.setattr(dynamics, "train_pool", no_training)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_user_errors_end_in_one_line_and_exit_2(case, world, capsys):
+    setup, phrase = CASES[case]
+    argv = setup(world / "work")
+    before = _tree(world)
+    capsys.readouterr()
+    if argv[0] == "evaluate:":
+        code = evaluate_mod.main(argv[1:])
+    else:
+        code = run_mod.main([*argv, "--run.no_progress"])
+    out, err = capsys.readouterr()
+    lines = [l for l in err.splitlines() if not l[:2].isdigit()]  # log lines start with a time
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert phrase in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert _tree(world) == before
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--dataset", "{tmp}/walker.hdf5", "--eval-env", "Walker2d-v4"], "expects 17 and 6"),
+    (["--agent.kht", "3"], "did you mean --agent.kth?"),
+])
+def test_no_traceback_reaches_the_terminal(argv, phrase, tmp_path):
+    write_d4rl(tmp_path / "walker.hdf5")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAXRL_BAYES_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "experiments.run", *[a.format(tmp=tmp_path) for a in argv]],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    lines = [l for l in r.stderr.splitlines() if not l[:2].isdigit()]
+    assert r.returncode == 2 and len(lines) == 1 and phrase in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["walker.hdf5"]
