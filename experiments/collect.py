@@ -1,11 +1,12 @@
-"""Generate D4RL-protocol locomotion datasets with online SAC (command line).
+"""Generate D4RL-protocol locomotion datasets with online SAC (command line, tyro).
 
     python -m experiments.collect --env walker2d \\
         --levels random,medium,medium-replay,expert,full-replay,medium-expert
 
 Writes `<namespace>/<env>/<level>-v0` into the local Minari store ($MINARI_DATASETS_PATH,
-default ~/.minari/datasets) and, with --hdf5-dir, D4RL-schema hdf5 files. Defaults are D4RL's
-full sizes (1M SAC steps, 1M-transition rollouts); a CPU smoke run:
+default ~/.minari/datasets) and, with --hdf5-dir, D4RL-schema hdf5 files (they record their
+env_id, so `experiments.run --dataset <file>.hdf5` trains on them as they are). Defaults are
+D4RL's full sizes (1M SAC steps, 1M-transition rollouts); a CPU smoke run:
 
     python -m experiments.collect --env hopper --levels all --sac-steps 5000 \\
         --start-steps 1000 --dataset-size 2000 --hidden 64 --medium-fraction 0
@@ -13,78 +14,104 @@ full sizes (1M SAC steps, 1M-transition rollouts); a CPU smoke run:
 The SAC run is checkpointed in --work-dir; rerun with --resume (and a larger --sac-steps to
 train further). See `jaxrl_bayes.collect` for the protocol.
 
-Bad input (an unknown level or environment, an existing dataset, a checkpoint of other
+Bad input (an unknown option, level or environment, an existing dataset, a checkpoint of other
 settings) ends with one line on stderr and exit status 2; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional, Sequence
 
 import jaxrl_bayes.collect as gen
+from experiments import cli
 from jaxrl_bayes import sac
-from jaxrl_bayes.errors import UserError
+
+PROG = "python -m experiments.collect"
+_C, _S = gen.CollectConfig, sac.SACConfig  # defaults (and their sources) live there
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Generate D4RL-protocol datasets (random, medium, medium-replay, expert, full-replay,
+    medium-expert) with online SAC, into the local Minari store and optionally hdf5 files."""
+
+    env: str = _C.env
+    """hopper, walker2d, halfcheetah (Gymnasium v4) or any Gymnasium id"""
+    levels: str = "all"
+    """comma-separated subset of random,medium,medium-replay,expert,full-replay,medium-expert, or 'all'"""
+    namespace: str = "jaxrl_bayes"
+    """first part of the Minari ids"""
+    work_dir: Optional[str] = None
+    """SAC checkpoints and summary.json (default runs/collect/<env>)"""
+    hdf5_dir: Optional[str] = None
+    """also export D4RL-schema hdf5 files here"""
+    resume: bool = False
+    """continue the checkpoint in --work-dir"""
+    overwrite: bool = False
+    """replace existing datasets"""
+    progress: bool = True
+    """progress bars (--no-progress: none)"""
+    debug: bool = False
+    """show the traceback of an error"""
+    # budget and sizes
+    sac_steps: int = _C.sac_steps
+    """SAC environment steps"""
+    dataset_size: int = _C.dataset_size
+    """transitions of random, medium and expert"""
+    num_envs: int = _C.num_envs
+    """parallel environments"""
+    max_episode_steps: int = _C.max_episode_steps
+    """time limit of an episode"""
+    seed: int = _C.seed
+    """seed of environments, SAC and rollouts"""
+    # SAC schedule
+    start_steps: int = _C.start_steps
+    """uniform random actions for the first steps"""
+    update_after: int = _C.update_after
+    """first SAC update after this many steps"""
+    steps_per_epoch: int = _C.steps_per_epoch
+    """env steps collected between fused update blocks"""
+    utd: float = _C.utd
+    """updates per environment step"""
+    eval_every: int = _C.eval_every
+    """env steps between evaluations"""
+    eval_episodes: int = _C.eval_episodes
+    """episodes per evaluation"""
+    checkpoint_every: int = _C.checkpoint_every
+    """env steps between checkpoints"""
+    medium_fraction: float = _C.medium_fraction
+    """medium = first policy whose eval return reaches this fraction of D4RL's expert reference"""
+    medium_return: Optional[float] = None
+    """absolute medium threshold (overrides --medium-fraction)"""
+    # SAC hyperparameters
+    hidden: int = _S.actor_hidden[0]
+    """width of the hidden layers of actor and critics"""
+    layers: int = len(_S.actor_hidden)
+    """number of hidden layers"""
+    batch_size: int = _S.batch_size
+    """SAC minibatch size"""
+    lr: float = _S.actor_lr
+    """actor, critic and temperature learning rate"""
+    discount: float = _S.discount
+    """SAC discount"""
+    tau: float = _S.tau
+    """Polyak rate of the target critics"""
 
 
 def _fmt(x, spec=".1f"):
     return "-" if x is None else format(x, spec)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = gen.CollectConfig()
-    s = sac.SACConfig()
-    p = argparse.ArgumentParser(prog="python -m experiments.collect", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=d.env,
-                   help="hopper, walker2d, halfcheetah (Gymnasium v4) or any Gymnasium id")
-    p.add_argument("--levels", default="all",
-                   help=f"comma-separated subset of {','.join(gen.LEVELS)}, or 'all'")
-    p.add_argument("--namespace", default="jaxrl_bayes", help="first part of the Minari ids")
-    p.add_argument("--work-dir", default=None,
-                   help="SAC checkpoints and summary.json (default runs/collect/<env>)")
-    p.add_argument("--hdf5-dir", default=None, help="also export D4RL-schema hdf5 files here")
-    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --work-dir")
-    p.add_argument("--overwrite", action="store_true", help="replace existing datasets")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    g = p.add_argument_group("budget and sizes")
-    g.add_argument("--sac-steps", type=int, default=d.sac_steps, help="SAC environment steps")
-    g.add_argument("--dataset-size", type=int, default=d.dataset_size,
-                   help="transitions of random, medium and expert")
-    g.add_argument("--num-envs", type=int, default=d.num_envs, help="parallel environments")
-    g.add_argument("--max-episode-steps", type=int, default=d.max_episode_steps)
-    g.add_argument("--seed", type=int, default=d.seed)
-    g = p.add_argument_group("SAC schedule")
-    g.add_argument("--start-steps", type=int, default=d.start_steps,
-                   help="uniform random actions for the first steps")
-    g.add_argument("--update-after", type=int, default=d.update_after)
-    g.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch,
-                   help="env steps collected between fused update blocks")
-    g.add_argument("--utd", type=float, default=d.utd, help="updates per environment step")
-    g.add_argument("--eval-every", type=int, default=d.eval_every)
-    g.add_argument("--eval-episodes", type=int, default=d.eval_episodes)
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    g.add_argument("--medium-fraction", type=float, default=d.medium_fraction,
-                   help="medium = first policy whose eval return reaches this fraction of "
-                        "D4RL's expert reference return")
-    g.add_argument("--medium-return", type=float, default=None,
-                   help="absolute medium threshold (overrides --medium-fraction)")
-    g = p.add_argument_group("SAC hyperparameters")
-    g.add_argument("--hidden", type=int, default=s.actor_hidden[0],
-                   help="width of the 2 hidden layers of actor and critics")
-    g.add_argument("--layers", type=int, default=len(s.actor_hidden))
-    g.add_argument("--batch-size", type=int, default=s.batch_size)
-    g.add_argument("--lr", type=float, default=s.actor_lr, help="actor, critic and alpha lr")
-    g.add_argument("--discount", type=float, default=s.discount)
-    g.add_argument("--tau", type=float, default=s.tau)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> gen.CollectConfig:
+def config_from_args(args: Args) -> gen.CollectConfig:
+    """The `CollectConfig` the flags describe (refused with a GenerateError/UserError if invalid)."""
+    if args.layers < 1 or args.hidden < 1:
+        raise cli.UsageError(f"--hidden and --layers must be >= 1, got {args.hidden} and {args.layers}")
     hidden = (args.hidden,) * args.layers
     sac_cfg = sac.SACConfig(actor_hidden=hidden, critic_hidden=hidden, batch_size=args.batch_size,
                             actor_lr=args.lr, critic_lr=args.lr, alpha_lr=args.lr,
@@ -99,28 +126,31 @@ def config_from_args(args: argparse.Namespace) -> gen.CollectConfig:
         seed=args.seed)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    if args is None:  # --help
+        return cli.EXIT_OK
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*out of date.*")
+    config = config_from_args(args)
+    levels = gen.LEVELS if args.levels == "all" else gen.parse_levels(args.levels)
+    work_dir = Path(args.work_dir or Path("runs") / "collect" / config.family)
     try:
-        config = config_from_args(args)
-        levels = gen.LEVELS if args.levels == "all" else gen.parse_levels(args.levels)
-        work_dir = Path(args.work_dir or Path("runs") / "collect" / config.family)
         results, train = gen.generate(
             config, levels, work_dir, namespace=args.namespace, hdf5_dir=args.hdf5_dir,
-            resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    except UserError as e:
-        if args.debug:
-            raise
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+            resume=args.resume, overwrite=args.overwrite, progress=args.progress)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("interrupted: the last checkpoint in the work directory is kept; rerun the same "
-              "command with --resume to continue", file=sys.stderr)
-        return 130
+        print(f"interrupted: the last checkpoint in {work_dir} is kept; rerun the same command "
+              f"with --resume to continue", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
     if train is not None:
         print(f"\nSAC: {train.env_steps} env steps, {train.seconds:.0f} s in this process "
               f"(medium at {train.medium_index}, final eval return {_fmt(train.final_eval)})")
@@ -137,7 +167,7 @@ def main(argv=None) -> int:
               f"{_fmt(s['normalized_mean']):>8s} +- {_fmt(s['normalized_std'])}")
         if r.hdf5_path is not None:
             print(f"{'':44s} hdf5: {r.hdf5_path}")
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -237,5 +237,7 @@ def test_cli_random_level(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: unknown level(s) ['bogus']") and err.count("\n") == 1
     assert "Traceback" not in err
-    with pytest.raises(gen.GenerateError):
-        collect.main(["--levels", "bogus", "--debug"])
+    assert collect.main(["--levels", "bogus", "--debug"]) == 2  # --debug: the traceback too
+    assert "Traceback" in capsys.readouterr().err
+    assert collect.main(["--sac-stepz", "5"]) == 2
+    assert capsys.readouterr().err == "error: unknown option --sac-stepz; did you mean --sac_steps?\n"
