@@ -81,7 +81,7 @@ def test_hdf5_without_next_observations_gives_the_expected_transitions(tmp_path)
     assert raw["observations"].shape == (7, 2)
 
 
-def test_hdf5_errors_name_the_problem(tmp_path):
+def test_hdf5_errors_name_the_problem(tmp_path, monkeypatch):
     nan_path = tmp_path / "nan.hdf5"
     write_d4rl_file(nan_path, nan_key="rewards")
     with pytest.raises(DatasetError, match=r"nan\.hdf5': key 'rewards' has 1 non-finite values "
@@ -100,8 +100,13 @@ def test_hdf5_errors_name_the_problem(tmp_path):
     write_d4rl_file(truncated, rows=2000)
     data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DatasetError, match=r"truncated\.hdf5.*truncated or corrupt\. Delete it"):
+    with pytest.raises(DatasetError, match=r"truncated\.hdf5.*truncated or corrupt; replace it"):
         d4rl.load_hdf5(truncated)
+    monkeypatch.setenv(d4rl.DATASET_DIR_ENV, str(tmp_path))  # the same file in the D4RL cache
+    truncated.rename(d4rl.file_path("hopper-random-v2"))  # no known size: h5py finds the damage
+    with pytest.raises(DatasetError, match=r"truncated or corrupt; delete it and run again to "
+                                           r"re-download it$"):
+        d4rl.load("hopper-random-v2", progress=False)
 
     with pytest.raises(FileNotFoundError):
         d4rl.load_hdf5(tmp_path / "absent.hdf5")

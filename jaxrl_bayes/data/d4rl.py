@@ -274,7 +274,12 @@ def _env_id_of(f: Any) -> Optional[str]:
     return None
 
 
-def _read(path: str | os.PathLike, arrays: bool) -> tuple[dict[str, np.ndarray], Optional[str]]:
+_LOCAL_FIX = "replace it with a complete copy"
+_CACHE_FIX = "delete it and run again to re-download it"
+
+
+def _read(path: str | os.PathLike, arrays: bool,
+          fix: str = _LOCAL_FIX) -> tuple[dict[str, np.ndarray], Optional[str]]:
     import h5py
 
     path = Path(path)
@@ -288,7 +293,7 @@ def _read(path: str | os.PathLike, arrays: bool) -> tuple[dict[str, np.ndarray],
             if missing:
                 raise DatasetError(
                     f"{path} lacks the D4RL key(s) {missing} (has {sorted(f.keys())}); it is not "
-                    f"a D4RL-schema file or it is damaged: re-download or rewrite it")
+                    f"a D4RL-schema file or it is damaged: {fix}")
             raw = ({k: f[k][()] for k in REQUIRED_HDF5_KEYS + OPTIONAL_HDF5_KEYS if k in f}
                    if arrays else {})
             env_id = _env_id_of(f)
@@ -298,15 +303,17 @@ def _read(path: str | os.PathLike, arrays: bool) -> tuple[dict[str, np.ndarray],
         reason = " ".join(str(e).split())[:200]
         raise DatasetError(
             f"cannot read {path} ({type(e).__name__}: {reason}): the file is truncated or "
-            f"corrupt. Delete it and run again to re-download it (or rewrite it).") from e
+            f"corrupt; {fix}") from e
     return raw, env_id
 
 
-def read_hdf5(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Optional[str]]:
+def read_hdf5(path: str | os.PathLike,
+              fix: str = _LOCAL_FIX) -> tuple[dict[str, np.ndarray], Optional[str]]:
     """Reads the arrays of a D4RL-schema hdf5 file, unvalidated, and its recorded env id.
 
     Args:
       path: the file.
+      fix: what the error messages tell the user to do about a damaged file.
 
     Returns:
       (raw, env_id): observations [N, o], actions [N, a], rewards [N], terminals [N] and, if
@@ -318,7 +325,7 @@ def read_hdf5(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Optional[
       DatasetFileNotFoundError (a FileNotFoundError): no such file.
       DatasetError: unreadable (truncated or corrupt) or a required key missing.
     """
-    return _read(path, arrays=True)
+    return _read(path, arrays=True, fix=fix)
 
 
 def recorded_env_id(path: str | os.PathLike) -> Optional[str]:
@@ -330,22 +337,23 @@ def recorded_env_id(path: str | os.PathLike) -> Optional[str]:
     return _read(path, arrays=False)[1]
 
 
-def load_hdf5(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_hdf5(path: str | os.PathLike, fix: str = _LOCAL_FIX) -> dict[str, np.ndarray]:
     """The raw arrays of a D4RL-schema hdf5 file (`read_hdf5` without the env id), unvalidated.
 
     Pass them to `Dataset.from_arrays`, which validates them.
     """
-    return read_hdf5(path)[0]
+    return read_hdf5(path, fix)[0]
 
 
 def load_file(path: str | os.PathLike, name: Optional[str] = None,
-              widths: Optional[Widths] = None) -> Dataset:
+              widths: Optional[Widths] = None, fix: str = _LOCAL_FIX) -> Dataset:
     """Loads a D4RL-schema hdf5 file as a validated `Dataset` (D4RL's Q-learning view).
 
     Args:
       path: the file.
       name: the dataset's name (default: the path).
       widths: optional (obs_dim, act_dim, who expects them) to check the data against.
+      fix: what to do about a damaged file (a cache file: delete and re-download).
 
     Returns:
       The `Dataset`.
@@ -353,7 +361,7 @@ def load_file(path: str | os.PathLike, name: Optional[str] = None,
     Raises:
       DatasetError: unreadable file or invalid data (see `dataset.validate_raw`).
     """
-    raw, _ = read_hdf5(path)
+    raw, _ = read_hdf5(path, fix)
     return Dataset.from_arrays(**raw, name=str(path) if name is None else name, widths=widths,
                                source=str(path))
 
@@ -371,4 +379,4 @@ def load(name: str, base: Optional[str] = None, progress: bool = True,
     Returns:
       The Q-learning view (`Dataset.from_arrays`) of the file.
     """
-    return load_file(ensure_file(name, base, progress), name=name, widths=widths)
+    return load_file(ensure_file(name, base, progress), name=name, widths=widths, fix=_CACHE_FIX)

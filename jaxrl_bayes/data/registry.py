@@ -169,7 +169,7 @@ def _env_widths(env: Any) -> tuple[int, int]:
             return _env_widths_by_id(env)
         import gymnasium as gym
 
-        return _widths_of(gym.make(env))
+        return _widths_of(_quiet_make(gym, env))
     except Exception as e:  # noqa: BLE001 - gymnasium raises many types for a missing env
         env_id = env if isinstance(env, str) else getattr(env, "id", env)
         raise UserError(f"cannot make the evaluation environment {env_id!r} "
@@ -181,7 +181,14 @@ def _env_widths(env: Any) -> tuple[int, int]:
 def _env_widths_by_id(env_id: str) -> tuple[int, int]:
     import gymnasium as gym
 
-    return _widths_of(gym.make(env_id))
+    return _widths_of(_quiet_make(gym, env_id))
+
+
+def _quiet_make(gym: Any, env: Any) -> Any:
+    """gym.make without the v4 'out of date' notice (D4RL's data is v3/v4 on purpose)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        return gym.make(env)
 
 
 def _widths_of(env: Any) -> tuple[int, int]:
