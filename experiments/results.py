@@ -15,9 +15,16 @@ import jax
 import numpy as np
 
 from jaxrl_bayes.checkpoint import atomic_write_json
+from jaxrl_bayes.evaluation import BehaviourScore
 from jaxrl_bayes.logging import to_json_value
 
 logger = logging.getLogger("experiments.results")
+
+
+NO_EVALUATION = ("dataset {dataset} has no evaluation environment: training runs, evaluation is skipped, "
+                 "so no return can be given (pass --eval-env ID, a Gymnasium id, to evaluate)")
+NO_REFERENCES = ("no reference scores for this dataset: only raw returns can be given "
+                 "(pass --ref-min-score and --ref-max-score to normalize)")
 
 
 def eval_seed(run_seed: int, seed_index: int, final: bool) -> int:
@@ -71,10 +78,15 @@ def device_info() -> dict[str, Any]:
 
 def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], history: Sequence[Mapping], *,
                   wall_s: float, setup_s: float, pool_info: Mapping, total_steps: int, num_chunks: int,
-                  chash: str, policy_files: Sequence[str], references: Sequence[tuple[str, float]]) -> dict:
-    """Writes results.json (atomically; its presence marks a finished run) and returns it."""
+                  chash: str, policy_files: Sequence[str], references: Sequence[tuple[str, float]],
+                  behaviour: BehaviourScore) -> dict:
+    """Writes results.json (atomically; its presence marks a finished run) and returns it.
+
+    `behaviour` is the dataset's own score (`evaluation.behaviour_score`), beside the run's.
+    """
     run = cfg.run
-    final = evals[-1]
+    final = evals[-1] if evals else {"raw": [None] * run.seeds, "raw_std": [None] * run.seeds,
+                                     "normalized": None, "episodes": 0}
     per_seed = [{
         "seed_index": i,
         "raw_return": final["raw"][i],
@@ -94,11 +106,15 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         "num_chunks": num_chunks,
         "eval_episodes": final["episodes"],
         "per_seed": per_seed,
-        "raw_return": mean_std(final["raw"]),
+        "raw_return": mean_std(final["raw"]) if evals else None,
         "normalized_score": None if final["normalized"] is None else mean_std(final["normalized"]),
         "std_note": "std over seeds (population std, ddof=0)",
+        "evaluation_note": (None if evals else NO_EVALUATION.format(dataset=run.dataset)) or (
+            None if final["normalized"] is not None else NO_REFERENCES),
         "ref_min_score": spec.ref_min_score,
         "ref_max_score": spec.ref_max_score,
+        # the behaviour policy: mean return of the dataset's complete episodes
+        "behaviour": behaviour._asdict(),
         "paper_references": [{"label": l, "normalized_score": v} for l, v in references],
         "wall_time_s": wall_s,
         "setup_time_s_last_segment": setup_s,
@@ -130,15 +146,20 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
         f"{results['total_steps']:,} steps, {results['eval_episodes']} evaluation episodes)",
         f"  {'seed':>6}  {'raw return':>12}  {'normalized':>10}",
     ]
-    for s in results["per_seed"]:
-        norm = "n/a" if s["normalized_score"] is None else f"{s['normalized_score']:.1f}"
-        lines.append(f"  {s['seed_index']:>6}  {s['raw_return']:>12.2f}  {norm:>10}")
     raw, norm = results["raw_return"], results["normalized_score"]
-    norm_txt = "n/a" if norm is None else f"{norm['mean']:.1f} ± {norm['std']:.1f}"
-    lines.append(f"  {'mean':>6}  {raw['mean']:>8.2f} ± {raw['std']:<.2f}  {norm_txt:>10}")
-    if norm is None:
-        lines.append("  no reference scores for this dataset: only raw returns can be given "
-                     "(pass --ref-min-score and --ref-max-score to normalize)")
+    if raw is not None:
+        for s in results["per_seed"]:
+            seed_norm = "n/a" if s["normalized_score"] is None else f"{s['normalized_score']:.1f}"
+            lines.append(f"  {s['seed_index']:>6}  {s['raw_return']:>12.2f}  {seed_norm:>10}")
+        norm_txt = "n/a" if norm is None else f"{norm['mean']:.1f} ± {norm['std']:.1f}"
+        lines.append(f"  {'mean':>6}  {raw['mean']:>8.2f} ± {raw['std']:<.2f}  {norm_txt:>10}")
+    if results.get("evaluation_note"):
+        lines.append(f"  {results['evaluation_note']}")
+    b = results.get("behaviour") or {}
+    if b.get("raw_return") is not None:
+        b_norm = "" if b["normalized_score"] is None else f", normalized {b['normalized_score']:.1f}"
+        lines.append(f"  behaviour policy (the data, {b['episodes']} complete episodes): "
+                     f"raw return {b['raw_return']:.2f}{b_norm}")
     for ref in results["paper_references"]:
         lines.append(f"  reference: {ref['label']} = {ref['normalized_score']:g}")
     sps = results.get("train_steps_per_s")

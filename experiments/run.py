@@ -48,6 +48,7 @@ from jaxrl_bayes import policy as policy_lib
 from jaxrl_bayes.checkpoint import Checkpointer, atomic_write_json
 from jaxrl_bayes.data import registry
 from jaxrl_bayes.dynamics import DynamicsConfig
+from jaxrl_bayes.evaluation import behaviour_score
 from jaxrl_bayes.logging import make_metric_logger, summarize_chunk_metrics, to_json_value
 
 logger = logging.getLogger("experiments.run")
@@ -209,11 +210,15 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     chash = config.config_hash(cfg_json)
     t_setup = time.perf_counter()
 
-    # the dynamics pool: cached per (data, DynamicsConfig, seed)
-    pool, pool_info = pools.get_or_train_pool(dataset, run.dataset, cfg.dynamics, run.dynamics_seed,
-                                              progress=run.progress)
+    # the dynamics pool: cached per (data, DynamicsConfig, seed); none for bc
+    if algos.algo_needs_model(agent):
+        pool, pool_info = pools.get_or_train_pool(dataset, run.dataset, cfg.dynamics, run.dynamics_seed,
+                                                  progress=run.progress)
+    else:
+        pool, pool_info = None, {"reused": None, "note": f"{run.algo} trains without a dynamics pool"}
     previous = run_dir / "dynamics.json"
-    if previous.is_file() and rundir.read_json(previous, "dynamics record").get("pool_sha256") != pool_info["pool_sha256"]:
+    if previous.is_file() and rundir.read_json(previous, "dynamics record").get("pool_sha256") != pool_info.get(
+            "pool_sha256"):
         logger.warning("the dynamics pool differs from the one this run started with (the cache was "
                        "rebuilt); the resumed run will not be bit-identical to an uninterrupted one")
     atomic_write_json(previous, pool_info)
@@ -222,6 +227,9 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     act = jax.jit(trainer.act)  # (params, obs, data) -> deterministic actions
     eval_act = functools.partial(trainer.act, data=trainer.data)  # one object: evaluation compiles once
     keys = seed_keys(run.seed, run.seeds)
+    can_evaluate = spec.evaluator is not None
+    if not can_evaluate:
+        logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
     spc = agent.steps_per_chunk
     num_chunks = max(1, math.ceil(run.total_steps / spc))
     total = num_chunks * spc
@@ -276,7 +284,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                                        "includes_compile": c == start + 1}
                 row.update(summarize_chunk_metrics(metrics))
                 final = c == num_chunks
-                if final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0):
+                if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
                     ev = results.evaluate_seeds(spec, eval_act, states.policy, run.seeds, episodes, run.seed,
                                                 final=final)
@@ -318,13 +326,15 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
         metric_logger.close()
         ckpt.close()
 
-    policy_files = write_policies(run_dir, trainer, act, states.policy, cfg, evals[-1], total_steps=total)
+    final_eval = evals[-1] if evals else None
+    policy_files = write_policies(run_dir, trainer, act, states.policy, cfg, final_eval, total_steps=total)
     refs = paper_references(run.dataset, run.algo)
     plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
                         references=refs)
+    behaviour = behaviour_score(dataset, spec.ref_min_score, spec.ref_max_score)
     res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=elapsed(), setup_s=setup_s,
                                 pool_info=pool_info, total_steps=total, num_chunks=num_chunks, chash=chash,
-                                policy_files=policy_files, references=refs)
+                                policy_files=policy_files, references=refs, behaviour=behaviour)
     print(results.summary_table(res, run_dir))
     return EXIT_OK
 
@@ -363,7 +373,7 @@ class StopFlag:
 
 
 def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cfg: Config,
-                   final: dict[str, Any], *, total_steps: int) -> list[str]:
+                   final: Optional[dict[str, Any]], *, total_steps: int) -> list[str]:
     """Writes `policy_seed{i}.npz` (jaxrl_bayes.policy, atomically) for every seed.
 
     Each file's actions are checked against the trainer's own `act` on dataset states before it
@@ -379,10 +389,10 @@ def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cf
         name = policy_lib.POLICY_FILE_TEMPLATE.format(i)
         meta = {
             "algo": run.algo, "dataset": run.dataset, "preset": run.preset, "seed_index": i, "run_seed": run.seed,
-            "total_steps": total_steps, "eval_episodes": final["episodes"],
+            "total_steps": total_steps, "eval_episodes": final["episodes"] if final else 0,
             "eval_seed": results.eval_seed(run.seed, i, final=True),  # `experiments.evaluate --seed` reproduces it
-            "raw_return": final["raw"][i],
-            "normalized_score": None if final["normalized"] is None else final["normalized"][i],
+            "raw_return": final["raw"][i] if final else None,
+            "normalized_score": final["normalized"][i] if final and final["normalized"] is not None else None,
             "run_dir": str(run_dir), "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         path = policy_lib.save_policy(run_dir / name, p_i, obs_mean=np.asarray(data.obs_mean),

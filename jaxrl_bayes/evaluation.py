@@ -17,7 +17,7 @@ next episode's seed; sub-environments with no episode left keep running but are 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -122,3 +122,60 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
     finally:
         envs.close()
     return returns
+
+
+def episode_returns(observations, next_observations, rewards, terminals) -> np.ndarray:
+    """Undiscounted returns of the complete episodes in flat transitions (the behaviour policy's).
+
+    An episode ends at a terminal row, or where the data jump: row i's next observation is not
+    row i+1's observation (a timeout, whose row D4RL's Q-learning view drops). A final stretch
+    that ends in neither is incomplete and left out. Where a timeout row was dropped, its one
+    reward is missing from its episode's return.
+
+    Args:
+      observations: [n, obs_dim].
+      next_observations: [n, obs_dim].
+      rewards: [n] raw rewards.
+      terminals: [n], nonzero where the episode terminated.
+
+    Returns:
+      float64 array [num_complete_episodes] in data order (may be empty).
+    """
+    obs, next_obs = np.asarray(observations), np.asarray(next_observations)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    terminals = np.asarray(terminals).astype(bool)
+    jumps = np.zeros(len(rewards), dtype=bool)
+    jumps[:-1] = np.any(next_obs[:-1] != obs[1:], axis=-1)
+    ends = np.flatnonzero(terminals | jumps)
+    if ends.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    sums = np.cumsum(rewards)[ends]
+    return np.diff(sums, prepend=0.0)
+
+
+class BehaviourScore(NamedTuple):
+    """The dataset's behaviour policy: mean return of its complete episodes."""
+
+    episodes: int  # complete episodes found
+    raw_return: Optional[float]  # mean undiscounted return (None without complete episodes)
+    raw_return_std: Optional[float]  # population std over episodes
+    normalized_score: Optional[float]  # `normalized_score` of the mean (None without references)
+
+
+def behaviour_score(dataset: Any, ref_min: Optional[float], ref_max: Optional[float]) -> BehaviourScore:
+    """`episode_returns` of a `jaxrl_bayes.data.Dataset`, summarized and normalized.
+
+    Args:
+      dataset: any object with observations, next_observations, rewards, terminals arrays.
+      ref_min, ref_max: reference returns, or None (then only the raw return is given).
+
+    Returns:
+      BehaviourScore.
+    """
+    returns = episode_returns(dataset.observations, dataset.next_observations, dataset.rewards,
+                              dataset.terminals)
+    if returns.size == 0:
+        return BehaviourScore(0, None, None, None)
+    mean = float(returns.mean())
+    norm = None if ref_min is None or ref_max is None else float(normalized_score(mean, ref_min, ref_max))
+    return BehaviourScore(int(returns.size), mean, float(returns.std()), norm)

@@ -103,3 +103,30 @@ def test_params_form_compiles_the_policy_once():
     assert not np.allclose(got_w, got_w2)
     np.testing.assert_allclose(got_w2, evaluate_gym("Hopper-v4", lambda o: act(jnp.asarray(w2), o),
                                                     num_episodes=3, seed=3, num_envs=2), rtol=1e-6)
+
+
+def test_behaviour_score_counts_complete_episodes_of_the_qlearning_view():
+    """Three raw episodes: one ends in a terminal (rows 0-3), one in a timeout (rows 4-8; D4RL's
+    view drops the timeout row 8), one is cut off (rows 9-11). No next_observations key: the
+    view takes row i+1's observation."""
+    from jaxrl_bayes.data.dataset import Dataset
+    from jaxrl_bayes.evaluation import behaviour_score, episode_returns
+
+    n = 12
+    obs = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    rewards = np.arange(1, n + 1, dtype=np.float32)  # 1 .. 12
+    terminals = np.zeros(n, bool)
+    terminals[3] = True
+    timeouts = np.zeros(n, bool)
+    timeouts[8] = True
+    ds = Dataset.from_arrays(obs, np.zeros((n, 1), np.float32), rewards, terminals, timeouts)
+    want = [1 + 2 + 3 + 4, 5 + 6 + 7 + 8]  # row 8 (reward 9) is dropped with its timeout
+    np.testing.assert_array_equal(
+        episode_returns(ds.observations, ds.next_observations, ds.rewards, ds.terminals), want)
+    s = behaviour_score(ds, ref_min=0.0, ref_max=20.0)
+    assert (s.episodes, s.raw_return, s.raw_return_std) == (2, 18.0, 8.0)
+    assert s.normalized_score == pytest.approx(90.0)
+    assert behaviour_score(ds, None, None).normalized_score is None
+    # no complete episode at all
+    assert behaviour_score(Dataset.from_arrays(obs, np.zeros((n, 1), np.float32), rewards, np.zeros(n, bool)),
+                           0.0, 1.0) == (0, None, None, None)

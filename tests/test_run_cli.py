@@ -222,6 +222,11 @@ def test_run_writes_every_artifact(finished):
     assert res["normalized_score"]["mean"] == pytest.approx(
         100 * (res["raw_return"]["mean"] - res["ref_min_score"]) / (res["ref_max_score"] - res["ref_min_score"]))
     assert res["device"]["platform"] == "cpu" and res["wall_time_s"] > 0
+    # the behaviour policy's score: the dataset's complete episodes (the generator's 80 %-hold policy)
+    b = res["behaviour"]
+    assert b["episodes"] > 10_000 and 95 < b["raw_return"] < 102
+    assert b["normalized_score"] == pytest.approx(100 * b["raw_return"] / 135.0)
+    assert "behaviour policy (the data" in stdout
     assert "normalized" in stdout and "DP optimum" in stdout and "policy_seed0.npz" in stdout.strip().splitlines()[-1]
 
 
@@ -391,3 +396,26 @@ def test_sigint_checkpoints_and_resume_is_exact(finished, caches, tmp_path):
     assert a["per_seed"] == b["per_seed"]
     assert [r["chunk"] for r in _rows(out)] == list(range(1, 11))  # no duplicated or missing chunk
     assert _strip_times(_rows(ref)) == _strip_times(_rows(out))
+
+
+def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches, tmp_path, capsys):
+    """A D4RL-schema file of the user's own, no --eval-env: training runs, evaluation is skipped
+    and the summary says why; the behaviour score is given raw (no reference scores)."""
+    import h5py
+
+    n, rng = 300, np.random.default_rng(0)
+    obs = rng.normal(size=(n + 1, 4)).astype(np.float32)
+    with h5py.File(tmp_path / "mine.hdf5", "w") as f:
+        f["observations"], f["next_observations"] = obs[:-1], obs[1:]
+        f["actions"] = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        f["rewards"] = np.ones(n, np.float32)
+        f["terminals"] = np.arange(n) % 100 == 99  # three episodes of 100 steps
+    out = tmp_path / "run"
+    assert run_mod.main([*TINY, "--dataset", str(tmp_path / "mine.hdf5"), "--run.total_steps", "20",
+                         "--agent.bc_steps", "0", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert res["raw_return"] is None and res["normalized_score"] is None and res["eval_episodes"] == 0
+    assert "no evaluation environment" in res["evaluation_note"] and "--eval-env" in stdout
+    assert res["behaviour"] == {"episodes": 3, "raw_return": 100.0, "raw_return_std": 0.0, "normalized_score": None}
+    assert res["policy_files"] == ["policy_seed0.npz"]
