@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from experiments import cli, config, pools, results, rundir
 from experiments.config import Config, RunConfig
 from experiments.plotting import paper_references, plot_learning_curve
-from jaxrl_bayes import algos
+from jaxrl_bayes import algos, sharding
 from jaxrl_bayes import policy as policy_lib
 from jaxrl_bayes.checkpoint import Checkpointer, atomic_write_json
 from jaxrl_bayes.data import registry
@@ -209,6 +209,9 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     cfg_json = cfg.to_json()
     chash = config.config_hash(cfg_json)
     t_setup = time.perf_counter()
+    # seeds over all local devices (jaxrl_bayes.sharding; one device: a no-op placement); an S
+    # that does not split evenly over them is refused here, before the pool is trained
+    mesh = sharding.seed_mesh(run.seeds)
 
     # the dynamics pool: cached per (data, DynamicsConfig, seed); none for bc
     if algos.algo_needs_model(agent):
@@ -226,6 +229,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     trainer = algos.make_trainer(agent, dataset, pool, spec.termination_fn)
     act = jax.jit(trainer.act)  # (params, obs, data) -> deterministic actions
     eval_act = functools.partial(trainer.act, data=trainer.data)  # one object: evaluation compiles once
+    trainer = sharding.replicate_data(trainer, mesh)  # training: the data on every device
     keys = seed_keys(run.seed, run.seeds)
     can_evaluate = spec.evaluator is not None
     if not can_evaluate:
@@ -246,12 +250,13 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
             raise config.UsageError(f"the checkpoint in {run_dir / 'checkpoints'} belongs to another config "
                                     f"(hash {meta.get('config_hash')} vs {chash}); start a new run")
         states, meta = ckpt.restore(jax.eval_shape(trainer.init_seeds, keys), latest)
+        states = sharding.shard_seeds(states, mesh)
         start, history, evals = int(meta["chunk"]), list(meta["history"]), list(meta["evals"])
         elapsed_before = float(meta["elapsed_s"])
         logger.info("resumed from the checkpoint at chunk %d/%d (step %d)", start, num_chunks, start * spc)
     else:
         logger.info("initialising %d seed(s)%s", run.seeds, " (behaviour cloning first)" if agent.bc_steps else "")
-        states = trainer.init_seeds(keys)
+        states = sharding.init_sharded(trainer, keys, mesh)
     setup_s = time.perf_counter() - t_setup
 
     metric_logger = make_metric_logger(run_dir, history=history, tensorboard=run.tensorboard, wandb=run.wandb,
@@ -286,7 +291,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 final = c == num_chunks
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
-                    ev = results.evaluate_seeds(spec, eval_act, states.policy, run.seeds, episodes, run.seed,
+                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(states.policy), run.seeds, episodes, run.seed,
                                                 final=final)
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))
@@ -327,7 +332,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
         ckpt.close()
 
     final_eval = evals[-1] if evals else None
-    policy_files = write_policies(run_dir, trainer, act, states.policy, cfg, final_eval, total_steps=total)
+    policy_files = write_policies(run_dir, trainer, act, jax.device_get(states.policy), cfg, final_eval, total_steps=total)
     refs = paper_references(run.dataset, run.algo)
     plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
                         references=refs)

@@ -187,3 +187,31 @@ def test_one_device_placement_is_a_no_op_on_values():
     assert sharding.num_shards(placed) == 1
     np.testing.assert_array_equal(np.asarray(placed["a"]), np.asarray(tree["a"]))
     assert placed["b"].dtype == jnp.int32
+
+
+# a tiny experiments.run (scalar options only): 2 chunks of 10 steps, 2 evaluation episodes
+RUN_TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
+            "--dynamics.num_members", "3", "--agent.num_active", "3", "--agent.rollout_batch", "16",
+            "--agent.real_batch", "16", "--agent.model_batch", "16", "--agent.num_candidates", "4",
+            "--agent.num_next_samples", "2", "--agent.buffer_capacity", "500", "--agent.value_chunk", "0",
+            "--agent.rollout_horizon", "1", "--dynamics.batch_size", "2048", "--run.eval_episodes", "2"]
+
+
+def test_experiments_run_lays_seeds_over_the_devices_and_refuses_uneven_seeds(tmp_path):
+    env = {**_env(2), "JAXRL_BAYES_CACHE": str(tmp_path / "cache")}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.run", *args, *RUN_TINY], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    bad = run("--seeds", "3", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    err = bad.stderr.strip().splitlines()
+    assert err[-1].startswith("error: --seeds 3 cannot be split evenly over 2 devices") and "--seeds 2 or 4" in err[-1]
+    assert not list((tmp_path / "cache").glob("dynamics/*/pool.npz"))  # refused before any pool training
+
+    good = run("--seeds", "2", "--out", str(tmp_path / "ok"))
+    assert good.returncode == 0, good.stderr[-3000:]
+    res = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert res["device"]["count"] == 2 and len(res["per_seed"]) == 2
+    assert all(np.isfinite(s["raw_return"]) for s in res["per_seed"])
