@@ -302,8 +302,9 @@ def csv_text(report: Report) -> str:
     return buf.getvalue()
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def safe_name(name: str) -> str:
+    """A dataset name or path as one file or folder name (the sweep's folders, the figures)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/")) or "dataset"
 
 
 def plot_curves(report: Report, dataset: str, path: Path) -> None:
@@ -374,7 +375,7 @@ def write_report(root: Path, out: Optional[Path] = None) -> dict[str, Any]:
         f.write(csv_text(report))
     figures = []
     for dataset in sorted({d for d, _ in report.cells}):
-        path = out / "curves" / f"{_safe(dataset)}.png"
+        path = out / "curves" / f"{safe_name(dataset)}.png"
         plot_curves(report, dataset, path)
         figures.append(path)
     return {"markdown": md, "csv": cv, "figures": figures, "report": report}

@@ -103,7 +103,7 @@ def test_curves_pool_seeds_per_step_and_one_figure_per_dataset(runs):
     cell = written["report"].cells[(HMR, "rrpi")]
     assert cell.curve == {10: [10.0, 20.0, 30.0], 20: [50.0, 60.0, 70.0]}
     names = sorted(p.name for p in written["figures"])
-    assert names == sorted(f"{report._safe(d)}.png" for d in (HMR, LIQ, "mydata"))
+    assert names == sorted(f"{report.safe_name(d)}.png" for d in (HMR, LIQ, "mydata"))
     for p in written["figures"]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
