@@ -207,6 +207,10 @@ def test_resume_continues_exactly(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(gen.GenerateError, match="seed"):
         gen.train_sac(_config(seed=1), tmp_path / "b", resume=True)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "checkpoint.npz").write_bytes(b"old")  # the pre-orbax format
+    with pytest.raises(gen.GenerateError, match="old npz format"):
+        gen.train_sac(cfg, tmp_path / "c", resume=True)
 
 
 def test_bad_input_errors():

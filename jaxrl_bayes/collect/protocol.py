@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_VERSION = 2  # 1 was a single checkpoint.npz
+_OLD_CHECKPOINT = "checkpoint.npz"
 _REFILL_ROWS = 100_000  # rows per buffer_add call when a resumed run refills its replay
 
 
@@ -158,6 +159,11 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
     curve: list[EvalPoint] = []
     medium_index = medium_params = medium_eval = None
     last_eval = last_ckpt = 0
+    if work_dir is not None and (Path(work_dir) / _OLD_CHECKPOINT).exists():
+        raise GenerateError(
+            f"{Path(work_dir) / _OLD_CHECKPOINT} is a checkpoint of the old npz format, which "
+            f"this version cannot resume; finish that run with the code that started it, or "
+            f"use another --work-dir")
     meta = load_checkpoint_meta(work_dir) if work_dir is not None else None
     ckpt_dir = Path(work_dir) / CHECKPOINT_DIR if work_dir is not None else None
 
