@@ -10,7 +10,8 @@ Names (BENCHMARKS.md, "Dataset names the CLI accepts"):
   `jaxrl_bayes/<env>/<level>-v0`), evaluated in the environment recorded in its metadata;
 - a local path (`spec_for_path`, also reached through `get_spec`): a D4RL-schema `.hdf5`/`.h5`
   file or a Minari dataset directory (the one holding `data/`). `get_spec` treats its argument
-  as a path when it ends in .hdf5/.h5, starts with '/', '.', or '~', or exists on disk.
+  as a path when it ends in .hdf5/.h5, starts with '/', '.', or '~', or exists on disk
+  (the 19 fixed names above always mean themselves).
 
 Every spec's `load()` validates the data once (`dataset.validate_raw`: keys, dtypes, ranks,
 lengths, finite values, at least `dataset.MIN_TRANSITIONS` transitions) and checks its widths
@@ -50,7 +51,7 @@ import numpy as np
 
 from jaxrl_bayes import termination
 from jaxrl_bayes.data import d4rl
-from jaxrl_bayes.data.dataset import Dataset, DatasetError, Widths
+from jaxrl_bayes.data.dataset import Dataset, Widths
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.evaluation import evaluate_gym, normalized_score
 
