@@ -33,10 +33,10 @@ CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 SECTIONS = ("run", "dynamics", "agent")
 # Fields that do not change what is computed: a resume may differ in them.
 IGNORED_ON_RESUME = frozenset({"run.out", "run.force", "run.progress", "run.tensorboard", "run.wandb",
-                               "run.wandb_project"})
+                               "run.wandb_project", "run.bc_score"})
 # Run fields a preset may not set (they choose the preset, or are per-invocation).
 NOT_IN_PRESETS = frozenset({"dataset", "algo", "preset", "out", "force", "eval_env", "ref_min_score",
-                            "ref_max_score"})
+                            "ref_max_score", "bc_score"})
 
 
 class UsageError(UserError):
@@ -67,6 +67,7 @@ class RunConfig:
     eval_env: Annotated[str, _alias("--eval_env")] = ""  # Gymnasium id to evaluate a local dataset file in ("" = from its metadata)
     ref_min_score: Annotated[Optional[float], _alias("--ref_min_score")] = None  # reference return of score 0 (a local file; else raw returns only)
     ref_max_score: Annotated[Optional[float], _alias("--ref_max_score")] = None  # reference return of score 100 (a local file)
+    bc_score: Optional[float] = None  # BC's normalized score on this data, a line in learning_curve.png (default: a finished bc run beside this one)
     out: Annotated[str, _alias("--out")] = ""  # run directory ("" = runs/<dataset>/<algo>-<timestamp>)
     force: Annotated[bool, _alias("--force")] = False  # overwrite a finished or unfinished run in --out
     progress: bool = True  # progress bar

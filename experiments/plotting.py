@@ -11,7 +11,9 @@ Sources (all normalized scores, BENCHMARKS.md):
   (BENCHMARKS.md "Optimal liquidation"; the environment module computes it exactly).
 
 `plot_learning_curve` draws the evaluation history (per-seed thin lines, the mean with a ±std
-band) with matplotlib's Agg backend (no display needed) and writes a PNG atomically.
+band) beside the papers', BC's and the behaviour policy's scores, the critic against Monte
+Carlo returns, and PSPO's posterior diagnostics, with matplotlib's Agg backend (no display
+needed), and writes a PNG atomically.
 """
 
 from __future__ import annotations
@@ -72,23 +74,43 @@ def paper_references(dataset: str, algo: str) -> list[tuple[str, float]]:
     return refs
 
 
+POSTERIOR_KEYS = ("posterior_entropy", "posterior_max", "posterior_argmax", "target_uncertainty_spearman")
+
+
+def _scalar_series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the rows that hold a number under `key`."""
+    pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
+    return (np.array([p[0] for p in pts], dtype=np.float64), np.array([p[1] for p in pts], dtype=np.float64))
+
+
 def plot_learning_curve(
     evals: Sequence[Mapping[str, Any]],
     path: str | os.PathLike,
     *,
     title: str,
     references: Sequence[tuple[str, float]] = (),
+    history: Sequence[Mapping[str, Any]] = (),
+    behaviour: Mapping[str, Any] | None = None,
+    bc: tuple[str, float] | None = None,
 ) -> None:
-    """Writes a learning-curve PNG.
+    """Writes a learning-curve PNG with up to three panels.
+
+    (a) the score over training steps (per-seed thin lines, the mean with a ±std band), with
+        the papers' scores, behaviour cloning and the behaviour policy as horizontal lines;
+    (b) where the rows hold them: the mean Q on model states (`q_model_mean`, learning units)
+        against the discounted Monte Carlo return of the evaluation episodes in the same units
+        (`eval/mc_value_mean`) — the check that predicted returns stay above actual ones;
+    (c) where present: PSPO's posterior diagnostics (`POSTERIOR_KEYS`).
 
     Args:
       evals: evaluation records in step order, each with "step" and per-seed scores:
-        "normalized" (list over seeds, entries may be None when the dataset has no reference
-        scores) and "raw" (list over seeds).
+        "normalized" (list over seeds, or None without reference scores) and "raw".
       path: the PNG file (written atomically).
       title: plot title.
-      references: (label, normalized score) horizontal lines; drawn only when the curve is in
-        normalized units.
+      references: (label, normalized score) lines; drawn only when the curve is normalized.
+      history: the run's metric rows (metrics.jsonl) for panels (b) and (c).
+      behaviour: `evaluation.BehaviourScore._asdict()` of the dataset, drawn as a line.
+      bc: (label, normalized score) of behaviour cloning on the same data, drawn as a line.
     """
     import matplotlib
 
@@ -103,9 +125,16 @@ def plot_learning_curve(
     values = np.array([[np.nan if v is None else v for v in e[key]] for e in evals], dtype=np.float64)
     if values.size == 0:
         values = values.reshape(0, 1)
+    q_steps, q_values = _scalar_series(history, "q_model_mean")
+    mc_steps, mc_values = _scalar_series(history, "eval/mc_value_mean")
+    posterior = {k: _scalar_series(history, k) for k in POSTERIOR_KEYS}
+    posterior = {k: v for k, v in posterior.items() if v[0].size}
+    panels = 1 + bool(q_steps.size or mc_steps.size) + bool(posterior)
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 3.6 * panels), dpi=110, squeeze=False)
+    axes = axes[:, 0]
     try:
+        ax = axes[0]
         if values.shape[1] > 1:
             for i in range(values.shape[1]):
                 ax.plot(steps, values[:, i], lw=0.8, alpha=0.4, color="C0")
@@ -114,14 +143,42 @@ def plot_learning_curve(
             ax.plot(steps, mean, lw=2.0, color="C0", marker="o", ms=3, label=f"mean of {values.shape[1]} seeds")
         else:
             ax.plot(steps, values[:, 0], lw=2.0, color="C0", marker="o", ms=3, label="this run")
-        if use_norm:
-            for i, (label, value) in enumerate(references):
-                ax.axhline(value, ls="--", lw=1.2, color=f"C{i + 1}", label=f"{label}: {value:g}")
+        lines = list(references) if use_norm else []
+        if bc is not None and use_norm:
+            lines.append(bc)
+        if behaviour and behaviour.get("raw_return") is not None:
+            b = behaviour["normalized_score"] if use_norm else behaviour["raw_return"]
+            if b is not None:
+                lines.append(("behaviour policy (the data)", b))
+        for i, (label, value) in enumerate(lines):
+            ax.axhline(value, ls="--", lw=1.2, color=f"C{i + 1}", label=f"{label}: {value:.4g}")
         ax.set_xlabel("training step")
         ax.set_ylabel("normalized score" if use_norm else "return")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
+        row = 1
+        if q_steps.size or mc_steps.size:
+            ax = axes[row]
+            row += 1
+            if q_steps.size:
+                ax.plot(q_steps, q_values, lw=1.5, color="C0", label="mean Q on model states")
+            if mc_steps.size:
+                ax.plot(mc_steps, mc_values, lw=1.5, color="C3", marker="o", ms=3,
+                        label="discounted return of the evaluation episodes")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("value (learning units)")
+            ax.set_title("predicted against actual returns")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize=8)
+        if posterior:
+            ax = axes[row]
+            for i, (k, (st, v)) in enumerate(posterior.items()):
+                ax.plot(st, v, lw=1.5, color=f"C{i}", label=k)
+            ax.set_xlabel("training step")
+            ax.set_title("posterior over members")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
 
+from jaxrl_bayes import evaluation
 from jaxrl_bayes.checkpoint import atomic_write_json
 from jaxrl_bayes.evaluation import BehaviourScore
 from jaxrl_bayes.logging import to_json_value
@@ -43,7 +44,7 @@ def has_references(spec: Any) -> bool:
 
 
 def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int,
-                   run_seed: int, *, final: bool) -> dict[str, Any]:
+                   run_seed: int, *, final: bool, units: Optional[tuple[float, float, float]] = None) -> dict[str, Any]:
     """Evaluates every seed's deterministic policy.
 
     Args:
@@ -53,21 +54,32 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
       policy_params: policy parameters with a leading seed axis [S, ...].
       num_seeds, episodes, run_seed: S, episodes per seed, the run's base seed.
       final: the final evaluation (other episodes than the periodic ones).
+      units: (discount, reward shift, reward scale) of the learner: in a Gymnasium environment
+        the discounted Monte Carlo return of the episodes is also given in learning units.
     Returns:
       {"raw": [S] mean returns, "raw_std": [S] std over episodes, "normalized": [S] or None (no
-      reference scores), "episodes": n}.
+      reference scores), "mc_value": [S] mean discounted return in learning units or None,
+      "episodes": n}.
     """
-    raw, raw_std, norm = [], [], []
+    with_mc = units is not None and spec.eval_env_spec is not None
+    raw, raw_std, norm, mc = [], [], [], []
     for i in range(num_seeds):
         p_i = jax.tree_util.tree_map(lambda x: x[i], policy_params)
-        returns = spec.evaluate(act_fn, episodes, eval_seed(run_seed, i, final), params=p_i)
-        returns = np.asarray(returns, dtype=np.float64)
+        seed_i = eval_seed(run_seed, i, final)
+        if with_mc:  # the registry's Gymnasium evaluator, with per-episode details
+            eps = evaluation.gym_episodes(spec.eval_env_spec, act_fn, episodes, seed_i, params=p_i,
+                                          discount=units[0])
+            returns = eps.returns
+            mc.append(float(np.mean(evaluation.value_in_learning_units(eps.discounted_returns, eps.lengths,
+                                                                        *units))))
+        else:
+            returns = np.asarray(spec.evaluate(act_fn, episodes, seed_i, params=p_i), dtype=np.float64)
         raw.append(float(returns.mean()))
         raw_std.append(float(returns.std()))
         if has_references(spec):
             norm.append(float(np.mean(spec.normalize(returns))))
     return {"raw": raw, "raw_std": raw_std, "normalized": norm if has_references(spec) else None,
-            "episodes": episodes}
+            "mc_value": mc if with_mc else None, "episodes": episodes}
 
 
 def device_info() -> dict[str, Any]:

@@ -232,6 +232,9 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     trainer = sharding.replicate_data(trainer, mesh)  # training: the data on every device
     keys = seed_keys(run.seed, run.seeds)
     can_evaluate = spec.evaluator is not None
+    data = trainer.data  # the learner's reward units, for the Monte Carlo check of its critic
+    units = ((agent.discount, float(data.reward_shift), float(data.reward_scale))
+             if hasattr(data, "reward_shift") else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
     spc = agent.steps_per_chunk
@@ -292,7 +295,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
                     ev = results.evaluate_seeds(spec, eval_act, jax.device_get(states.policy), run.seeds, episodes, run.seed,
-                                                final=final)
+                                                final=final, units=units)
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))
                     row["eval/raw_mean"] = results.mean_std(ev["raw"])["mean"]
@@ -301,6 +304,8 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                         row["eval/normalized_mean"], row["eval/normalized_std"] = ns["mean"], ns["std"]
                         if run.seeds > 1:
                             row["eval/normalized/seeds"] = ev["normalized"]
+                    if ev["mc_value"] is not None:  # discounted return of the episodes, learning units
+                        row["eval/mc_value_mean"] = results.mean_std(ev["mc_value"])["mean"]
                 row["wall_time_s"] = elapsed()
                 row = to_json_value(row)
                 history.append(row)
@@ -334,9 +339,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     final_eval = evals[-1] if evals else None
     policy_files = write_policies(run_dir, trainer, act, jax.device_get(states.policy), cfg, final_eval, total_steps=total)
     refs = paper_references(run.dataset, run.algo)
-    plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
-                        references=refs)
     behaviour = behaviour_score(dataset, spec.ref_min_score, spec.ref_max_score)
+    bc = (("BC (--run.bc_score)", run.bc_score) if run.bc_score is not None
+          else rundir.bc_score_beside(run_dir, run.dataset))
+    plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
+                        references=refs, history=history, behaviour=behaviour._asdict(), bc=bc)
     res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=elapsed(), setup_s=setup_s,
                                 pool_info=pool_info, total_steps=total, num_chunks=num_chunks, chash=chash,
                                 policy_files=policy_files, references=refs, behaviour=behaviour)

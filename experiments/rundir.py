@@ -130,6 +130,20 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
+def bc_score_beside(run_dir: Path, dataset: str) -> Optional[tuple[str, float]]:
+    """(label, normalized score) of the newest finished `bc` run of `dataset` beside `run_dir`
+    (its siblings named bc*), or None."""
+    found = None
+    for d in sorted(run_dir.parent.glob("bc*")):
+        try:
+            res = json.loads((d / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if d != run_dir and res.get("algo") == "bc" and res.get("dataset") == dataset and res.get("normalized_score"):
+            found = (f"BC ({d.name})", float(res["normalized_score"]["mean"]))
+    return found
+
+
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())

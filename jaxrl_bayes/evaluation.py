@@ -47,9 +47,25 @@ def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]
     return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
 
 
+class Episodes(NamedTuple):
+    """Per-episode statistics of an evaluation, each float64 [num_episodes] in episode order."""
+
+    returns: np.ndarray  # undiscounted raw returns
+    discounted_returns: np.ndarray  # sum_t discount^t r_t (raw units) from the first state
+    lengths: np.ndarray  # steps per episode
+
+
 def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
                  num_envs: Optional[int] = None, jit: bool = True, params: Any = None) -> np.ndarray:
-    """Raw returns of a deterministic policy in a Gymnasium environment.
+    """Raw returns [num_episodes] of a deterministic policy in a Gymnasium environment
+    (`gym_episodes(...).returns`; arguments as there)."""
+    return gym_episodes(env_id, act_fn, num_episodes, seed, num_envs, jit, params).returns
+
+
+def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
+                 num_envs: Optional[int] = None, jit: bool = True, params: Any = None,
+                 discount: float = 1.0) -> Episodes:
+    """Returns, discounted returns and lengths of a deterministic policy's episodes.
 
     Args:
       env_id: a Gymnasium id ('Hopper-v4') or `EnvSpec` (e.g. one recorded by Minari).
@@ -63,9 +79,10 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
       params: optional pytree of arrays passed to act_fn as its first argument. It is an
         argument of the jitted act_fn, not a constant in it, so evaluating many parameter sets
         with the same act_fn object compiles once (the jit cache is keyed by act_fn and shapes).
+      discount: gamma of `discounted_returns`.
 
     Returns:
-      float64 array [num_episodes] of undiscounted returns, in episode order.
+      Episodes, in episode order.
 
     Raises:
       ValueError: num_episodes or num_envs < 1, or act_fn returns a wrong shape or NaN.
@@ -89,8 +106,8 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
                                     autoreset_mode=AutoresetMode.DISABLED)
     try:
         space = envs.single_action_space
-        returns = np.zeros(num_episodes, dtype=np.float64)
-        running = np.zeros(n, dtype=np.float64)
+        out = Episodes(*(np.zeros(num_episodes, dtype=np.float64) for _ in range(3)))
+        running, running_disc, steps = (np.zeros(n, dtype=np.float64) for _ in range(3))
         episode_of = np.arange(n)  # episode each sub-env is running; -1 when idle
         next_episode, completed = n, 0
         obs, _ = envs.reset(seed=[seed + k for k in range(n)])
@@ -104,15 +121,18 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
             actions = np.clip(actions, space.low, space.high).astype(space.dtype)
             obs, rewards, terminated, truncated, _ = envs.step(actions)
             running += rewards
+            running_disc += discount ** steps * rewards
+            steps += 1
             ended = np.logical_or(terminated, truncated)
             if not ended.any():
                 continue
             seeds: list[Optional[int]] = [None] * n
             for i in np.flatnonzero(ended):
                 if episode_of[i] >= 0:
-                    returns[episode_of[i]] = running[i]
+                    k = episode_of[i]
+                    out.returns[k], out.discounted_returns[k], out.lengths[k] = running[i], running_disc[i], steps[i]
                     completed += 1
-                running[i] = 0.0
+                running[i] = running_disc[i] = steps[i] = 0.0
                 if next_episode < num_episodes:
                     episode_of[i], seeds[i] = next_episode, seed + next_episode
                     next_episode += 1
@@ -121,7 +141,28 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
             obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended})
     finally:
         envs.close()
-    return returns
+    return out
+
+
+def value_in_learning_units(discounted_returns, lengths, discount: float, shift: float, scale: float) -> np.ndarray:
+    """Discounted raw returns in a learner's reward units r~ = (r - shift) / scale.
+
+    sum_t g^t (r_t - shift) / scale = (G - shift sum_{t<T} g^t) / scale, with
+    sum_{t<T} g^t = (1 - g^T) / (1 - g) (= T when g = 1): the Monte Carlo value a critic
+    trained on r~ should predict for the episode's first state.
+
+    Args:
+      discounted_returns: [E] raw discounted returns G.
+      lengths: [E] episode lengths T.
+      discount: g.
+      shift, scale: the learner's reward units (`data.dataset.reward_normalizer`).
+
+    Returns:
+      float64 [E].
+    """
+    g, t = float(discount), np.asarray(lengths, dtype=np.float64)
+    horizon = t if g == 1.0 else (1.0 - g ** t) / (1.0 - g)
+    return (np.asarray(discounted_returns, dtype=np.float64) - shift * horizon) / scale
 
 
 def episode_returns(observations, next_observations, rewards, terminals) -> np.ndarray:

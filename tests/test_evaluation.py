@@ -130,3 +130,30 @@ def test_behaviour_score_counts_complete_episodes_of_the_qlearning_view():
     # no complete episode at all
     assert behaviour_score(Dataset.from_arrays(obs, np.zeros((n, 1), np.float32), rewards, np.zeros(n, bool)),
                            0.0, 1.0) == (0, None, None, None)
+
+
+def test_gym_episodes_discounted_returns_and_lengths_match_stepping_by_hand():
+    from jaxrl_bayes.evaluation import gym_episodes
+
+    env, g = gym.make("Hopper-v4"), 0.9
+    want = []
+    for k in range(3):
+        obs, _ = env.reset(seed=10 + k)
+        rewards, done = [], False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(np.asarray(policy(obs[None].astype(np.float32)))[0])
+            rewards.append(r)
+            done = terminated or truncated
+        want.append((sum(rewards), sum(g ** t * r for t, r in enumerate(rewards)), len(rewards)))
+    got = gym_episodes("Hopper-v4", policy, num_episodes=3, seed=10, num_envs=2, discount=g)
+    np.testing.assert_allclose(np.stack([got.returns, got.discounted_returns, got.lengths], 1), want, rtol=1e-5)
+
+
+def test_value_in_learning_units_of_a_constant_reward():
+    from jaxrl_bayes.evaluation import value_in_learning_units
+
+    r, shift, scale, g, t = 3.0, 0.5, 2.0, 0.99, np.array([1, 10, 250])
+    discounted = r * (1 - g ** t) / (1 - g)
+    want = np.array([np.sum((r - shift) / scale * g ** np.arange(n)) for n in t])  # summed step by step
+    np.testing.assert_allclose(value_in_learning_units(discounted, t, g, shift, scale), want, rtol=1e-12)
+    np.testing.assert_allclose(value_in_learning_units(r * t, t, 1.0, shift, scale), (r - shift) / scale * t)

@@ -311,13 +311,13 @@ def test_resume_with_another_config_refuses_and_lists_fields(finished, tmp_path,
 
 
 def test_second_run_reuses_the_pool_and_force_replaces_a_finished_run(finished, tmp_path, monkeypatch, capsys):
-    """PSPO with another seed on the same data loads the cached pool (train_pool is never
-    called); without --force a finished run is kept, with --force it is replaced."""
+    """Another seed on the same data loads the cached pool (train_pool is never called);
+    without --force a finished run is kept, with --force it is replaced."""
     from jaxrl_bayes import dynamics
 
     out = _copy_run(finished[0], tmp_path / "run")
     before = (out / "results.json").read_bytes()
-    args = [*TINY, "--algo", "pspo", "--run.seed", "1", "--run.total_steps", "40", "--out", str(out)]
+    args = [*TINY, "--run.seed", "1", "--run.total_steps", "40", "--out", str(out)]
     assert run_mod.main(args) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
@@ -328,7 +328,7 @@ def test_second_run_reuses_the_pool_and_force_replaces_a_finished_run(finished, 
     monkeypatch.setattr(dynamics, "train_pool", no_training)
     assert run_mod.main([*args, "--force"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert (res["algo"], res["total_steps"], res["dynamics_pool"]["reused"]) == ("pspo", 40, True)
+    assert (res["total_steps"], res["dynamics_pool"]["reused"]) == (40, True)
     assert "reused cached dynamics pool" in (out / "run.log").read_text()
     d0 = json.loads((finished[0] / "dynamics.json").read_text())
     assert res["dynamics_pool"]["pool_sha256"] == d0["pool_sha256"] and d0["reused"] is False
@@ -419,3 +419,62 @@ def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches,
     assert "no evaluation environment" in res["evaluation_note"] and "--eval-env" in stdout
     assert res["behaviour"] == {"episodes": 3, "raw_return": 100.0, "raw_return_std": 0.0, "normalized_score": None}
     assert res["policy_files"] == ["policy_seed0.npz"]
+
+
+def test_learning_curve_panels_follow_the_metrics_present(tmp_path):
+    """(a) always; (b) with q_model_mean / the Monte Carlo value; (c) with posterior diagnostics."""
+    import struct
+
+    from experiments.plotting import plot_learning_curve
+
+    evals = [{"step": s, "raw": [10.0 + s], "normalized": [20.0 + s]} for s in (10, 20)]
+    history = [{"step": s, "q_model_mean": 1.0 + s, "eval/mc_value_mean": 0.5 * s, "posterior_entropy": 1.0,
+                "posterior_max": 0.4} for s in (10, 20)]
+
+    def height(path):
+        return struct.unpack(">I", path.read_bytes()[20:24])[0]  # PNG IHDR height
+
+    cases = {"a": ([], 1), "ab": ([{k: r[k] for k in ("step", "q_model_mean")} for r in history], 2),
+             "abc": (history, 3)}
+    for name, (rows, panels) in cases.items():
+        path = tmp_path / f"{name}.png"
+        plot_learning_curve(evals, path, title=name, references=[("paper", 90.0)], history=rows,
+                            behaviour={"raw_return": 5.0, "normalized_score": 12.0, "episodes": 3},
+                            bc=("BC", 40.0))
+        assert height(path) == round(3.6 * 110) * panels, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(caches, tmp_path):
+    """A hopper-width file of the user's own with --eval-env and reference scores: normalized
+    scores, and evaluation rows carrying the discounted Monte Carlo return of the evaluation
+    episodes in the learner's reward units (recomputed here from the exported policy file)."""
+    import h5py
+
+    from jaxrl_bayes.data.dataset import reward_normalizer
+    from jaxrl_bayes.evaluation import gym_episodes, value_in_learning_units
+
+    n, rng = 300, np.random.default_rng(0)
+    obs = rng.normal(size=(n + 1, 11)).astype(np.float32)
+    with h5py.File(tmp_path / "hopper_mine.hdf5", "w") as f:
+        f["observations"], f["next_observations"] = obs[:-1], obs[1:]
+        f["actions"] = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+        f["rewards"] = rng.uniform(0, 3, n).astype(np.float32)
+        f["terminals"] = np.arange(n) % 100 == 99
+    out = tmp_path / "run"
+    assert run_mod.main([*TINY, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
+                         "--ref-min-score", "0", "--ref-max-score", "200", "--run.total_steps", "20",
+                         "--agent.bc_steps", "0", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    row = _rows(out)[-1]
+    cfg = json.loads((out / "config.json").read_text())["agent"]
+    policy = policy_lib.load_policy(out / "policy_seed0.npz")
+    eps = gym_episodes("Hopper-v4", policy_lib.act_fn_for(policy.module), 20, results.eval_seed(0, 0, final=True),
+                       params=policy.bundle, discount=cfg["discount"])
+    rewards = np.asarray(h5py.File(tmp_path / "hopper_mine.hdf5")["rewards"])
+    shift, scale = reward_normalizer(float(rewards.min()), float(rewards.max()), cfg["reward_normalization"])
+    assert res["raw_return"]["mean"] == pytest.approx(eps.returns.mean(), rel=1e-6)
+    assert res["normalized_score"]["mean"] == pytest.approx(eps.returns.mean() / 2, rel=1e-6)
+    assert row["eval/mc_value_mean"] == pytest.approx(
+        value_in_learning_units(eps.discounted_returns, eps.lengths, cfg["discount"], shift, scale).mean(), rel=1e-5)
+    assert "q_model_mean" in row and res["behaviour"]["episodes"] == 3
