@@ -10,12 +10,14 @@ What is measured (all after compilation, every call ended by `jax.block_until_re
   one-state, one-step rollout (so the chunk is R train steps plus a negligible refill). The
   step time is (T(R) - T(1)) / (R - 1) from a second trainer with R = 1; T(1) * R against T(R)
   is the dispatch overhead that the scanned chunk removes. Repeated with 1, 2, 4, 8 seeds vmapped.
-- **Rollout.** The chunk's rollout (policy, all N members, the algorithm's member selector,
-  `rollout.rollout` with `lax.scan`) jitted alone: transitions per second = B_roll * H / time.
+- **Rollout.** The chunk's rollout refill (`algos.train.refill`: policy, all N members, the
+  member selector, `rollout.rollout` with `lax.scan`, the buffer write) jitted alone:
+  transitions per second = B_roll * H / time.
 - **Dynamics.** `dynamics.train_pool` for two epochs; samples per second = member-samples of the
   second (compiled) epoch per second, as the pool's own report gives it.
-- **Where the time goes.** The model-state target (`Parts.model_target`) and PSPO's belief
-  update jitted alone on the step's batch, against the whole step.
+- **Where the time goes.** The model-state target, the real-pair target and PSPO's belief
+  update (`algos.targets`, the functions the train step calls) jitted alone on the step's
+  batch, against the whole step.
 - **The limit.** FLOPs of each jitted function from XLA's own `cost_analysis()`, divided by the
   measured time, next to a large float32 matmul measured in the same run (the utilization
   ratio). XLA's CPU cost analysis counts a `while` (scan) body ONCE, whatever its trip count;
@@ -56,9 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes.io import atomic_open
-from jaxrl_bayes import buffer, dynamics, networks, rollout
-from jaxrl_bayes.algos import algo_config, make_trainer, parts_for
-from jaxrl_bayes.algos import common
+from jaxrl_bayes import buffer, dynamics, posterior
+from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
 from jaxrl_bayes.data.dataset import Dataset
 from jaxrl_bayes.termination import walker2d_termination
 
@@ -386,46 +387,38 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
     return out
 
 
-def _jit_parts(bench: Bench, algo: str, variant: str):
-    trainer = bench.step_trainer(algo, 1, variant)
-    cfg = trainer.config
-    parts = parts_for(cfg)  # cfg.value_chunk carries the variant
-    nets = common.Networks(networks.TanhGaussianPolicy(ACT_DIM, cfg.policy_hidden),
-                           networks.TwinCritic(cfg.critic_hidden))
-    return trainer, cfg, parts, nets
-
-
 def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
-    """The model-state target, the real-state target and PSPO's belief update jitted alone."""
-    trainer, cfg, parts, nets = _jit_parts(bench, algo, variant)
+    """The model-state target, the real-state target and the belief update jitted alone.
+
+    Each is the library function the train step calls (`algos.targets`), bound to the step
+    trainer's own `Learner`: the same value clip, member rule and chunking as in training.
+    """
+    trainer = bench.step_trainer(algo, 1, variant)
+    learner, cfg = trainer.learner, trainer.config
     state = _single(bench.states(trainer, 1))
     data = trainer.data
     idx = jnp.arange(cfg.model_batch) % data.obs.shape[0]
     ridx = jnp.arange(cfg.real_batch) % data.obs.shape[0]
 
-    def ctx_of(state, data):
-        return common.Ctx(cfg, nets, data, state, walker2d_termination)
-
-    def real_of(data):
-        return buffer.Transition(data.obs[ridx], data.act[ridx], data.reward[ridx], data.next_obs[ridx], data.done[ridx])
+    def setup(state, data):
+        ctx = train.context(learner, state, data)
+        real = buffer.Transition(data.obs[ridx], data.act[ridx], data.reward[ridx], data.next_obs[ridx], data.done[ridx])
+        return ctx, real, common.make_value_fn(ctx, learner.parts, state.target_critic)
 
     def model_target(state, data, key):
-        ctx = ctx_of(state, data)
-        vf = common.make_value_fn(ctx, parts, state.target_critic)
-        return parts.model_target(ctx, key, data.obs[idx], data.act[idx], vf)[0]
+        ctx, _, vf = setup(state, data)
+        return targets.model_target(ctx, key, data.obs[idx], data.act[idx], vf)[0]
 
     def real_target(state, data, key):
-        ctx, real = ctx_of(state, data), real_of(data)
-        v = common.make_value_fn(ctx, parts, state.target_critic)(key, real.next_obs)
-        return real.reward + cfg.discount * (1 - real.done) * v
+        ctx, real, vf = setup(state, data)
+        observed = targets.observed_backup(ctx, key, real, vf)
+        return common.REAL_TARGETS[cfg.real_target](ctx, key, real, observed, vf)
 
     fns = {"model_target": model_target, "real_target": real_target}
-    if parts.belief_update is not None:
+    if posterior.BELIEFS[cfg.belief].needs_evidence:
         def belief_update(state, data, key):
-            ctx, real = ctx_of(state, data), real_of(data)
-            vf = common.make_value_fn(ctx, parts, state.target_critic)
-            y_real = real.reward + cfg.discount * (1 - real.done) * vf(key, real.next_obs)
-            return parts.belief_update(ctx, key, real, y_real, vf)
+            ctx, real, vf = setup(state, data)
+            return targets.belief_update(ctx, key, real, targets.observed_backup(ctx, key, real, vf), vf)
 
         fns["belief_update"] = belief_update
     key = jax.random.PRNGKey(3)
@@ -444,40 +437,20 @@ def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
     return res
 
 
-def _rollout_sample_fn(data, cfg):
-    """`run_chunk`'s model sampler (with common random numbers where the library has them)."""
-    if hasattr(cfg, "common_noise"):
-        return common.sample_model(data, cfg.rollout_samples, cfg.common_noise)
-    return common.sample_model(data, cfg.rollout_samples)
-
-
 def bench_rollout(bench: Bench, algo: str) -> dict:
-    """The chunk's model rollout jitted alone (the same calls as `run_chunk`), full size B x H."""
+    """The chunk's rollout refill (`algos.train.refill`: start states, policy, all N members,
+    the member selector, `lax.scan`, the buffer write) jitted alone at the size's B x H."""
     base = bench.step_trainer(algo, 1)
     state = _single(bench.states(base, 1))
-    cfg = agent_config(algo, bench.size)  # the size's rollout_batch and horizon
-    parts = parts_for(cfg)
-    nets = common.Networks(networks.TanhGaussianPolicy(ACT_DIM, cfg.policy_hidden),
-                           networks.TwinCritic(cfg.critic_hidden))
+    trainer = make_trainer(agent_config(algo, bench.size), bench.dataset, bench.pool, walker2d_termination)
+    cfg = trainer.config  # the size's rollout_batch and horizon, the library's value_chunk
 
     def run(state, data, key):
-        ctx = common.Ctx(cfg, nets, data, state, walker2d_termination)
-        k_start, k_roll = jax.random.split(key)
-        start = data.obs[jax.random.randint(k_start, (cfg.rollout_batch,), 0, data.obs.shape[0])]
-
-        def policy_fn(k, o):
-            return networks.tanh_gaussian_sample(k, common.policy_dist(nets, state.policy, data, o))[0]
-
-        return rollout.rollout(
-            k_roll, start, policy_fn=policy_fn,
-            sample_fn=_rollout_sample_fn(data, cfg),
-            termination_fn=walker2d_termination,
-            selector=parts.selector(ctx, common.make_value_fn(ctx, parts, state.target_critic)),
-            horizon=cfg.rollout_horizon, obs_bounds=(data.obs_low, data.obs_high))
+        return train.refill(trainer.learner, state, data, key)
 
     key = jax.random.PRNGKey(4)
-    compiled = jax.jit(run).lower(state, base.data, key).compile()
-    t = time_call(lambda: compiled(state, base.data, key), bench.reps)
+    compiled = jax.jit(run).lower(state, trainer.data, key).compile()
+    t = time_call(lambda: compiled(state, trainer.data, key), bench.reps)
     # the scan body (one horizon step) is counted once by XLA's CPU cost analysis
     flops = _cost_flops(compiled) * (cfg.rollout_horizon if bench.counts_once else 1)
     n = cfg.rollout_batch * cfg.rollout_horizon

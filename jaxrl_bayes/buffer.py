@@ -26,6 +26,14 @@ class Transition(NamedTuple):
     done: jax.Array
 
 
+class StateAction(NamedTuple):
+    """What the model buffer keeps of an imagined transition: the train step reads only (s, a)
+    (its targets are recomputed through the current critic and the members)."""
+
+    obs: jax.Array
+    act: jax.Array
+
+
 @flax.struct.dataclass
 class RingBuffer:
     """Fixed-capacity FIFO storage of a pytree of items.

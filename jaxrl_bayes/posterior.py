@@ -10,15 +10,35 @@ extraction, and ALGORITHMS.md §4 defines d(m) through the current critic as the
 gap between the member's backup and the observed backup on a real minibatch
 (`consistency_metric`). A second metric compares each member with the ensemble consensus per
 (s, a) (`consensus_consistency`), needing no observed successor. Both are plain functions of
-the N x B target matrix, so a research variant passes another one.
+the N x B target matrix, so a research variant registers another one.
+
+Registries (filled here at definition; a fork adds entries from its own file):
+- `CONSISTENCY`: name -> metric(member_y (N, B), observed_y (B,)) -> d (N,); add one with
+  `@register_consistency("name")` and select it with `AgentConfig(consistency="name")`.
+- `BELIEFS`: name -> `BeliefUpdate(update, needs_evidence)`; update(evidence, prior, lam) -> b.
+  "gibbs" (PSPO) and "uniform" (the "average utilization" ablation, and RRPI's constant belief).
 """
 
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
+from jaxrl_bayes.registry import Registry
+
+# name -> consistency metric (member_y (N, B), observed_y (B,)) -> d (N,), smaller = more consistent
+CONSISTENCY: Registry[Callable[[jax.Array, jax.Array], jax.Array]] = Registry("consistency metric")
+
+
+def register_consistency(name: str):
+    """Decorator: registers `metric(member_y (N, B), observed_y (B,)) -> d (N,)` under `name`."""
+    return CONSISTENCY.register(name)
+
+
+@register_consistency("observed")
 
 def consistency_metric(member_y: jax.Array, observed_y: jax.Array) -> jax.Array:
     """d(m) = mean_B |y_m(s, a) - (r + gamma (1 - done) V(s'))|.  (reconstruction of PSPO Eq. 3)
@@ -34,7 +54,8 @@ def consistency_metric(member_y: jax.Array, observed_y: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(member_y - observed_y[None]), axis=1)
 
 
-def consensus_consistency(member_y: jax.Array) -> jax.Array:
+@register_consistency("consensus")
+def consensus_consistency(member_y: jax.Array, observed_y: jax.Array | None = None) -> jax.Array:
     """d(m) = mean_B |y_m(s, a) - mean_n y_n(s, a)|: disagreement with the ensemble consensus.
 
     A per-(s, a) variant of `consistency_metric` (reconstruction): it scores members against the
@@ -42,9 +63,11 @@ def consensus_consistency(member_y: jax.Array) -> jax.Array:
 
     Args:
       member_y: shape (N, B).
+      observed_y: ignored (the registry's common signature).
     Returns:
       d of shape (N,).
     """
+    del observed_y
     chex.assert_rank(member_y, 2)
     return jnp.mean(jnp.abs(member_y - jnp.mean(member_y, axis=0, keepdims=True)), axis=1)
 
@@ -77,3 +100,51 @@ def uniform_belief(num_members: int) -> jax.Array:
 def belief_entropy(b: jax.Array) -> jax.Array:
     """Shannon entropy (nats) of a belief, shape (N,) -> scalar; 0 log 0 = 0."""
     return -jnp.sum(jnp.where(b > 0, b * jnp.log(jnp.where(b > 0, b, 1.0)), 0.0), axis=-1)
+
+
+# ----------------------------------------------------------------------------- belief updates
+
+
+class Evidence(NamedTuple):
+    """What a belief update sees: member targets and observed backups on a real sub-batch."""
+
+    member_y: jax.Array  # (N, B) y_m(s, a) on real pairs
+    observed_y: jax.Array  # (B,) r + gamma (1 - done) V(s') of the same pairs
+    consistency: Callable[[jax.Array, jax.Array], jax.Array]  # the configured metric
+
+
+class BeliefUpdate(NamedTuple):
+    """update(evidence: Evidence | None, prior (N,), lam) -> b (N,).
+
+    needs_evidence: False if `update` never reads the evidence (then it is None and the caller
+    skips computing the N member targets on real pairs).
+    """
+
+    update: Callable[..., jax.Array]
+    needs_evidence: bool
+
+
+BELIEFS: Registry[BeliefUpdate] = Registry("belief update")
+
+
+def register_belief(name: str, needs_evidence: bool = True):
+    """Decorator: registers `update(evidence, prior, lam) -> b` as belief update `name`."""
+
+    def add(update):
+        BELIEFS.register(name, BeliefUpdate(update, needs_evidence))
+        return update
+
+    return add
+
+
+@register_belief("gibbs", needs_evidence=True)
+def gibbs_belief(evidence: Evidence, prior: jax.Array, lam) -> jax.Array:
+    """PSPO's E-step: b ∝ prior exp(-d / lam) with d the configured consistency metric."""
+    return gibbs_posterior(evidence.consistency(evidence.member_y, evidence.observed_y), lam, prior)
+
+
+@register_belief("uniform", needs_evidence=False)
+def prior_belief(evidence, prior: jax.Array, lam) -> jax.Array:
+    """The prior, unchanged (uniform: PSPO's "average utilization" ablation; RRPI)."""
+    del evidence, lam
+    return prior

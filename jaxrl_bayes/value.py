@@ -64,7 +64,7 @@ def soft_value(
       V(s) of shape B.
     """
     chex.assert_equal_shape([q_values, log_mu, log_proposal])
-    log_rho = log_mu - log_proposal
+    log_rho = importance_log_ratio(log_mu, log_proposal)
     alpha = jnp.asarray(temperature, q_values.dtype)
     lse_q = jax.nn.logsumexp(q_values / alpha + log_rho, axis=0)
     lse_rho = jax.nn.logsumexp(log_rho, axis=0)
@@ -89,7 +89,7 @@ def boltzmann_weights(
     """
     chex.assert_equal_shape([q_values, log_mu, log_proposal])
     alpha = jnp.asarray(temperature, q_values.dtype)
-    logits = q_values / alpha + (log_mu - log_proposal)
+    logits = q_values / alpha + importance_log_ratio(log_mu, log_proposal)
     return jax.lax.stop_gradient(jax.nn.softmax(logits, axis=0))
 
 
@@ -135,7 +135,7 @@ def kl_budget_temperature(
     """
     chex.assert_equal_shape([q_values, log_mu, log_proposal])
     q = jax.lax.stop_gradient(q_values)
-    log_rho = log_mu - log_proposal
+    log_rho = importance_log_ratio(log_mu, log_proposal)
     greedy = jnp.sum(q * jax.nn.softmax(log_rho + q / min_temperature, axis=0), axis=0)
     reference = jnp.sum(q * jax.nn.softmax(log_rho, axis=0), axis=0)
     return jnp.maximum((greedy - reference) / target_kl, min_temperature)

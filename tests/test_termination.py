@@ -28,12 +28,21 @@ def test_hopper_cases():
     np.testing.assert_array_equal(done, [False, True, True, True, True, True, False])
 
 
-def test_hopper_abs_slip_is_what_we_avoid():
-    # The buggy rule abs(x < 100) is all-true for a large negative entry, so it would not stop.
-    s = _hopper(rest=-150.0)
-    buggy_healthy = np.all(np.abs(s[1:] < 100)) and s[0] > 0.7 and abs(s[1]) < 0.2
-    assert buggy_healthy
-    assert bool(T.hopper_termination(None, None, jnp.asarray(s)))
+@pytest.mark.parametrize("value", [-100.0, -150.0, -1e6, -np.inf, 100.0, 1e6])
+def test_hopper_any_entry_beyond_100_in_absolute_value_terminates(value):
+    # The slip `abs(x < 100)` is 1 for every x < 100, so it calls x in (-inf, -100] healthy and
+    # never ends a rollout whose velocities blow up downwards. The library must end it for an
+    # out-of-range value in ANY entry of obs[2:] (obs[1], the angle, has its own 0.2 bound).
+    states = np.stack([_hopper() for _ in range(9)])
+    for i in range(9):
+        states[i, 2 + i] = value
+    done = np.asarray(T.hopper_termination(None, None, jnp.asarray(states)))
+    np.testing.assert_array_equal(done, np.ones(9, bool))
+
+
+def test_hopper_entries_just_inside_100_stay_healthy():
+    states = np.stack([_hopper(rest=-99.9), _hopper(rest=99.9)])
+    np.testing.assert_array_equal(np.asarray(T.hopper_termination(None, None, jnp.asarray(states))), [False, False])
 
 
 def test_walker2d_cases():

@@ -1,4 +1,4 @@
-"""PSPO, RRPI and their variants: one train-step skeleton, per-algorithm parts, named configs.
+"""PSPO, RRPI, BC and their variants: registered parts, one train step, named configs.
 
     from jaxrl_bayes.algos import algo_config, make_trainer
     config = algo_config("pspo", steps_per_chunk=500)
@@ -9,62 +9,69 @@
 Names (`ALGORITHMS`): rrpi, pmdb (RRPI's code path with the 2nd-smallest of 10 members),
 rrpi-random (RRPI ablation: uniform member), pspo, pspo-avg (PSPO ablation: uniform
 posterior, "average utilization"), pspo-noreg (PSPO ablation: no behaviour-policy term).
+
+Extending (one function plus its registration, in any file; see `common`'s docstring):
+`rollout.register_selector`, `posterior.register_consistency`, `posterior.register_belief`,
+`REAL_TARGETS.register`, `PARTS.register` + `register_algorithm` for a new algorithm.
+Importing this package imports the algorithm modules, which register themselves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
 from jaxrl_bayes.algos.common import (
+    ALGORITHMS,
+    PARTS,
+    REAL_TARGETS,
     AgentConfig,
     Parts,
-    Trainer,
     TrainData,
     TrainState,
-    make_train,
     make_train_data,
-    make_trainer,
+    register_algorithm,
 )
-
-# Overrides of AgentConfig's defaults that define each named algorithm.
-ALGORITHMS: dict[str, dict] = {
-    "rrpi": dict(algo="rrpi", kth=1, selector="worst"),
-    "pmdb": dict(algo="rrpi", kth=2, selector="worst", num_active=10),  # PMDB: k = 2 of N = 10
-    "rrpi-random": dict(algo="rrpi", kth=1, selector="uniform"),
-    "pspo": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000),
-    "pspo-avg": dict(algo="pspo", selector="posterior", belief="uniform", bc_steps=5000),
-    "pspo-noreg": dict(algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000, behaviour_weight=0.0),
-}
+from jaxrl_bayes.algos.train import Trainer, make_train, make_trainer
+from jaxrl_bayes.algos import rrpi, pspo  # noqa: F401  (register their parts and names)
+from jaxrl_bayes.errors import UserError
+from jaxrl_bayes.posterior import register_belief, register_consistency
+from jaxrl_bayes.registry import closest
+from jaxrl_bayes.rollout import register_selector
 
 
 def algo_config(name: str, **overrides) -> AgentConfig:
-    """AgentConfig of a named algorithm with field overrides; unknown names list the known ones."""
+    """AgentConfig of a named algorithm with field overrides, validated.
+
+    Raises a one-line `UserError` for an unknown name (listing the known ones and the closest),
+    an unknown field, or an invalid value.
+    """
     if name not in ALGORITHMS:
-        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}.{hint}")
+        raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}{closest(name, ALGORITHMS)}")
     fields = {f.name for f in dataclasses.fields(AgentConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"unknown AgentConfig fields {unknown}; valid fields: {sorted(fields)}")
+        raise UserError(f"unknown AgentConfig fields {unknown}; valid fields: {sorted(fields)}")
     config = AgentConfig(**{**ALGORITHMS[name], **overrides})
     config.validate()
     return config
 
 
 def parts_for(config: AgentConfig) -> Parts:
-    """The parts of `config.algo`."""
-    if config.algo == "rrpi":
-        from jaxrl_bayes.algos.rrpi import PARTS
-    elif config.algo == "pspo":
-        from jaxrl_bayes.algos.pspo import PARTS
-    else:
-        raise ValueError(f"unknown algo {config.algo!r}; expected 'rrpi' or 'pspo'")
-    return PARTS
+    """The registered parts of `config.algo`."""
+    return PARTS.lookup(config.algo, "agent.algo")
+
+
+def algo_needs_model(name: str | AgentConfig) -> bool:
+    """Whether a named algorithm (or a config) trains through a dynamics pool (bc: False).
+
+    The CLI skips pool training where this is False.
+    """
+    algo = name.algo if isinstance(name, AgentConfig) else ALGORITHMS.lookup(name, "algo")["algo"]
+    return PARTS.lookup(algo, "agent.algo").needs_model
 
 
 __all__ = [
-    "ALGORITHMS", "AgentConfig", "Parts", "Trainer", "TrainData", "TrainState",
-    "algo_config", "make_train", "make_train_data", "make_trainer", "parts_for",
+    "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "Parts", "Trainer", "TrainData", "TrainState",
+    "algo_config", "algo_needs_model", "make_train", "make_train_data", "make_trainer", "parts_for",
+    "register_algorithm", "register_belief", "register_consistency", "register_selector",
 ]

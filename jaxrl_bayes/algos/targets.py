@@ -1,0 +1,126 @@
+"""Critic targets through the ensemble, and the belief update, as module-level functions.
+
+- `model_target`: the target on model states. The configured member selector
+  (`rollout.SELECTORS[config.selector]`) picks one member per state and its one-step target
+  y_m(s, a) is backed up: RRPI's worst case (k-th min over all N member targets, RRPI Eq. 5-6;
+  PMDB k = 2), PSPO's posterior draw (Eq. 5-6, Remark 2; only the drawn member's soft value is
+  computed), or a uniform draw. The same selector picks the rollout member (`train.refill`).
+- `REAL_TARGETS` (registry in `common`): the target on real pairs, "data" (the observed
+  r + gamma (1 - done) V(s'), PMDB) or "robust" (`model_target` on the real pairs).
+- `belief_update`: the configured `posterior.BELIEFS` rule over the active members, fed with
+  the configured `posterior.CONSISTENCY` metric on a real sub-batch where the rule reads it.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from jaxrl_bayes import backups, buffer, posterior, rollout
+from jaxrl_bayes.algos.common import REAL_TARGETS, Ctx, sample_model
+
+
+def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samples: int | None = None) -> backups.ModelTargets:
+    """y_m(s, a) of all N active members with K samples each (default K = num_next_samples).
+
+    Args:
+      obs (B, S), act (B, A); value_fn: (key, states (..., S)) -> soft value (...).
+    """
+    c = ctx.config
+    return backups.model_targets(
+        key, obs, act,
+        sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise),
+        value_fn=value_fn,
+        termination_fn=ctx.termination_fn,
+        discount=c.discount,
+        reward_range=(0.0, 1.0),
+        value_range=c.value_range,
+    )
+
+
+def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member: jax.Array) -> jax.Array:
+    """y_m(s, a) of ONE given member per state (member: int (B,)): N times less critic work.
+
+    All members' successors are sampled (cheap), but the soft value, the expensive part, is
+    evaluated only on the chosen member's K successors. Returns shape (B,).
+    """
+    c = ctx.config
+    k_model, k_value = jax.random.split(key)
+    next_obs, rewards = sample_model(ctx.data, c.num_next_samples)(k_model, obs, act)
+    # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
+    next_obs = backups.take_members(jnp.swapaxes(next_obs, 1, 2), member)  # (B, K, S)
+    reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)
+    done = ctx.termination_fn(obs[:, None], act[:, None], next_obs)
+    next_v = value_fn(k_value, next_obs)
+    # member_targets wants (N, K) + B: use N = 1 and move K to axis 1
+    return backups.member_targets(reward.T[None], done.T[None], next_v.T[None], c.discount, (0.0, 1.0),
+                                  c.value_range)[0]
+
+
+def selector_inputs(ctx: Ctx) -> rollout.SelectorInputs:
+    """What the configured member selector reads: the current belief and k."""
+    return rollout.SelectorInputs(ctx.state.belief, ctx.config.kth)
+
+
+def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.Array, dict]:
+    """Target on (s, a) pairs: the selected member's one-step target.
+
+    Args:
+      ctx: the step's context (its state carries the current belief).
+      key: PRNG key.
+      obs (B, S), act (B, A).
+      value_fn: soft value under the target critic.
+    Returns:
+      (target (B,), metrics): metrics has "member_target_spread" (mean max - min over members)
+      where the selector reads all member targets.
+    """
+    selector = rollout.SELECTORS[ctx.config.selector]
+    inputs = selector_inputs(ctx)
+    if selector.needs_targets:
+        targets = all_member_targets(ctx, key, obs, act, value_fn)
+        member = selector.select(jax.random.fold_in(key, 2), inputs, targets.member_y, obs.shape[:1])
+        spread = jnp.mean(jnp.max(targets.member_y, 0) - jnp.min(targets.member_y, 0))
+        return backups.take_members(targets.member_y, member), {"member_target_spread": spread}
+    k_member, k_target = jax.random.split(key)
+    member = selector.select(k_member, inputs, None, obs.shape[:1])
+    return chosen_member_target(ctx, k_target, obs, act, value_fn, member), {}
+
+
+def observed_backup(ctx: Ctx, key: chex.PRNGKey, real: buffer.Transition, value_fn) -> jax.Array:
+    """r + gamma (1 - done) V(s') on real pairs, clipped to the value range: shape (B,)."""
+    c = ctx.config
+    return backups.bellman_target(real.reward, real.done, value_fn(key, real.next_obs), c.discount, c.value_range)
+
+
+@REAL_TARGETS.register("data")
+def observed_target(ctx: Ctx, key, real: buffer.Transition, observed_y: jax.Array, value_fn) -> jax.Array:
+    """The observed backup r + gamma (1 - done) V(s') (PMDB's choice)."""
+    del ctx, key, real, value_fn
+    return observed_y
+
+
+@REAL_TARGETS.register("robust")
+def robust_real_target(ctx: Ctx, key, real: buffer.Transition, observed_y: jax.Array, value_fn) -> jax.Array:
+    """The model-state target rule (`model_target`) applied to the real pairs."""
+    del observed_y
+    # own key (folded, so the model-state target's random stream is unchanged)
+    return model_target(ctx, jax.random.fold_in(key, 1), real.obs, real.act, value_fn)[0]
+
+
+def belief_update(ctx: Ctx, key: chex.PRNGKey, real: buffer.Transition, observed_y: jax.Array, value_fn) -> jax.Array:
+    """The configured belief over the N active members from a real sub-batch.
+
+    The rule's evidence (`posterior.Evidence`: member targets with `consistency_samples`
+    successors on the first `consistency_batch` real pairs, their observed backups, and the
+    configured consistency metric) is computed only if the rule reads it. Returns b (N,).
+    """
+    c = ctx.config
+    rule = posterior.BELIEFS[c.belief]
+    prior = posterior.uniform_belief(c.num_active)
+    evidence = None
+    if rule.needs_evidence:
+        nb = min(c.consistency_batch, real.obs.shape[0])
+        member_y = all_member_targets(ctx, key, real.obs[:nb], real.act[:nb], value_fn, c.consistency_samples).member_y
+        evidence = posterior.Evidence(member_y, observed_y[:nb], posterior.CONSISTENCY[c.consistency])
+    return rule.update(evidence, prior, c.lam)
