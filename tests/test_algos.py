@@ -223,3 +223,36 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
     ds, pool = bandit
     with pytest.raises(ValueError, match="pool has only 3"):
         make_trainer(algo_config("rrpi", num_active=10), ds, pool, _always_done)
+
+
+# ----------------------------------------------------------------------------- bc
+
+
+def test_bc_clones_a_deterministic_policy_without_a_model():
+    """Actions a = clip(0.5 s, -1, 1) of states s ~ U(-3, 3): a third of them exactly +-1."""
+    from jaxrl_bayes.algos import algo_needs_model
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    obs = rng.uniform(-3, 3, size=(n, 1)).astype(np.float32)
+    act = np.clip(0.5 * obs, -1.0, 1.0).astype(np.float32)
+    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=np.zeros(n, np.float32),
+                             terminals=np.zeros(n, bool), next_observations=obs, name="clip-half")
+    assert not algo_needs_model("bc") and algo_needs_model("rrpi") and algo_needs_model("pspo")
+    config = algo_config("bc", policy_hidden=(64, 64), steps_per_chunk=400, bc_batch=128)
+    trainer = make_trainer(config, ds, None)  # no dynamics pool, no termination function
+    states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(0), 2))
+    losses = []
+    for _ in range(3):
+        states, metrics = trainer.run_chunk_seeds(states)
+        losses.append(np.asarray(metrics["bc_loss"]))
+        np.testing.assert_array_equal(losses[-1], np.asarray(metrics["policy_loss"]))
+    assert np.all(np.isfinite(losses)), losses  # actions at exactly +-1 have finite log-densities
+    assert np.all(losses[-1] < losses[0] - 1.0), losses  # the log-likelihood rises (per seed)
+    assert np.all(np.asarray(states.step) == 3 * 400)
+    grid = jnp.linspace(-2.8, 2.8, 29)[:, None]
+    want = np.clip(0.5 * np.asarray(grid[:, 0]), -1, 1)
+    for seed in range(2):
+        params = jax.tree_util.tree_map(lambda x: x[seed], states.policy)
+        got = np.asarray(trainer.act_fn(params)(grid))[:, 0]
+        np.testing.assert_allclose(got, want, atol=0.06)

@@ -8,7 +8,9 @@
 
 Names (`ALGORITHMS`): rrpi, pmdb (RRPI's code path with the 2nd-smallest of 10 members),
 rrpi-random (RRPI ablation: uniform member), pspo, pspo-avg (PSPO ablation: uniform
-posterior, "average utilization"), pspo-noreg (PSPO ablation: no behaviour-policy term).
+posterior, "average utilization"), pspo-noreg (PSPO ablation: no behaviour-policy term),
+bc (behaviour cloning; needs no dynamics pool: `algo_needs_model("bc")` is False and
+`make_trainer(config, dataset)` works without pool or termination function).
 
 Extending (one function plus its registration, in any file; see `common`'s docstring):
 `rollout.register_selector`, `posterior.register_consistency`, `posterior.register_belief`,
@@ -32,7 +34,7 @@ from jaxrl_bayes.algos.common import (
     register_algorithm,
 )
 from jaxrl_bayes.algos.train import Trainer, make_train, make_trainer
-from jaxrl_bayes.algos import rrpi, pspo  # noqa: F401  (register their parts and names)
+from jaxrl_bayes.algos import rrpi, pspo, bc  # noqa: F401  (register their parts and names)
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.posterior import register_belief, register_consistency
 from jaxrl_bayes.registry import closest
