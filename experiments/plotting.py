@@ -92,6 +92,7 @@ def plot_learning_curve(
     history: Sequence[Mapping[str, Any]] = (),
     behaviour: Mapping[str, Any] | None = None,
     bc: tuple[str, float] | None = None,
+    posterior: bool = True,
 ) -> None:
     """Writes a learning-curve PNG with up to three panels.
 
@@ -111,6 +112,7 @@ def plot_learning_curve(
       history: the run's metric rows (metrics.jsonl) for panels (b) and (c).
       behaviour: `evaluation.BehaviourScore._asdict()` of the dataset, drawn as a line.
       bc: (label, normalized score) of behaviour cloning on the same data, drawn as a line.
+      posterior: draw panel (c) (PSPO; other algorithms report a uniform belief).
     """
     import matplotlib
 
@@ -127,9 +129,9 @@ def plot_learning_curve(
         values = values.reshape(0, 1)
     q_steps, q_values = _scalar_series(history, "q_model_mean")
     mc_steps, mc_values = _scalar_series(history, "eval/mc_value_mean")
-    posterior = {k: _scalar_series(history, k) for k in POSTERIOR_KEYS}
-    posterior = {k: v for k, v in posterior.items() if v[0].size}
-    panels = 1 + bool(q_steps.size or mc_steps.size) + bool(posterior)
+    diagnostics = {k: _scalar_series(history, k) for k in POSTERIOR_KEYS} if posterior else {}
+    diagnostics = {k: v for k, v in diagnostics.items() if v[0].size}
+    panels = 1 + bool(q_steps.size or mc_steps.size) + bool(diagnostics)
 
     fig, axes = plt.subplots(panels, 1, figsize=(7, 3.6 * panels), dpi=110, squeeze=False)
     axes = axes[:, 0]
@@ -171,9 +173,9 @@ def plot_learning_curve(
             ax.set_title("predicted against actual returns")
             ax.grid(alpha=0.3)
             ax.legend(loc="best", fontsize=8)
-        if posterior:
+        if diagnostics:
             ax = axes[row]
-            for i, (k, (st, v)) in enumerate(posterior.items()):
+            for i, (k, (st, v)) in enumerate(diagnostics.items()):
                 ax.plot(st, v, lw=1.5, color=f"C{i}", label=k)
             ax.set_xlabel("training step")
             ax.set_title("posterior over members")

@@ -343,7 +343,8 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     bc = (("BC (--run.bc_score)", run.bc_score) if run.bc_score is not None
           else rundir.bc_score_beside(run_dir, run.dataset))
     plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
-                        references=refs, history=history, behaviour=behaviour._asdict(), bc=bc)
+                        references=refs, history=history, behaviour=behaviour._asdict(), bc=bc,
+                        posterior=agent.algo == "pspo")
     res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=elapsed(), setup_s=setup_s,
                                 pool_info=pool_info, total_steps=total, num_chunks=num_chunks, chash=chash,
                                 policy_files=policy_files, references=refs, behaviour=behaviour)

@@ -100,6 +100,18 @@ def _any_checkpoint(run_dir):
     return d.is_dir() and any(p.name.isdigit() for p in d.iterdir())
 
 
+def _resume_and_compare(ref: Path, out: Path) -> None:
+    """Resumes `out` and checks it ends bit-identical to the uninterrupted run `ref`."""
+    assert run_mod.main(["--resume", str(out)]) == 0
+    _, la, _ = _final_leaves(ref)
+    step, lb, _ = _final_leaves(out)
+    assert step == 10 and len(la) == len(lb) and all(x.tobytes() == y.tobytes() for x, y in zip(la, lb))
+    a, b = (json.loads((d / "results.json").read_text()) for d in (ref, out))
+    assert a["per_seed"] == b["per_seed"]
+    assert [r["chunk"] for r in _rows(out)] == list(range(1, 11))  # no duplicated or missing chunk
+    assert _strip_times(_rows(ref)) == _strip_times(_rows(out))
+
+
 def _show_config(capsys, *argv):
     capsys.readouterr()
     assert run_mod.main(["--show-config", *argv]) == 0
@@ -284,13 +296,7 @@ def test_crash_leaves_no_results_and_resume_finishes_identically(finished, tmp_p
     assert "resumed from the checkpoint at chunk 9/10" in (out / "run.log").read_text()
     monkeypatch.setattr(results, "evaluate_seeds", real_eval)
 
-    assert run_mod.main(["--resume", str(out)]) == 0
-    _, la, _ = _final_leaves(ref)
-    step, lb, _ = _final_leaves(out)
-    assert step == 10 and len(la) == len(lb) and all(x.tobytes() == y.tobytes() for x, y in zip(la, lb))
-    a, b = (json.loads((d / "results.json").read_text()) for d in (ref, out))
-    assert a["per_seed"] == b["per_seed"]
-    assert _strip_times(_rows(ref)) == _strip_times(_rows(out))
+    _resume_and_compare(ref, out)
 
 
 def test_resume_with_another_config_refuses_and_lists_fields(finished, tmp_path, capsys):
@@ -388,14 +394,7 @@ def test_sigint_checkpoints_and_resume_is_exact(finished, caches, tmp_path):
     assert f"Resume with: python -m experiments.run --resume {out}" in stderr and "Traceback" not in stderr
     assert ckpt_lib.latest_step(out / "checkpoints") < 10 and not (out / "results.json").exists()
 
-    assert run_mod.main(["--resume", str(out)]) == 0
-    _, la, _ = _final_leaves(ref)
-    step, lb, _ = _final_leaves(out)
-    assert step == 10 and len(la) == len(lb) and all(x.tobytes() == y.tobytes() for x, y in zip(la, lb))
-    a, b = (json.loads((d / "results.json").read_text()) for d in (ref, out))
-    assert a["per_seed"] == b["per_seed"]
-    assert [r["chunk"] for r in _rows(out)] == list(range(1, 11))  # no duplicated or missing chunk
-    assert _strip_times(_rows(ref)) == _strip_times(_rows(out))
+    _resume_and_compare(ref, out)
 
 
 def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches, tmp_path, capsys):
@@ -434,13 +433,13 @@ def test_learning_curve_panels_follow_the_metrics_present(tmp_path):
     def height(path):
         return struct.unpack(">I", path.read_bytes()[20:24])[0]  # PNG IHDR height
 
-    cases = {"a": ([], 1), "ab": ([{k: r[k] for k in ("step", "q_model_mean")} for r in history], 2),
-             "abc": (history, 3)}
-    for name, (rows, panels) in cases.items():
+    cases = {"a": ([], True, 1), "ab": ([{k: r[k] for k in ("step", "q_model_mean")} for r in history], True, 2),
+             "abc": (history, True, 3), "ab-not-pspo": (history, False, 2)}
+    for name, (rows, posterior, panels) in cases.items():
         path = tmp_path / f"{name}.png"
         plot_learning_curve(evals, path, title=name, references=[("paper", 90.0)], history=rows,
                             behaviour={"raw_return": 5.0, "normalized_score": 12.0, "episodes": 3},
-                            bc=("BC", 40.0))
+                            bc=("BC", 40.0), posterior=posterior)
         assert height(path) == round(3.6 * 110) * panels, name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
