@@ -17,6 +17,7 @@ from jaxrl_bayes import dynamics
 from jaxrl_bayes.algos import algo_config, make_trainer
 from jaxrl_bayes.algos.common import critic_values
 from jaxrl_bayes.data.dataset import Dataset
+from jaxrl_bayes.errors import UserError
 
 A_STAR = 0.5
 
@@ -223,6 +224,32 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
     ds, pool = bandit
     with pytest.raises(ValueError, match="pool has only 3"):
         make_trainer(algo_config("rrpi", num_active=10), ds, pool, _always_done)
+    with pytest.raises(UserError, match="trains through a dynamics pool"):
+        make_trainer(algo_config("rrpi", num_active=3), ds, None)
+
+
+@pytest.mark.parametrize("field, bad, choices, close", [
+    ("selector", "wrst", "worst, posterior, uniform", "worst"),
+    ("belief", "gibs", "gibbs, uniform", "gibbs"),
+    ("consistency", "observd", "observed, consensus", "observed"),
+    ("real_target", "robst", "data, robust", "robust"),
+    ("algo", "pspoo", "rrpi, pspo, bc", "pspo"),
+    ("reward_normalization", "pmbd", "pmdb, scale", "pmdb"),
+])
+def test_a_bad_config_string_is_one_line_with_choices_and_closest(field, bad, choices, close):
+    with pytest.raises(UserError) as err:
+        algo_config("pspo", **{field: bad})
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"agent.{field} = {bad!r}" in msg and f"choose one of: {choices}" in msg and f"did you mean {close!r}" in msg, msg
+
+
+def test_registries_refuse_a_second_entry_under_a_taken_name():
+    from jaxrl_bayes import posterior
+
+    with pytest.raises(ValueError, match="already registered"):
+        posterior.register_consistency("observed")(lambda member_y, observed_y: member_y[:, 0])
+    assert posterior.CONSISTENCY["observed"] is posterior.consistency_metric
 
 
 # ----------------------------------------------------------------------------- bc
