@@ -1,0 +1,349 @@
+"""`python -m experiments.sweep`: a grid of runs (algorithm x dataset) on Ray, then the report.
+
+    python -m experiments.sweep --algos rrpi pspo pmdb bc --datasets hopper-medium-replay-v2 \
+        walker2d-medium-replay-v2 --seeds 4 --preset cpu --out sweeps/table1
+    python -m experiments.sweep ... --address auto                 # an existing Ray cluster
+    python -m experiments.sweep ... --address ray://HEAD:10001 --gpus-per-trial 0.5
+    python -m experiments.sweep ... -- --run.total_steps 2000      # after `--`: every trial's
+                                                                   # extra experiments.run options
+
+One trial per (algorithm, dataset). A trial is exactly `experiments.run.main(argv)` (the same
+code path as the command line) with `--algo A --dataset D --seeds S --preset P --out
+OUT/<dataset>/<algo>` in a Ray task of its own worker process; its seeds train together with
+vmap, over all devices the trial sees. Without `--address` a local Ray is started on this
+machine (`ray.init(num_cpus=...)`, no dashboard).
+
+- Resumable: a trial whose run directory holds results.json is skipped; one with an unfinished
+  run (config.json, no results.json) continues it (`experiments.run --resume`).
+- A failed trial is reported with its error (and its log file) and does not stop the others;
+  the exit status is 1 when any trial failed.
+- Ctrl-C stops the sweep: running trials get the interrupt (experiments.run then saves a
+  checkpoint after its chunk), nothing finished is touched, and the same command resumes.
+- Memory: trials sharing a GPU (`--gpus-per-trial` < 1) each get
+  `XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 x gpus-per-trial` (capped at JAX's default 0.75)
+  instead of each preallocating 75 % of the device.
+- At the end `experiments.report` writes OUT/report.md, report.csv and curves/.
+
+With a multi-node cluster, OUT must be a path every node can write (a shared filesystem), and
+the project must be installed on every node (`pip install -e ".[sweep]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence
+
+from experiments.report import safe_name
+from jaxrl_bayes.errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+JAX_DEFAULT_MEM_FRACTION = 0.75  # JAX's preallocation default (XLA_PYTHON_CLIENT_MEM_FRACTION)
+GPU_HEADROOM = 0.9  # share of a GPU the trials on it may take together (CUDA context, other use)
+
+
+class Trial(NamedTuple):
+    algo: str
+    dataset: str
+    run_dir: str  # OUT/<dataset>/<algo>
+    log_file: str  # OUT/logs/<dataset>__<algo>.log (the trial's stdout and stderr)
+
+
+def plan(out: Path, algos: Sequence[str], datasets: Sequence[str]) -> list[Trial]:
+    """The trials of the grid, datasets outer, algorithms inner."""
+    return [Trial(a, d, str(out / safe_name(d) / a), str(out / "logs" / f"{safe_name(d)}__{a}.log"))
+            for d in datasets for a in algos]
+
+
+def trial_argv(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> list[str]:
+    """experiments.run's argv for a trial: a new run, or `--resume` of an unfinished one."""
+    run_dir = Path(trial.run_dir)
+    if (run_dir / "config.json").is_file():
+        return ["--resume", str(run_dir)]
+    return ["--algo", trial.algo, "--dataset", trial.dataset, "--seeds", str(seeds), "--preset", preset,
+            "--out", str(run_dir), *extra]
+
+
+def is_finished(trial: Trial) -> bool:
+    return (Path(trial.run_dir) / "results.json").is_file()
+
+
+def mem_fraction(gpus_per_trial: float) -> Optional[float]:
+    """XLA_PYTHON_CLIENT_MEM_FRACTION for a trial holding this share of a GPU (None: whole
+    GPUs or none, JAX's default applies)."""
+    if not 0 < gpus_per_trial < 1:
+        return None
+    return round(min(JAX_DEFAULT_MEM_FRACTION, GPU_HEADROOM * gpus_per_trial), 4)
+
+
+def run_trial(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> dict[str, Any]:
+    """Runs one trial in this process (the body of the Ray task).
+
+    Returns {"status": "finished" | "skipped" | "failed" | "interrupted", "error": str | None,
+    "seconds": float}; stdout and stderr go to the trial's log file.
+    """
+    t0 = time.time()
+    if is_finished(trial):
+        return {"status": "skipped", "error": None, "seconds": 0.0}
+    Path(trial.log_file).parent.mkdir(parents=True, exist_ok=True)
+    argv = trial_argv(trial, seeds, preset, extra)
+    error = None
+    with open(trial.log_file, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        print(f"$ python -m experiments.run {' '.join(argv)}", flush=True)
+        try:
+            from experiments import run as run_mod
+
+            code = run_mod.main(argv)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except BaseException as e:  # noqa: BLE001 - every failure is reported, none stops the sweep
+            traceback.print_exc()
+            code, error = EXIT_FAILED, f"{type(e).__name__}: {e}"
+    if code == 0 and is_finished(trial):
+        status = "finished"
+    elif code == EXIT_INTERRUPTED:
+        status = "interrupted"
+    else:
+        status = "failed"
+        if error is None:
+            error = _last_error_line(trial.log_file) or f"experiments.run exited with status {code}"
+    return {"status": status, "error": error, "seconds": time.time() - t0}
+
+
+def _last_error_line(path: str) -> Optional[str]:
+    try:
+        lines = [l.strip() for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    except OSError:
+        return None
+    errors = [l for l in lines if l.startswith("error:")]
+    return errors[-1] if errors else (lines[-1] if lines else None)
+
+
+def _check_algos(algos: Sequence[str]) -> None:
+    from jaxrl_bayes import algos as algos_lib
+
+    known = list(algos_lib.ALGORITHMS)
+    bad = [a for a in algos if a not in known]
+    if bad:
+        raise UserError(f"unknown algorithm(s) {', '.join(bad)}; choose from {', '.join(known)}")
+
+
+def _ray_init(address: Optional[str], num_cpus: Optional[int], num_gpus: Optional[int]):
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the sweep runs on Ray, which is not installed; install it with "
+                        "pip install -e \".[sweep]\"") from None
+    if ray.is_initialized():
+        return ray, False  # a caller's Ray: use it, leave it running
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, include_dashboard=False,
+                 log_to_driver=False)
+    return ray, True
+
+
+def _leaders(todo: Sequence[Trial]) -> tuple[dict[str, Trial], dict[str, list[Trial]]]:
+    """Per dataset: the trial that trains the dynamics pool (one of an algorithm that needs a
+    model if any; bc needs none) and the trials that wait for it."""
+    from jaxrl_bayes import algos as algos_lib
+
+    needs = getattr(algos_lib, "algo_needs_model", None)
+
+    def uses_pool(t: Trial) -> bool:
+        try:
+            return bool(needs(t.algo)) if needs else True
+        except Exception:  # noqa: BLE001 - an odd name: treat it as needing a pool
+            return True
+
+    leaders: dict[str, Trial] = {}
+    followers: dict[str, list[Trial]] = {}
+    for d in dict.fromkeys(t.dataset for t in todo):
+        group = [t for t in todo if t.dataset == d]
+        leader = next((t for t in group if uses_pool(t)), group[0])
+        leaders[d] = leader
+        rest = [t for t in group if t is not leader]
+        if rest:
+            followers[d] = rest
+    return leaders, followers
+
+
+def _pool_ready(leader: Trial, pending: dict) -> bool:
+    """The leader's pool is cached (its run dir records it) or the leader is no longer running."""
+    return (Path(leader.run_dir) / "dynamics.json").is_file() or leader not in pending.values()
+
+
+def _print(msg: str) -> None:
+    print(f"[sweep {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def write_report(out: str) -> str:
+    """experiments.report on the sweep folder; returns one line saying what was written."""
+    from experiments import report
+
+    try:
+        written = report.write_report(Path(out))
+    except UserError as e:
+        return f"report: not written: {e}"
+    return f"report: {written['markdown']}, {written['csv']}, {len(written['figures'])} figure(s)"
+
+
+def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: str, out: Path,
+          address: Optional[str] = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+          num_cpus: Optional[int] = None, num_gpus: Optional[int] = None,
+          extra: Sequence[str] = (), report: bool = True) -> dict[Trial, dict[str, Any]]:
+    """Runs every (algorithm, dataset) trial on Ray, then the report; returns each trial's outcome.
+
+    Finished trials are skipped without starting a task. Ctrl-C cancels the running trials
+    (they stop after their current chunk and checkpoint) and re-raises KeyboardInterrupt. With
+    a Ray client address (ray://) the finished-run check and the report run on the cluster,
+    where OUT is.
+    """
+    trials = plan(out, algos, datasets)
+    outcomes: dict[Trial, dict[str, Any]] = {}
+    client = bool(address) and address.startswith("ray://")  # the driver may not see OUT
+    todo = []
+    for t in trials:
+        if not client and is_finished(t):
+            outcomes[t] = {"status": "skipped", "error": None, "seconds": 0.0}
+            _print(f"skip {t.algo} on {t.dataset}: finished run in {t.run_dir}")
+        else:
+            todo.append(t)
+    if not todo:
+        if report:
+            _print(write_report(str(out)))
+        return outcomes
+    ray, started = _ray_init(address, num_cpus, num_gpus)
+    try:
+        options: dict[str, Any] = {"num_cpus": cpus_per_trial, "num_gpus": gpus_per_trial, "max_retries": 0}
+        fraction = mem_fraction(gpus_per_trial)
+        if fraction is not None:
+            options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_MEM_FRACTION": str(fraction)}}
+        # max_calls=1: one worker process per trial (a fresh JAX; its GPU memory is returned)
+        task = ray.remote(max_calls=1)(run_trial).options(**options)
+        pending: dict = {}
+
+        def submit(ts):
+            for t in ts:
+                pending[task.remote(t, seeds, preset, list(extra))] = t
+                _print(f"start {t.algo} on {t.dataset} -> {t.run_dir}")
+
+        # Trials of one dataset share its cached dynamics pool: the first trains it, the others
+        # start once it is cached (the leader's run dir has dynamics.json) or the leader ended.
+        # A Ray client cannot see the run dirs: there every trial starts at once.
+        leaders, followers = _leaders(todo) if not client else ({}, {})
+        submit([t for t in todo if client or t in leaders.values()])
+        try:
+            while pending or followers:
+                for d in [d for d in followers if _pool_ready(leaders[d], pending)]:
+                    submit(followers.pop(d))
+                if not pending:
+                    continue
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+                for ref in done:
+                    t = pending.pop(ref)
+                    try:
+                        outcomes[t] = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - the worker died, was killed, ...
+                        outcomes[t] = {"status": "failed", "error": f"{type(e).__name__}: "
+                                       + (str(e).strip().splitlines() or [""])[-1], "seconds": None}
+                    o = outcomes[t]
+                    _print(f"{o['status']} {t.algo} on {t.dataset}"
+                           + (f" in {o['seconds']:.0f} s" if o.get("seconds") else "")
+                           + (f": {o['error']} (log: {t.log_file})" if o["error"] else ""))
+        except KeyboardInterrupt:
+            _print(f"interrupted: stopping {len(pending)} running trial(s); finished runs are kept, "
+                   f"the same command resumes")
+            for ref in pending:
+                ray.cancel(ref)  # KeyboardInterrupt in the trial: it checkpoints and exits
+            try:
+                ray.wait(list(pending), num_returns=len(pending), timeout=60.0)
+            except KeyboardInterrupt:
+                pass
+            for t in pending.values():
+                outcomes[t] = {"status": "interrupted", "error": None, "seconds": None}
+            raise
+        if report:
+            remote_report = ray.remote(num_cpus=0)(write_report).remote(str(out)) if client else None
+            _print(ray.get(remote_report) if client else write_report(str(out)))
+    finally:
+        if started:
+            ray.shutdown()
+    return outcomes
+
+
+def summary(outcomes: dict[Trial, dict[str, Any]]) -> str:
+    lines = [f"{'algorithm':<12} {'dataset':<32} {'status':<12} detail"]
+    for t, o in outcomes.items():
+        detail = o["error"] or t.run_dir
+        lines.append(f"{t.algo:<12} {t.dataset:<32} {o['status']:<12} {detail}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.sweep",
+        usage="python -m experiments.sweep --algos A [A ...] --datasets D [D ...] [--seeds S] [--preset P]\n"
+              "       [--address auto|ray://HOST:PORT] [--gpus-per-trial G] [--cpus-per-trial C] [--out DIR]\n"
+              "       [-- experiments.run options for every trial]",
+        description="One experiments.run per (algorithm, dataset) on Ray; finished trials are skipped; "
+                    "a report (report.md, report.csv, curves/) is written at the end.")
+    p.add_argument("--algos", nargs="+", required=True, help="algorithm names (experiments.run --list)")
+    p.add_argument("--datasets", nargs="+", required=True, help="dataset names or local dataset paths")
+    p.add_argument("--seeds", type=int, default=4, help="seeds per trial, trained together (default 4, as the papers)")
+    p.add_argument("--preset", default="cpu", help="preset of every trial (cpu, paper; default cpu)")
+    p.add_argument("--out", default="sweeps/sweep", help="sweep folder: OUT/<dataset>/<algo> per trial (default sweeps/sweep)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to use: auto (the local node's cluster) or ray://HOST:PORT; "
+                        "default: start a local Ray on this machine")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial; below 1 trials share a GPU and each gets that share of its memory")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial (default 1)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the local Ray (default: detected)")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.seeds < 1:
+            raise UserError(f"--seeds {args.seeds} must be >= 1")
+        if args.gpus_per_trial < 0 or args.cpus_per_trial < 0:
+            raise UserError("--gpus-per-trial and --cpus-per-trial must be >= 0")
+        if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+            raise UserError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 use a whole number of GPUs")
+        if len(set(args.algos)) != len(args.algos) or len(set(args.datasets)) != len(args.datasets):
+            raise UserError("--algos and --datasets must not repeat a name")
+        _check_algos(args.algos)
+        outcomes = sweep(args.algos, args.datasets, seeds=args.seeds, preset=args.preset, out=out,
+                         address=args.address, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                         extra=extra, report=not args.no_report)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"Interrupted. Finished runs in {out} are kept; run the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary(outcomes))
+    failed = [t for t, o in outcomes.items() if o["status"] == "failed"]
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""experiments.sweep on a local Ray: 2 algorithms x 2 datasets x 2 seeds at tiny sizes, the
+report checked against the run directories' results.json; a second sweep skips the finished
+trials and reports a failing one without stopping.
+
+Datasets: `liquidation-random-v0` (the embedded default) and a tiny local D4RL-schema file
+written here (hopper widths, recorded env Hopper-v4, so it is evaluated in Gymnasium with D4RL's
+reference scores). Algorithms: rrpi and pmdb.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="the sweep runs on Ray: pip install -e '.[sweep]'")
+
+from experiments import sweep  # noqa: E402
+
+# tiny runs (as tests/test_run_cli.py's TINY): 2 chunks of 10 steps, 2 evaluation episodes
+TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
+        "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
+        "--dynamics.num_members", "3", "--agent.num_active", "3",
+        "--agent.rollout_batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
+        "--agent.num_candidates", "4", "--agent.num_next_samples", "2", "--agent.bc_steps", "10",
+        "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout_horizon", "1",
+        "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1"]
+ALGOS = ["rrpi", "pmdb"]
+
+
+def _hopper_file(path: Path) -> Path:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    n = 400
+    obs = rng.normal(size=(n, 11)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("observations", data=obs)
+        f.create_dataset("actions", data=rng.uniform(-1, 1, (n, 3)).astype(np.float32))
+        f.create_dataset("rewards", data=rng.uniform(0, 3, n).astype(np.float32))
+        f.create_dataset("next_observations", data=obs + 0.01 * rng.normal(size=(n, 11)).astype(np.float32))
+        f.create_dataset("terminals", data=np.arange(n) % 100 == 99)
+        f.create_dataset("timeouts", data=np.zeros(n, bool))
+        f.attrs["env_id"] = "Hopper-v4"
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One sweep: rrpi and pmdb on two datasets (4 trials that finish), plus a dataset path that
+    does not exist (2 trials that fail, each reported, stopping nothing)."""
+    import os
+
+    root = tmp_path_factory.mktemp("sweep")
+    # the local Ray's workers inherit these: one dynamics cache, one XLA compilation cache
+    env = {"JAXRL_BAYES_CACHE": str(root / "cache"), "JAX_COMPILATION_CACHE_DIR": str(root / "xla"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    datasets = ["liquidation-random-v0", str(_hopper_file(root / "tiny-hopper.hdf5"))]
+    missing = str(root / "no-such-file.hdf5")
+    out = root / "out"
+    try:
+        code = sweep.main(["--algos", *ALGOS, "--datasets", *datasets, missing, "--seeds", "2", "--preset", "cpu",
+                           "--num-cpus", "2", "--out", str(out), "--", *TINY])
+        yield code, out, datasets, missing
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_sweep_runs_every_trial_and_the_report_matches_the_run_dirs(swept):
+    """Each of the 4 finished trials is in report.csv / report.md with its results.json's numbers."""
+    code, out, datasets, missing = swept
+    assert code == 1  # the two trials on the missing file failed
+    logs = {p.name: p.read_text() for p in (out / "logs").glob("*.log")}
+    for a in ALGOS:
+        assert "no file or directory" in logs[f"{sweep.safe_name(missing)}__{a}.log"]
+        assert not (out / sweep.safe_name(missing) / a / "results.json").exists()
+    rows = {(r["dataset"], r["algo"]): r for r in csv.DictReader((out / "report.csv").open())}
+    md = (out / "report.md").read_text()
+    for d in datasets:
+        for a in ALGOS:
+            run_dir = out / sweep.safe_name(d) / a
+            res = json.loads((run_dir / "results.json").read_text())
+            assert (res["algo"], res["dataset"], res["seeds"], res["total_steps"]) == (a, d, 2, 20)
+            norm = [s["normalized_score"] for s in res["per_seed"]]
+            row = rows[(d, a)]
+            assert int(row["seeds"]) == 2
+            assert float(row["normalized_mean"]) == pytest.approx(np.mean(norm), abs=1e-9)
+            assert float(row["normalized_std"]) == pytest.approx(np.std(norm), abs=1e-9)
+            assert row["runs"] == str(run_dir)
+            assert f"{np.mean(norm):.1f} ± {np.std(norm):.1f} (2)" in md
+            b = res["behaviour"]["normalized_score"]  # the data's own score, in its own column
+            assert rows[(d, "behaviour")]["normalized_mean"] == str(b)
+            assert f"| {d} | {b:.1f} |" in md
+    assert sorted(p.name for p in (out / "curves").iterdir()) == sorted(
+        f"{sweep.safe_name(d)}.png" for d in datasets)
+
+
+def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, monkeypatch):
+    code, out, datasets, _ = swept
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")}
+    assert len(before) == 4
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("nothing to run: Ray must not start"))
+    code = sweep.main(["--algos", *ALGOS, "--datasets", *datasets, "--seeds", "2", "--out", str(out), "--", *TINY])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")} == before  # untouched
+    status = {(l.split()[0], l.split()[1]): l.split()[2] for l in text.splitlines() if l.split()[:1] in (["rrpi"], ["pmdb"])}
+    assert status == {(a, d): "skipped" for a in ALGOS for d in datasets}
+    assert (out / "report.md").is_file()
+
+
+def test_trials_of_a_dataset_wait_for_the_one_that_trains_its_pool(tmp_path):
+    trials = sweep.plan(tmp_path, ["rrpi", "pmdb", "pspo"], ["a", "b"])
+    leaders, followers = sweep._leaders(trials)
+    assert [t.algo for t in leaders.values()] == ["rrpi", "rrpi"]
+    assert {d: [t.algo for t in ts] for d, ts in followers.items()} == {"a": ["pmdb", "pspo"], "b": ["pmdb", "pspo"]}
+    lead = leaders["a"]
+    assert not sweep._pool_ready(lead, {"ref": lead})  # running, no pool yet
+    Path(lead.run_dir).mkdir(parents=True)
+    (Path(lead.run_dir) / "dynamics.json").write_text("{}")
+    assert sweep._pool_ready(lead, {"ref": lead})  # its pool is cached
+    assert sweep._pool_ready(leaders["b"], {})  # ended (finished or failed)
+
+
+def test_usage_errors_are_one_line(capsys, tmp_path):
+    assert sweep.main(["--algos", "rrpi", "nope", "--datasets", "x", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown algorithm(s) nope" in err
+    assert sweep.main(["--algos", "rrpi", "--datasets", "x", "--seeds", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_gpu_memory_fraction_follows_the_share():
+    assert sweep.mem_fraction(0.0) is None and sweep.mem_fraction(1.0) is None and sweep.mem_fraction(2) is None
+    assert sweep.mem_fraction(0.5) == pytest.approx(0.45)
+    assert sweep.mem_fraction(0.25) == pytest.approx(0.225)
+    assert sweep.mem_fraction(0.9) == sweep.JAX_DEFAULT_MEM_FRACTION  # capped at JAX's default
+
+
+def test_trial_argv_is_the_run_command_and_resumes_unfinished_runs(tmp_path):
+    t = sweep.plan(tmp_path, ["pmdb"], ["liquidation-random-v0"])[0]
+    assert t.run_dir == str(tmp_path / "liquidation-random-v0" / "pmdb")
+    argv = sweep.trial_argv(t, 4, "cpu", ["--run.total_steps", "10"])
+    assert argv[:8] == ["--algo", "pmdb", "--dataset", "liquidation-random-v0", "--seeds", "4", "--preset", "cpu"]
+    assert argv[8:] == ["--out", t.run_dir, "--run.total_steps", "10"]
+    Path(t.run_dir).mkdir(parents=True)
+    (Path(t.run_dir) / "config.json").write_text("{}")
+    assert sweep.trial_argv(t, 4, "cpu", []) == ["--resume", t.run_dir]
