@@ -83,6 +83,8 @@ class Args:
     """env steps between evaluations"""
     eval_episodes: int = _C.eval_episodes
     """episodes per evaluation"""
+    confirm_episodes: int = _C.confirm_episodes
+    """episodes of the confirming evaluation a medium candidate must also pass (0: none)"""
     checkpoint_every: int = _C.checkpoint_every
     """env steps between checkpoints"""
     medium_fraction: float = _C.medium_fraction
@@ -120,7 +122,8 @@ def config_from_args(args: Args) -> gen.CollectConfig:
         env=args.env, sac=sac_cfg, num_envs=args.num_envs, sac_steps=args.sac_steps,
         start_steps=args.start_steps, update_after=args.update_after,
         steps_per_epoch=args.steps_per_epoch, utd=args.utd, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, medium_fraction=args.medium_fraction,
+        eval_episodes=args.eval_episodes, confirm_episodes=args.confirm_episodes,
+        medium_fraction=args.medium_fraction,
         medium_return=args.medium_return, dataset_size=args.dataset_size,
         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
         seed=args.seed)
@@ -158,6 +161,13 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
         for p in train.curve:
             print(f"  {p.env_steps:>9d}: {p.return_mean:9.1f} +- {p.return_std:.1f}  "
                   f"(normalized {_fmt(gen.normalized_score(config.family, p.return_mean))})")
+        if train.confirmations:
+            print("medium candidates (routine evaluation, then the confirming one):")
+        for c in train.confirmations:
+            print(f"  {c.env_steps:>9d}: {c.crossing_mean:9.1f} +- {c.crossing_std:.1f} "
+                  f"({c.crossing_episodes} episodes), confirming {c.confirm_mean:.1f} +- "
+                  f"{c.confirm_std:.1f} ({c.confirm_episodes} episodes): "
+                  f"{'medium' if c.accepted else 'rejected'}")
     print(f"\n{'dataset id':44s} {'transitions':>11s} {'episodes':>8s} "
           f"{'return mean +- std':>22s} {'normalized':>16s}")
     for r in results:

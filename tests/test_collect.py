@@ -6,6 +6,7 @@ every level; the checks use independent facts: Hopper's termination rule
 noise), the time limit, and the definitions of the levels.
 """
 
+import json
 import warnings
 
 import jax
@@ -30,7 +31,8 @@ def _config(**kw):
                                                 batch_size=64),
                 num_envs=NUM_ENVS, sac_steps=SAC_STEPS, start_steps=500, update_after=500,
                 steps_per_epoch=500, eval_every=1000, eval_episodes=2, medium_return=0.0,
-                dataset_size=SIZE, max_episode_steps=T_MAX, checkpoint_every=1000, seed=0)
+                dataset_size=SIZE, max_episode_steps=T_MAX, checkpoint_every=1000, seed=0,
+                confirm_episodes=2)
     base.update(kw)
     return gen.CollectConfig(**base)
 
@@ -64,6 +66,9 @@ def _minari_arrays(ds_id):
 def test_every_level_written_with_expected_sizes(run):
     train = run["train"]
     assert train.medium_index == 1000  # first evaluation (threshold 0 is reached at once)
+    [check] = train.confirmations  # ... and confirmed at once
+    assert (check.env_steps, check.crossing_episodes, check.confirm_episodes) == (1000, 2, 2)
+    assert check.accepted and check.confirm_mean >= 0.0
     expected = {"random": SIZE, "medium": SIZE, "expert": SIZE, "medium-expert": 2 * SIZE,
                 "medium-replay": train.medium_index, "full-replay": SAC_STEPS}
     for level in gen.LEVELS:
@@ -86,6 +91,9 @@ def test_metadata_has_env_spec_and_behaviour_return(run):
         assert extra["behavior_normalized_score"] == pytest.approx(
             100 * (extra["behavior_return_mean"] + 20.272305) / (3234.3 + 20.272305))
     assert run["loaded"]["expert"]["metadata"]["jaxrl_bayes"]["policy_env_steps"] == SAC_STEPS
+    check = run["train"].confirmations[0]._asdict()
+    for level in ("medium", "medium-replay"):
+        assert run["loaded"][level]["metadata"]["jaxrl_bayes"]["medium_confirmation"] == check
 
 
 def test_terminals_and_timeouts_where_the_environment_put_them(run):
@@ -218,6 +226,8 @@ def test_bad_input_errors():
         gen.parse_levels("medium,expertt")
     with pytest.raises(gen.GenerateError, match="unknown environment"):
         gen.resolve_env("hoper")
+    with pytest.raises(gen.GenerateError, match="confirm_episodes must be >= 0"):
+        _config(confirm_episodes=-1)
     with pytest.raises(gen.GenerateError, match="medium-return"):
         gen.CollectConfig(env="Pendulum-v1").medium_threshold()
     assert gen.CollectConfig(env="walker2d").medium_threshold() == pytest.approx(4592.3 / 3)
@@ -245,3 +255,82 @@ def test_cli_random_level(tmp_path, monkeypatch, capsys):
     assert "Traceback" in capsys.readouterr().err
     assert collect.main(["--sac-stepz", "5"]) == 2
     assert capsys.readouterr().err == "error: unknown option --sac-stepz; did you mean --sac_steps?\n"
+
+
+class _PlantedEvals:
+    """Stands in for `evaluation.evaluate_gym`: returns the planted means in call order (spread
+    -1..1 over the episodes) and records (num_episodes, seed) of each call."""
+
+    def __init__(self, means):
+        self.means, self.calls = list(means), []
+
+    def __call__(self, env, act_fn, num_episodes, seed, params=None):
+        self.calls.append((num_episodes, seed))
+        return self.means.pop(0) + np.linspace(-1.0, 1.0, num_episodes)
+
+
+# Threshold 5; evaluations at 500, 1000, 1500 env steps: 2 (below), 10 (crossing) confirmed by
+# 0 (rejected), 10 (crossing) confirmed by 8 (medium).
+_PLANTED = [2.0, 10.0, 0.0, 10.0, 8.0]
+_CLI = ["--env", "hopper", "--levels", "medium-replay", "--num-envs", "2", "--hidden", "32",
+        "--batch-size", "64", "--start-steps", "1000000", "--update-after", "1000000",
+        "--steps-per-epoch", "500", "--eval-every", "500", "--eval-episodes", "2",
+        "--confirm-episodes", "3", "--medium-return", "5", "--max-episode-steps", str(T_MAX),
+        "--checkpoint-every", "500", "--no-progress"]
+
+
+def test_medium_needs_a_confirming_evaluation(tmp_path, monkeypatch, capsys):
+    """A crossing whose confirmation fails is not medium; the next confirmed one is, straight
+    or resumed right after the failed confirmation; confirm_episodes=0 takes the first."""
+    from experiments import collect
+    from jaxrl_bayes import evaluation
+    from jaxrl_bayes.data.d4rl import load_hdf5
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    runs = {}
+    for name, sac_steps in (("straight", [3000]), ("resumed", [1000, 3000])):
+        planted = _PlantedEvals(_PLANTED)
+        monkeypatch.setattr(evaluation, "evaluate_gym", planted)
+        work = tmp_path / name
+        for i, n in enumerate(sac_steps):
+            argv = _CLI + ["--sac-steps", str(n), "--work-dir", str(work), "--namespace", name,
+                           "--hdf5-dir", str(work / "h5")] + (["--resume"] if i else [])
+            code = collect.main(argv)
+            out, err = capsys.readouterr()
+            if n == 1000:  # stopped after the rejected candidate: no medium yet
+                assert code == 2 and "no SAC policy reached the medium threshold" in err
+                meta = gen.load_checkpoint_meta(work)
+                assert meta["medium_index"] is None
+                assert [c["accepted"] for c in meta["confirmations"]] == [False]
+        assert code == 0, err
+        assert planted.means == []
+        runs[name] = dict(out=out, calls=planted.calls, meta=gen.load_checkpoint_meta(work),
+                          summary=json.loads((work / "summary.json").read_text()),
+                          h5=load_hdf5(work / "h5" / "hopper_medium_replay-v0.hdf5"))
+    straight, resumed = runs["straight"], runs["resumed"]
+    assert [n for n, _ in straight["calls"]] == [2, 2, 3, 2, 3]
+    routine = {s + k for n, s in straight["calls"] if n == 2 for k in range(n)}
+    confirm = {s + k for n, s in straight["calls"] if n == 3 for k in range(n)}
+    assert len(confirm) == 6 and not routine & confirm  # other episodes each time
+    expected = [gen.Confirmation(1000, 10.0, 1.0, 2, 0.0, np.sqrt(2 / 3), 3, False)._asdict(),
+                gen.Confirmation(1500, 10.0, 1.0, 2, 8.0, np.sqrt(2 / 3), 3, True)._asdict()]
+    for r in (straight, resumed):
+        assert r["summary"]["medium_index"] == 1500
+        assert r["summary"]["levels"]["medium-replay"]["transitions"] == 1500
+        assert r["summary"]["confirmations"] == pytest.approx(expected)
+        assert r["meta"]["confirmations"] == r["summary"]["confirmations"]
+        assert "1000:      10.0 +- 1.0 (2 episodes), confirming 0.0 +- 0.8 (3 episodes): " \
+               "rejected" in r["out"]
+        assert "1500:      10.0 +- 1.0 (2 episodes), confirming 8.0 +- 0.8 (3 episodes): " \
+               "medium" in r["out"]
+    assert resumed["calls"] == straight["calls"]  # same evaluations, same episode seeds
+    for k in straight["h5"]:
+        np.testing.assert_array_equal(resumed["h5"][k], straight["h5"][k])
+
+    planted = _PlantedEvals(_PLANTED[:2])
+    monkeypatch.setattr(evaluation, "evaluate_gym", planted)
+    cfg = _config(sac_steps=3000, start_steps=10**6, update_after=10**6, eval_every=500,
+                  medium_return=5.0, confirm_episodes=0)
+    first = gen.train_sac(cfg, stop_at_medium=True)
+    assert (first.medium_index, first.medium_eval, first.confirmations) == (1000, 10.0, [])
+    assert [n for n, _ in planted.calls] == [2, 2]

@@ -12,15 +12,15 @@ Reading datasets is `jaxrl_bayes.data`'s job; this package only writes them.
 from jaxrl_bayes.collect.config import (LEVELS, CollectConfig, DatasetExistsError, GenerateError,
                                         normalized_score, parse_levels, resolve_env)
 from jaxrl_bayes.collect.episodes import LevelData, concatenate, episodes_from_stream, summarize
-from jaxrl_bayes.collect.protocol import (EvalPoint, LevelResult, TrainResult, generate,
-                                          load_checkpoint_meta, make_policy, train_sac)
+from jaxrl_bayes.collect.protocol import (Confirmation, EvalPoint, LevelResult, TrainResult,
+                                          generate, load_checkpoint_meta, make_policy, train_sac)
 from jaxrl_bayes.collect.runner import Stream, VecRunner, make_vec_env, rollout
 from jaxrl_bayes.collect.writers import dataset_id, hdf5_name, write_d4rl_hdf5, write_minari
 
 __all__ = [
     "LEVELS", "CollectConfig", "DatasetExistsError", "GenerateError", "normalized_score",
     "parse_levels", "resolve_env", "LevelData", "concatenate", "episodes_from_stream",
-    "summarize", "EvalPoint", "LevelResult", "TrainResult", "generate", "load_checkpoint_meta",
-    "make_policy", "train_sac", "Stream", "VecRunner", "make_vec_env", "rollout", "dataset_id",
-    "hdf5_name", "write_d4rl_hdf5", "write_minari",
+    "summarize", "Confirmation", "EvalPoint", "LevelResult", "TrainResult", "generate",
+    "load_checkpoint_meta", "make_policy", "train_sac", "Stream", "VecRunner", "make_vec_env",
+    "rollout", "dataset_id", "hdf5_name", "write_d4rl_hdf5", "write_minari",
 ]

@@ -10,9 +10,12 @@ Levels are defined in `collect.config`, recorded by `collect.runner`, regrouped 
 Training is resumable and deterministic by seed: every `checkpoint_every` steps an orbax
 checkpoint (`jaxrl_bayes.checkpoint`, `work_dir/checkpoints/<env steps>/`) holds the SAC state,
 the PRNG key, the recorded stream and the medium snapshot, and its metadata holds the config,
-the evaluation curve and the exact MuJoCo state, time-limit counter and RNG of each
-sub-environment (as JSON numbers, which round-trip float64 exactly), so a resumed run continues
-the interrupted episodes and equals an uninterrupted one.
+the evaluation curve, the medium confirmations and the exact MuJoCo state, time-limit counter
+and RNG of each sub-environment (as JSON numbers, which round-trip float64 exactly), so a
+resumed run continues the interrupted episodes and equals an uninterrupted one.
+
+The medium policy is the first whose routine evaluation reaches the threshold and whose
+confirming evaluation (`confirm_episodes` other episodes, same deterministic policy) does too.
 """
 
 from __future__ import annotations
@@ -47,12 +50,38 @@ CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_VERSION = 2  # 1 was a single checkpoint.npz
 _OLD_CHECKPOINT = "checkpoint.npz"
 _REFILL_ROWS = 100_000  # rows per buffer_add call when a resumed run refills its replay
+# Episode seeds: routine evaluation i resets episode k with seed + 100_003 (i + 1) + k, its
+# confirming evaluation with that + _CONFIRM_SEED_OFFSET: disjoint episodes while
+# eval_episodes <= 50_000 and confirm_episodes <= 50_003.
+_EVAL_SEED_STRIDE = 100_003
+_CONFIRM_SEED_OFFSET = 50_000
 
 
 class EvalPoint(NamedTuple):
     env_steps: int
     return_mean: float
     return_std: float
+
+
+class Confirmation(NamedTuple):
+    """A routine evaluation that reached the medium threshold, and its confirming evaluation
+    of the same deterministic policy on `confirm_episodes` other episodes.
+
+    Attributes:
+      env_steps: environment steps of the policy.
+      crossing_mean, crossing_std, crossing_episodes: the routine evaluation's returns.
+      confirm_mean, confirm_std, confirm_episodes: the confirming evaluation's returns.
+      accepted: the confirming mean reached the threshold too (the policy is medium).
+    """
+
+    env_steps: int
+    crossing_mean: float
+    crossing_std: float
+    crossing_episodes: int
+    confirm_mean: float
+    confirm_std: float
+    confirm_episodes: int
+    accepted: bool
 
 
 class TrainResult(NamedTuple):
@@ -62,10 +91,11 @@ class TrainResult(NamedTuple):
       stream: the recorded replay stream (`Stream.view()`), every transition of the run.
       medium_index: rows of the stream recorded when the medium policy was found, or None.
       medium_params: actor parameters of the medium policy, or None.
-      medium_eval: its evaluation return, or None.
+      medium_eval: its routine (crossing) evaluation return, or None.
       final_params: actor parameters at the end of the run.
       final_eval: evaluation return at the end.
       curve: the evaluation curve (`EvalPoint`s).
+      confirmations: every `Confirmation` run (rejected ones, then the accepted one).
       env_steps: environment steps taken.
       seconds: wall time of training in this process (excluding resumed parts).
     """
@@ -77,6 +107,7 @@ class TrainResult(NamedTuple):
     final_params: Any
     final_eval: Optional[float]
     curve: list
+    confirmations: list
     env_steps: int
     seconds: float
 
@@ -157,6 +188,7 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
     state = sac.init(k_init, config.sac, obs_dim, act_dim)
     stream = Stream(config.sac_steps + config.num_envs, obs_dim, act_dim)
     curve: list[EvalPoint] = []
+    confirmations: list[Confirmation] = []
     medium_index = medium_params = medium_eval = None
     last_eval = last_ckpt = 0
     if work_dir is not None and (Path(work_dir) / _OLD_CHECKPOINT).exists():
@@ -206,6 +238,7 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
                                       or stream.arrays["truncations"][rows[-1]]):
                     stream.arrays["truncations"][rows[-1]] = True
         curve = [EvalPoint(*p) for p in meta["curve"]]
+        confirmations = [Confirmation(**c) for c in meta.get("confirmations", [])]
         last_eval, last_ckpt = meta["last_eval"], n
         logger.info("resumed %s at %d environment steps", ckpt_dir, n)
 
@@ -218,6 +251,7 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
             "full_config": config.to_json(), "count": stream.count,
             "medium_index": medium_index, "medium_eval": medium_eval,
             "curve": [list(p) for p in curve], "last_eval": last_eval,
+            "confirmations": [c._asdict() for c in confirmations],
             "env_state": None if env_state is None else {
                 "elapsed": env_state["elapsed"], "rngs": env_state["rngs"],
                 "sims": env_state["sims"].tolist(), "obs": env_state["obs"].tolist()},
@@ -249,10 +283,28 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
         a = sac.act(params, obs, config.sac, act_dim)
         return low + (a + 1.0) * 0.5 * (high - low)
 
-    def run_eval(params, idx):
-        rets = evaluation.evaluate_gym(eval_spec, eval_act, num_episodes=config.eval_episodes,
-                                       seed=config.seed + 100_003 * (idx + 1), params=params)
+    def run_eval(params, idx, confirm=False):
+        seed = (config.seed + _EVAL_SEED_STRIDE * (idx + 1)
+                + (_CONFIRM_SEED_OFFSET if confirm else 0))
+        rets = evaluation.evaluate_gym(
+            eval_spec, eval_act, num_episodes=config.confirm_episodes if confirm else
+            config.eval_episodes, seed=seed, params=params)
         return EvalPoint(stream.count, float(rets.mean()), float(rets.std()))
+
+    def is_medium(point: EvalPoint) -> bool:
+        """Whether the policy of a routine evaluation that reached the threshold is medium."""
+        if config.confirm_episodes == 0:
+            return True
+        check = run_eval(state.actor_params, len(curve) - 1, confirm=True)
+        confirmations.append(Confirmation(
+            point.env_steps, point.return_mean, point.return_std, config.eval_episodes,
+            check.return_mean, check.return_std, config.confirm_episodes,
+            check.return_mean >= threshold))
+        logger.info("SAC %s: confirming evaluation %.1f +- %.1f (%d episodes): %s",
+                    config.env_id, check.return_mean, check.return_std,
+                    config.confirm_episodes, "medium" if confirmations[-1].accepted else
+                    "rejected, training on")
+        return confirmations[-1].accepted
 
     bar = tqdm(total=config.sac_steps, initial=min(stream.count, config.sac_steps),
                disable=not progress, unit="step", desc=f"SAC {config.env_id}")
@@ -286,7 +338,7 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
                 bar.set_postfix(ret=f"{point.return_mean:.1f}")
                 logger.info("SAC %s: %d steps, eval return %.1f +- %.1f", config.env_id,
                             point.env_steps, point.return_mean, point.return_std)
-                if medium_index is None and point.return_mean >= threshold:
+                if medium_index is None and point.return_mean >= threshold and is_medium(point):
                     medium_index, medium_eval = stream.count, point.return_mean
                     medium_params = jax.tree_util.tree_map(jnp.copy, state.actor_params)
             if stream.count - last_ckpt >= config.checkpoint_every:
@@ -302,7 +354,7 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
         point = run_eval(state.actor_params, len(curve))
         final_eval = point.return_mean
     return TrainResult(stream.view(), medium_index, medium_params, medium_eval,
-                       state.actor_params, final_eval, curve, stream.count,
+                       state.actor_params, final_eval, curve, confirmations, stream.count,
                        time.time() - t_start)
 
 
@@ -390,6 +442,8 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
     eval_spec = gym.spec(env_id)
     data: dict[str, LevelData] = {}
     policy_info: dict[str, dict] = {}
+    accepted = [c._asdict() for c in train.confirmations if c.accepted] if train else []
+    medium_check = {"medium_confirmation": accepted[-1] if accepted else None}
 
     def get(level: str) -> LevelData:
         if level in data:
@@ -406,11 +460,13 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
             out = rollout(config, make_policy(config, params, act_dim), config.dataset_size,
                           seed, progress, level)
             policy_info[level] = {"behavior_policy": f"SAC {which} (sampled)",
-                                  "policy_eval_return": ret, "policy_env_steps": steps}
+                                  "policy_eval_return": ret, "policy_env_steps": steps,
+                                  **(medium_check if level == "medium" else {})}
         elif level == "medium-replay":
             out = episodes_from_stream({k: v[: train.medium_index] for k, v in train.stream.items()})
             policy_info[level] = {"behavior_policy": "SAC replay buffer until medium",
-                                  "policy_env_steps": train.medium_index}
+                                  "policy_env_steps": train.medium_index,
+                                  "policy_eval_return": train.medium_eval, **medium_check}
         elif level == "full-replay":
             out = episodes_from_stream(train.stream)
             policy_info[level] = {"behavior_policy": "SAC replay buffer, whole run",
@@ -455,6 +511,8 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
     summary_out = {
         "levels": {r.level: {"dataset_id": r.dataset_id, **r.summary} for r in results},
         "curve": [list(p) for p in train.curve] if train is not None else [],
+        "medium_index": train.medium_index if train is not None else None,
+        "confirmations": [c._asdict() for c in train.confirmations] if train is not None else [],
         "config": config.to_json(),
     }
     with atomic_open(work_dir / "summary.json", "w") as f:
