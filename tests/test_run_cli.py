@@ -398,8 +398,9 @@ def test_sigint_checkpoints_and_resume_is_exact(finished, caches, tmp_path):
 
 
 def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches, tmp_path, capsys):
-    """A D4RL-schema file of the user's own, no --eval-env: training runs, evaluation is skipped
-    and the summary says why; the behaviour score is given raw (no reference scores)."""
+    """A D4RL-schema file of the user's own, no --eval-env: training runs (BC, which trains no
+    dynamics pool), evaluation is skipped and the summary says why; the behaviour score is
+    given raw (no reference scores)."""
     import h5py
 
     n, rng = 300, np.random.default_rng(0)
@@ -410,14 +411,18 @@ def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches,
         f["rewards"] = np.ones(n, np.float32)
         f["terminals"] = np.arange(n) % 100 == 99  # three episodes of 100 steps
     out = tmp_path / "run"
-    assert run_mod.main([*TINY, "--dataset", str(tmp_path / "mine.hdf5"), "--run.total_steps", "20",
-                         "--agent.bc_steps", "0", "--out", str(out)]) == 0
+    pools_before = sorted(Path(os.environ["JAXRL_BAYES_CACHE"]).rglob("*"))
+    assert run_mod.main([*TINY, "--algo", "bc", "--dataset", str(tmp_path / "mine.hdf5"), "--run.total_steps", "40",
+                         "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
     assert res["raw_return"] is None and res["normalized_score"] is None and res["eval_episodes"] == 0
     assert "no evaluation environment" in res["evaluation_note"] and "--eval-env" in stdout
     assert res["behaviour"] == {"episodes": 3, "raw_return": 100.0, "raw_return_std": 0.0, "normalized_score": None}
-    assert res["policy_files"] == ["policy_seed0.npz"]
+    assert res["policy_files"] == ["policy_seed0.npz"] and res["algo"] == "bc" and res["total_steps"] == 40
+    assert res["dynamics_pool"]["reused"] is None and "without a dynamics pool" in res["dynamics_pool"]["note"]
+    assert sorted(Path(os.environ["JAXRL_BAYES_CACHE"]).rglob("*")) == pools_before  # no pool trained
+    assert [r["chunk"] for r in _rows(out)] == [1, 2] and all(np.isfinite(r["bc_loss"]) for r in _rows(out))
 
 
 def test_learning_curve_panels_follow_the_metrics_present(tmp_path):
@@ -477,3 +482,19 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert row["eval/mc_value_mean"] == pytest.approx(
         value_in_learning_units(eps.discounted_returns, eps.lengths, cfg["discount"], shift, scale).mean(), rel=1e-5)
     assert "q_model_mean" in row and res["behaviour"]["episodes"] == 3
+
+
+def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):
+    def result(name, algo, dataset, score):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"algo": algo, "dataset": dataset,
+             "normalized_score": None if score is None else {"mean": score, "std": 0.0}}))
+
+    result("bc-20260101-000000", "bc", "hopper-medium-v2", 40.0)
+    result("bc-20260102-000000", "bc", "hopper-medium-v2", 42.0)  # the newest wins
+    result("bc-20260103-000000", "bc", "walker2d-medium-v2", 50.0)  # other data
+    result("bcx-no-references", "bc", "hopper-medium-v2", None)
+    (tmp_path / "rrpi-1").mkdir()
+    assert rundir.bc_score_beside(tmp_path / "rrpi-1", "hopper-medium-v2") == ("BC (bc-20260102-000000)", 42.0)
+    assert rundir.bc_score_beside(tmp_path / "rrpi-1", "halfcheetah-medium-v2") is None
