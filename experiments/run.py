@@ -138,9 +138,10 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     if first.list:
         return first, Config(first.run, first.dynamics, first.agent), {}
     if first.resume is not None:
-        base, sources = saved_config(Path(first.resume)), {}
+        saved = base = saved_config(Path(first.resume))
+        sources: dict[str, str] = {}
         if "run.preset" in given:
-            base = config.apply_preset(base, first.run.preset)
+            base = config.apply_preset(saved, first.run.preset)
     else:
         base, sources = config.base_config(first.run, preset_explicit="run.preset" in given)
     args = cli.parse(Args, argv, default=Args(base.run, base.dynamics, base.agent), prog=PROG,
@@ -150,7 +151,7 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     cfg = config.validate(Config(args.run, args.dynamics, args.agent))
     sources.update({name: "command line" for name in given if name.split(".")[0] in config.SECTIONS})
     if first.resume is not None:
-        diffs = config.config_diff(base.to_json(), cfg.to_json())
+        diffs = config.config_diff(saved.to_json(), cfg.to_json())
         if diffs:
             listed = ", ".join(f"{n} (saved {a!r}, given {b!r})" for n, a, b in diffs)
             raise config.UsageError(f"refusing to resume {first.resume}: the config differs from the saved one "

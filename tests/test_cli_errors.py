@@ -114,6 +114,8 @@ CASES = {
     "too-few-rows": (lambda t: ["--dataset", str(write_d4rl(t / "d.hdf5", n=5))], "has 5 transition(s), fewer than the 10 that training needs"),
     "resume-another-config": (lambda t: ["--resume", str(_run_dir(t, "r")), "--agent.kth", "3"],
                               "agent.kth (saved 1, given 3)"),
+    "resume-another-preset": (lambda t: ["--resume", str(_run_dir(t, "r")), "--preset", "paper"],
+                              "run.preset (saved 'cpu', given 'paper')"),
     "resume-finished-run": (lambda t: ["--resume", str(_run_dir(t, "r", finished=True))], "finished"),
     "resume-not-a-run": (lambda t: ["--resume", str(t)], "not a run directory"),
     "occupied-directory": (lambda t: ["--out", str(_run_dir(t, "r", lock_pid=os.getppid()))], "in use by process"),
