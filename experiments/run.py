@@ -72,8 +72,8 @@ class Args:
     debug: bool = False  # print the traceback of a user error too (it always goes to run.log)
 
 
-
 HELP = " ".join(Args.__doc__.split()) + f" Algorithms: {', '.join(algos.ALGORITHMS)}. Datasets: see --list."
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point. Returns the exit code (0 done, 2 user error, 130 interrupted)."""
@@ -235,7 +235,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     can_evaluate = spec.evaluator is not None
     data = trainer.data  # the learner's reward units, for the Monte Carlo check of its critic
     units = ((agent.discount, float(data.reward_shift), float(data.reward_scale))
-             if hasattr(data, "reward_shift") else None)
+             if trainer.nets.critic is not None else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
     spc = agent.steps_per_chunk
