@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxrl_bayes import backups
 from jaxrl_bayes.buffer import Transition
+from jaxrl_bayes.posterior import uniform_belief
 from jaxrl_bayes.registry import Registry
 
 
@@ -118,8 +119,7 @@ def rollout_selector(
 
 def uniform_selector(key, obs, act, next_obs, rewards, dones) -> jax.Array:
     """Uniform member per state (RRPI "random member" ablation), as a ready rollout `Selector`."""
-    n = next_obs.shape[0]
-    inputs = SelectorInputs(jnp.full((n,), 1.0 / n, jnp.float32))
+    inputs = SelectorInputs(uniform_belief(next_obs.shape[0]))
     return rollout_selector(SELECTORS["uniform"], inputs)(key, obs, act, next_obs, rewards, dones)
 
 
