@@ -49,6 +49,9 @@ class Args:
     policy: str  # a policy_seed<i>.npz file, or a run directory (evaluates all its policy files)
     dataset: Optional[str] = None  # dataset whose environment to evaluate in (default: the one recorded in the policy)
     episodes: Optional[int] = None  # episodes per policy (default 1000 on liquidation, 10 otherwise)
+    eval_env: Optional[str] = None  # Gymnasium id for a local dataset file (default: the one the policy records)
+    ref_min_score: Optional[float] = None  # reference returns for a local dataset file (default: as recorded)
+    ref_max_score: Optional[float] = None
     seed: int = 0  # evaluation seed
     debug: bool = False  # print the traceback of a user error too
 
@@ -61,14 +64,21 @@ def _load_all(target: Path) -> list[Any]:
         raise UsageError(str(e)) from e
 
 
-def _spec_for(name: Optional[str], policy: Any, cache: dict) -> Any:
-    if name is None:
+def _spec_for(ns: Args, policy: Any, cache: dict) -> Any:
+    """The spec of --dataset (with --eval-env and reference scores), else of the dataset, local
+    evaluation environment and reference scores recorded in the policy file."""
+    keys = ("eval_env", "ref_min_score", "ref_max_score")
+    if ns.dataset is None:
         name = policy.meta.get("dataset")
         if not name:
             raise UsageError(f"{policy.path} records no dataset; pass --dataset NAME")
-    if name not in cache:
-        cache[name] = registry.get_spec(name)
-    return cache[name]
+        local = {k: getattr(ns, k) if getattr(ns, k) is not None else policy.meta.get(k) for k in keys}
+    else:
+        name, local = ns.dataset, {k: getattr(ns, k) for k in keys}
+    key = (name, *local.values())
+    if key not in cache:
+        cache[key] = registry.get_spec(name, **local)
+    return cache[key]
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
@@ -79,7 +89,8 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
 def evaluate_one(policy: Any, spec: Any, episodes: int, seed: int) -> dict[str, Any]:
     """Raw and normalized returns of one loaded policy on `spec` (population std over episodes)."""
     if spec.evaluator is None:
-        raise UsageError(f"dataset {spec.name!r} has no evaluation environment; choose another --dataset")
+        raise UsageError(f"dataset {spec.name!r} has no evaluation environment; pass --eval-env ID "
+                         f"(a Gymnasium id) or choose another --dataset")
     policy_lib.check_widths(policy, spec.obs_dim, spec.act_dim, f"dataset {spec.name!r}")
     returns = spec.evaluate(policy_lib.act_fn_for(policy.module), episodes, seed, params=policy.bundle)
     out: dict[str, Any] = {"policy": policy.path, "dataset": spec.name, "episodes": int(returns.size), "seed": seed,
@@ -127,7 +138,7 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
     specs: dict[str, Any] = {}
     results = []
     for pol in policies:
-        spec = _spec_for(ns.dataset, pol, specs)
+        spec = _spec_for(ns, pol, specs)
         episodes = ns.episodes or DEFAULT_EPISODES.get(spec.family, DEFAULT_EPISODES_OTHER)
         try:
             r = evaluate_one(pol, spec, episodes, ns.seed)

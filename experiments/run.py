@@ -407,6 +407,8 @@ def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cf
             "eval_seed": results.eval_seed(run.seed, i, final=True),  # `experiments.evaluate --seed` reproduces it
             "raw_return": final["raw"][i] if final else None,
             "normalized_score": final["normalized"][i] if final and final["normalized"] is not None else None,
+            # a local dataset file's evaluation setting, so `experiments.evaluate` can repeat it
+            "eval_env": run.eval_env or None, "ref_min_score": run.ref_min_score, "ref_max_score": run.ref_max_score,
             "run_dir": str(run_dir), "written_at": datetime.datetime.now().isoformat(timespec="seconds"),
         }
         path = policy_lib.save_policy(run_dir / name, p_i, obs_mean=np.asarray(data.obs_mean),

@@ -449,7 +449,7 @@ def test_learning_curve_panels_follow_the_metrics_present(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(caches, tmp_path):
+def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(caches, tmp_path, capsys):
     """A hopper-width file of the user's own with --eval-env and reference scores: normalized
     scores, and evaluation rows carrying the discounted Monte Carlo return of the evaluation
     episodes in the learner's reward units (recomputed here from the exported policy file)."""
@@ -482,6 +482,13 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert row["eval/mc_value_mean"] == pytest.approx(
         value_in_learning_units(eps.discounted_returns, eps.lengths, cfg["discount"], shift, scale).mean(), rel=1e-5)
     assert "q_model_mean" in row and res["behaviour"]["episodes"] == 3
+    # experiments.evaluate repeats the evaluation from what the policy file records (file, env, references)
+    from experiments import evaluate as evaluate_mod
+
+    capsys.readouterr()
+    assert evaluate_mod.main(["--policy", str(out), "--episodes", "20", "--seed", str(results.eval_seed(0, 0, True))]) == 0
+    printed = capsys.readouterr().out
+    assert f"{eps.returns.mean():10.3f}" in printed and f"{eps.returns.mean() / 2:10.2f}" in printed
 
 
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):
