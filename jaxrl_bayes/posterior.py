@@ -12,11 +12,33 @@ gap between the member's backup and the observed backup on a real minibatch
 (s, a) (`consensus_consistency`), needing no observed successor. Both are plain functions of
 the N x B target matrix, so a research variant registers another one.
 
+Units of the likelihood (RECONSTRUCTION, beside Eq. 3-4). lam divides d, and d is measured in
+value units, so one lam is "uniform" in one task and "one-hot" in another (liquidation in its
+learning units: member gaps ~1e-3, entropy log 7 all run; a hopper-like file in PMDB units:
+entropy log 5 after 4,000 steps). The paper gives lam = 1 without units. The default belief
+update, "profile" (`profile_gibbs_posterior`), reads Eq. 4's solution as generalized Bayes on
+the n real transitions of the step (PSPO §4.2 applies Eq. 3-4 "sequentially" to transitions)
+with the scale of the likelihood fitted per member instead of fixed by lam's units: if the gaps
+|y_m - y_obs| follow a Laplace law of scale sigma, the log-likelihood -n log(2 sigma) - n d(m) /
+sigma is largest at sigma = d(m) (profile likelihood), which leaves
+
+    b(m) ∝ b0(m) d(m)^(-n / lam),        n = the number of real pairs d(m) averages over.
+
+b depends on d only through the ratios d(m) / d(m'), so multiplying rewards (and with them
+every value, target and gap) by any c > 0 leaves it unchanged. The paper's lam = 1 becomes one
+exact Bayes update on the step's n transitions; near uniformity it is the raw rule with a
+temperature that follows the gaps' own size, log b(m) ≈ const - (n / lam)(d(m) - dbar) / dbar,
+i.e. a raw lam of dbar / n: a member whose gap is 1 % larger than another's keeps
+e^(-0.01 n / lam) of its relative weight (0.73 at n = 32). The raw rule stays selectable as
+"gibbs". (For a metric in squared units, Gaussian profile, pass n / 2: the invariance holds
+for any metric homogeneous in the reward scale; only lam's reading changes.)
+
 Registries (filled here at definition; a fork adds entries from its own file):
 - `CONSISTENCY`: name -> metric(member_y (N, B), observed_y (B,)) -> d (N,); add one with
   `@register_consistency("name")` and select it with `AgentConfig(consistency="name")`.
 - `BELIEFS`: name -> `BeliefUpdate(update, needs_evidence)`; update(evidence, prior, lam) -> b.
-  "gibbs" (PSPO) and "uniform" (the "average utilization" ablation, and RRPI's constant belief).
+  "profile" (PSPO's default, scale-free), "gibbs" (the raw rule b ∝ b0 exp(-d / lam)) and
+  "uniform" (the "average utilization" ablation, and RRPI's constant belief).
 """
 
 from __future__ import annotations
@@ -92,6 +114,39 @@ def gibbs_posterior(d: jax.Array, lam: float | jax.Array, prior: jax.Array | Non
     return jax.nn.softmax(log_prior - d / lam)
 
 
+def profile_gibbs_posterior(
+    d: jax.Array,
+    num_evidence: int | float,
+    lam: float | jax.Array = 1.0,
+    prior: jax.Array | None = None,
+) -> jax.Array:
+    """b(m) ∝ prior(m) d(m)^(-n / lam): the Gibbs posterior with the metric's scale profiled out.
+
+    Our reconstruction of PSPO Eq. 3-4 in units-free form (see the module docstring): with d(m)
+    the mean absolute gap of member m on n real transitions, -n log d(m) is (up to a constant)
+    the log-likelihood of those n gaps under a Laplace law whose scale is fitted per member, so
+    lam = 1 is Bayes' rule on the n transitions. Scaling every d(m) by c > 0 (rewards, and so
+    values, in other units) multiplies every weight by c^(-n/lam), which the normalisation
+    removes: the belief is unchanged. For a mean SQUARED gap (Gaussian profile) pass n / 2.
+
+    Gaps below 1e-6 max(d) are raised to it, so an exact member (d = 0) gets a finite,
+    dominant weight; all-zero d gives the prior.
+
+    Args:
+      d: consistency of each member (smaller is better, >= 0), shape (N,).
+      num_evidence: n, the number of real transitions d was averaged over.
+      lam: temperature lam > 0 (PSPO Table 5: 1).
+      prior: b0, shape (N,); uniform when None.
+    Returns:
+      b of shape (N,), summing to one.
+    """
+    chex.assert_rank(d, 1)
+    floor = 1e-6 * jnp.max(d) + jnp.finfo(d.dtype).tiny
+    log_d = jnp.log(jnp.maximum(d, floor))
+    # log d - max log d: the same softmax, and zero for every member when all d are equal
+    return gibbs_posterior(log_d - jnp.max(log_d), lam / num_evidence, prior)
+
+
 def uniform_belief(num_members: int) -> jax.Array:
     """The uniform belief over N members (PSPO's prior and its "average utilization" ablation)."""
     return jnp.full((num_members,), 1.0 / num_members, dtype=jnp.float32)
@@ -137,9 +192,18 @@ def register_belief(name: str, needs_evidence: bool = True):
     return add
 
 
+@register_belief("profile", needs_evidence=True)
+def profile_belief(evidence: Evidence, prior: jax.Array, lam) -> jax.Array:
+    """PSPO's E-step, scale-free (the default): b ∝ prior d^(-n / lam) with d the configured
+    consistency metric on the evidence's n real pairs (`profile_gibbs_posterior`)."""
+    d = evidence.consistency(evidence.member_y, evidence.observed_y)
+    return profile_gibbs_posterior(d, evidence.member_y.shape[1], lam, prior)
+
+
 @register_belief("gibbs", needs_evidence=True)
 def gibbs_belief(evidence: Evidence, prior: jax.Array, lam) -> jax.Array:
-    """PSPO's E-step: b ∝ prior exp(-d / lam) with d the configured consistency metric."""
+    """PSPO's E-step as a raw Gibbs rule: b ∝ prior exp(-d / lam), d the configured consistency
+    metric in value units (lam's meaning then depends on the task's reward scale)."""
     return gibbs_posterior(evidence.consistency(evidence.member_y, evidence.observed_y), lam, prior)
 
 

@@ -125,9 +125,8 @@ def test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member(bandit):
         # uniform prior): about a third of 64 rollout starts; P(>= 0.6) is negligible
         assert post["member_pick_frac"][0] < 0.6, (name, post["member_pick_frac"])
         assert post["target_mean"] > 0.2, (name, post["target_mean"])
-    # RRPI keeps the uniform prior; PSPO's Gibbs belief (lam = 1) moves mass off the planted
-    # member: its d is the mean normalized reward ~0.7 against ~0 for the others, so
-    # b(planted) / b(other) ~ exp(-0.7) ~ 0.5
+    # RRPI keeps the uniform prior; PSPO's belief (profile rule, lam = 1) moves the mass off the
+    # planted member: its d is the mean normalized reward ~0.7 against ~0 for the others
     np.testing.assert_allclose(np.asarray(runs[("rrpi", "posterior")][0].belief[0]), np.full(3, 1 / 3), rtol=1e-6)
     b = np.asarray(runs[("pspo", "posterior")][0].belief[0])
     assert b[0] < 0.25 and b[0] < 0.7 * b[1:].min(), b
@@ -230,7 +229,7 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
 
 @pytest.mark.parametrize("field, bad, choices, close", [
     ("selector", "wrst", "worst, posterior, uniform", "worst"),
-    ("belief", "gibs", "gibbs, uniform", "gibbs"),
+    ("belief", "gibs", "profile, gibbs, uniform", "gibbs"),
     ("consistency", "observd", "observed, consensus", "observed"),
     ("real_target", "robst", "data, robust", "robust"),
     ("algo", "pspoo", "rrpi, pspo, bc", "pspo"),

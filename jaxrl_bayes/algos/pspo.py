@@ -1,9 +1,11 @@
 """PSPO: posterior sampling policy optimization as a composition of the shared parts.
 
-- Belief (E-step, recomputed every train step; `belief="gibbs"`): the Gibbs posterior
-  b ∝ b0 exp(-d / lam) of a consistency metric d measured through the current target critic on
-  a real sub-batch (reconstruction of PSPO Eq. 3-4; ALGORITHMS.md §4; `posterior.BELIEFS`,
-  `posterior.CONSISTENCY`). Ablation "average utilization": `belief="uniform"`.
+- Belief (E-step, recomputed every train step; `belief="profile"`): the Gibbs posterior of a
+  consistency metric d measured through the current target critic on a real sub-batch, with the
+  scale of its likelihood profiled out, b ∝ b0 d^(-n / lam), so lam means the same in any reward
+  units (reconstruction of PSPO Eq. 3-4; ALGORITHMS.md §4; `posterior` module docstring;
+  `posterior.BELIEFS`, `posterior.CONSISTENCY`). The raw rule b ∝ b0 exp(-d / lam) is
+  `belief="gibbs"`. Ablation "average utilization": `belief="uniform"`.
 - Member rule `selector="posterior"`: one member per model state drawn from b backs up its
   target (Thompson-style, Eq. 5-6, Remark 2; only the drawn member's soft value is computed),
   and rollouts draw the member from b too.
@@ -37,6 +39,6 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
 
 PARTS.register("pspo", Parts(reference=reference, needs_behaviour=True))
 
-register_algorithm("pspo", algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000)
+register_algorithm("pspo", algo="pspo", selector="posterior", belief="profile", bc_steps=5000)
 register_algorithm("pspo-avg", algo="pspo", selector="posterior", belief="uniform", bc_steps=5000)
-register_algorithm("pspo-noreg", algo="pspo", selector="posterior", belief="gibbs", bc_steps=5000, behaviour_weight=0.0)
+register_algorithm("pspo-noreg", algo="pspo", selector="posterior", belief="profile", bc_steps=5000, behaviour_weight=0.0)
