@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, value
-from jaxrl_bayes.algos import losses, targets
+from jaxrl_bayes.algos import diagnostics, losses, targets
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Ctx, Networks, Parts, TrainData, TrainState, critic_values, make_networks,
     make_train_data, make_value_fn, policy_candidates, policy_dist, reference_dists, sample_model, sample_real,
@@ -193,6 +193,7 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
         "temperature": jnp.mean(temp),
         "posterior_entropy": posterior.belief_entropy(belief),
         "posterior_max": jnp.max(belief),
+        "posterior_belief": belief,  # (N,); its chunk mean gives posterior_argmax
         **target_metrics,
     }
     return new_state, metrics
@@ -238,7 +239,9 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
 
     Metrics: the train steps' means, plus policy_kl (KL between the policies at the start and
     the end of the chunk on dataset states), member_pick_frac (N,), rollout_valid_frac,
-    buffer_count and eta (after PSPO's dual update when trust_rate > 0).
+    buffer_count, eta (after PSPO's dual update when trust_rate > 0) and the Figure-3
+    diagnostics (`diagnostics.chunk_diagnostics`: target_uncertainty_spearman,
+    member_target_std, posterior_argmax).
     """
     config, nets = learner.config, learner.nets
     key, k_refill, k_kl = jax.random.split(state.key, 3)
@@ -248,7 +251,10 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
 
     state = state.replace(buffer=model_buffer, key=key)
     state, metrics = jax.lax.scan(lambda s, _: train_step(learner, s, data), state, None, length=config.steps_per_chunk)
-    metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+    metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), metrics)  # over steps
+    diag_ctx = context(learner, state, data)
+    metrics.update(diagnostics.chunk_diagnostics(
+        diag_ctx, jax.random.fold_in(k_kl, 1), make_value_fn(diag_ctx, learner.parts, state.target_critic), metrics))
 
     kl_obs = data.obs[jax.random.randint(k_kl, (256,), 0, data.obs.shape[0])]
     kl = jnp.mean(networks.tanh_gaussian_kl(policy_dist(nets, state.policy, data, kl_obs),
