@@ -18,11 +18,17 @@ What is measured (all after compilation, every call ended by `jax.block_until_re
 - **Where the time goes.** The model-state target, the real-pair target and PSPO's belief
   update (`algos.targets`, the functions the train step calls) jitted alone on the step's
   batch, against the whole step.
-- **The limit.** FLOPs of each jitted function from XLA's own `cost_analysis()`, divided by the
-  measured time, next to a large float32 matmul measured in the same run (the utilization
-  ratio). XLA's CPU cost analysis counts a `while` (scan) body ONCE, whatever its trip count;
-  the run checks this (`xla_scan_counts_body_once` in the JSON) and per-step FLOPs come from a
-  chunk with R = 1; rollout FLOPs are those of one horizon step times H.
+- **The limit.** FLOPs of each jitted function counted from its jaxpr (`benchmarks.flops`:
+  every scan / lax.map body times its trip count, so a chunked part and its one-batch variant
+  agree), divided by the measured time, against a dense float32 matmul timed INTERLEAVED with
+  the train-step chunks (best of several rounds each), so both see the same machine; a row
+  whose matmul readings moved by more than `--noisy` (default 20 %) is flagged noisy. XLA's
+  own `cost_analysis()` (which counts a loop body once) is kept beside it as `flops_per_step_xla`.
+  Per-step FLOPs come from a chunk with R = 1.
+- **Devices.** Seeds/s with 1, 2, 4 devices (`benchmarks.devices`: one process per count;
+  forced host devices on CPU).
+- **CPU presets.** Sizes `cpu-hopper`, `cpu-walker2d`, `cpu-halfcheetah` are read from the
+  `cpu` presets in experiments/configs/ (preset values over the config defaults).
 - **Scaling.** Step time and FLOPs against N, M, K and the batch, one at a time.
 - **Chunked soft value** (`--variants chunked`): the same step with the N x K x B successors'
   soft value evaluated in chunks (`lax.map`) that keep the critic's activations in cache: an
@@ -57,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import devices as devices_bench
+from benchmarks.flops import count_flops, interleaved_reference
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes import buffer, dynamics, posterior
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
@@ -113,6 +121,36 @@ SIZES: dict[str, Size] = {
     "small": Size("small", 5, 2, 4, 32, 32, (64, 64), (64, 64), (64, 64), 100, 5, 5_000),
     "tiny": Size("tiny", 2, 1, 2, 8, 8, (16,), (16,), (16,), 8, 2, 500),
 }
+
+
+
+def preset_size(family: str, preset: str = "cpu") -> Size:
+    """The sizes of a preset in experiments/configs/<family>.json (values over the defaults of
+    AgentConfig / DynamicsConfig); the synthetic data stay walker2d-shaped."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs",
+                        f"{family}.json")
+    with open(path) as f:
+        sections = json.load(f)[preset]
+
+    def values(section: str) -> dict:
+        return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
+                for k, v in sections.get(section, {}).items() if not k.startswith("_")}
+
+    agent = dataclasses.asdict(common.AgentConfig())
+    agent.update(values("agent"))
+    dyn = dataclasses.asdict(dynamics.DynamicsConfig())
+    dyn.update(values("dynamics"))
+    return Size(f"{preset}-{family}", int(agent["num_active"]), int(agent["num_next_samples"]),
+                int(agent["num_candidates"]), int(agent["real_batch"]), int(agent["model_batch"]),
+                tuple(agent["critic_hidden"]), tuple(agent["policy_hidden"]), tuple(dyn["hidden"]),
+                int(agent["rollout_batch"]), int(agent["rollout_horizon"]), 20_000)
+
+
+for _family in ("hopper", "walker2d", "halfcheetah"):
+    try:
+        SIZES[f"cpu-{_family}"] = preset_size(_family)
+    except (OSError, KeyError, ValueError):  # no such preset file: that size is not offered
+        pass
 
 ALGOS = ("rrpi", "pspo", "pmdb")
 DEFAULT_SCALING = {
@@ -275,14 +313,15 @@ class Bench:
     """
 
     def __init__(self, size: Size, dataset: Dataset, pool, reps: int, peak: float | None,
-                 counts_once: bool, chunk_states: int = 256, max_seeds: int = 1):
-        self.max_seeds = max_seeds
+                 counts_once: bool, chunk_states: int = 256, max_seeds: int = 1, matmul_n: int = 1024,
+                 noisy: float = 0.2):
+        self.max_seeds, self.matmul_n, self.noisy = max_seeds, matmul_n, noisy
         self.size, self.dataset, self.pool, self.reps, self.peak = size, dataset, pool, reps, peak
         self.counts_once, self.chunk_states = counts_once, chunk_states
         self._trainers: dict = {}
         self._states: dict = {}
         self._compiled: dict = {}
-        self.parts_flops: dict = {}  # algo -> part -> XLA FLOPs of the fused variant
+        self.parts_flops: dict = {}  # (algo, variant) -> part -> FLOPs (jaxpr count)
 
     def trainer(self, algo: str, variant: str = "fused", **overrides):
         cfg = agent_config(algo, self.size, **{**overrides, **variant_overrides(variant, self.chunk_states)})
@@ -308,16 +347,20 @@ class Bench:
         return jax.tree_util.tree_map(lambda x: x[:num_seeds], self._states[key])
 
     def chunk(self, trainer, num_seeds: int):
-        """(compiled run_chunk for num_seeds seeds, its XLA FLOPs, initial states)."""
+        """(compiled run_chunk for num_seeds seeds, its FLOPs {"jaxpr", "xla"}, initial states)."""
         states = self.states(trainer, num_seeds)
         key = (trainer.config, id(trainer), num_seeds)
         if key not in self._compiled:
             compiled = trainer.run_chunk_seeds_jit.lower(states, trainer.data).compile()
-            self._compiled[key] = (compiled, _cost_flops(compiled))
+            flops = {"jaxpr": count_flops(trainer.run_chunk_seeds_jit, states, trainer.data),
+                     "xla": _cost_flops(compiled)}
+            self._compiled[key] = (compiled, flops)
         compiled, flops = self._compiled[key]
         return compiled, flops, states
 
-    def time_chunk(self, trainer, num_seeds: int) -> dict:
+    def time_chunk(self, trainer, num_seeds: int, interleave: bool = False) -> dict:
+        """Best-of-reps chunk time; with `interleave`, timed in rounds alternating with the dense
+        matmul reference (`benchmarks.flops.interleaved_reference`), whose best and spread come back."""
         compiled, flops, states = self.chunk(trainer, num_seeds)
         box = {"s": states}
 
@@ -325,8 +368,16 @@ class Bench:
             box["s"], metrics = compiled(box["s"], trainer.data)
             return box["s"], metrics
 
-        t = time_call(call, self.reps)
-        t["flops_xla"] = flops
+        if interleave:
+            t = time_call(call, 1)  # warm-up (compiled already: first call moves the states)
+            ref = interleaved_reference(call, matmul_n=self.matmul_n, rounds=self.reps, noisy_spread=self.noisy)
+            t.update(min_s=ref["timed_s"], median_s=statistics.median(ref["timed_rounds_s"]),
+                     all_s=ref["timed_rounds_s"], reference=ref)
+            # parts and rollouts (timed alone) are compared with the best matmul seen so far
+            self.peak = max(self.peak or 0.0, ref["matmul_flops_per_s"])
+        else:
+            t = time_call(call, self.reps)
+        t["flops"], t["flops_xla"] = flops["jaxpr"], flops["xla"]
         return t
 
 
@@ -345,26 +396,26 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
     timing noise (under 10 % of T(R), tiny sizes) it falls back to T(R) / R and says so.
     """
     t1_trainer = bench.step_trainer(algo, 1, variant)
-    t1 = bench.time_chunk(t1_trainer, 1)
-    flops_step = t1["flops_xla"]  # R = 1: one step + a one-state rollout + the chunk's KL metric
-    if variant != "fused":  # lax.map bodies are counted once too: take the fused step's count
-        flops_step = bench.chunk(bench.step_trainer(algo, 1, "fused"), 1)[1]
+    t1 = bench.time_chunk(t1_trainer, 1, interleave=steps <= 1)
+    # R = 1: one step + a one-state rollout + the chunk's KL metric; loops counted per trip
+    flops_step = t1["flops"]
     out: dict[str, Any] = {"algo": algo, "size": bench.size.name, "variant": variant, "R": steps,
                            "config": dataclasses.asdict(t1_trainer.config),
-                           "flops_per_step_xla": flops_step,
+                           "flops_per_step": flops_step, "flops_per_step_xla": t1["flops_xla"],
                            "one_step_per_call_s": t1["min_s"], "one_step_first_call_s": t1["first_call_s"]}
+    reference = t1.get("reference")
     per_seed = {}
     if steps > 1:
         tr_trainer = bench.step_trainer(algo, steps, variant)
         for s in sorted(set(seeds) | {1}):
-            tr = bench.time_chunk(tr_trainer, s)
+            tr = bench.time_chunk(tr_trainer, s, interleave=s == 1)
             if s in seeds:
                 per_seed[str(s)] = {"chunk_s": tr["min_s"], "chunk_median_s": tr["median_s"],
                                     "first_call_s": tr["first_call_s"],
                                     "steps_per_s": s * steps / tr["min_s"],
                                     "seed_steps_per_s_per_seed": steps / tr["min_s"]}
             if s == 1:
-                t_r = tr["min_s"]
+                t_r, reference = tr["min_s"], tr["reference"]
         diff = t_r - t1["min_s"]
         if diff > 0.1 * t_r:
             step_s, how = diff / (steps - 1), "marginal (T(R) - T(1)) / (R - 1)"
@@ -383,7 +434,11 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
     out["step_s"] = step_s
     out["steps_per_s"] = 1.0 / step_s
     out["flops_per_s"] = flops_step / step_s
-    out["utilization"] = out["flops_per_s"] / bench.peak if bench.peak else None
+    # against the matmul timed in the same rounds as the chunk of R steps (one seed)
+    out["reference"] = reference
+    out["matmul_flops_per_s"] = reference["matmul_flops_per_s"]
+    out["noisy"] = reference["noisy"]
+    out["utilization"] = out["flops_per_s"] / reference["matmul_flops_per_s"]
     return out
 
 
@@ -423,17 +478,13 @@ def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
         fns["belief_update"] = belief_update
     key = jax.random.PRNGKey(3)
     res = {}
-    fused = None
-    if variant != "fused":  # the chunked map body is counted once: FLOPs of the fused parts
-        fused = bench.parts_flops.get(algo)
     for name, fn in fns.items():
         compiled = jax.jit(fn).lower(state, data, key).compile()
-        fl = _cost_flops(compiled) if fused is None else fused.get(name, float("nan"))
+        fl = count_flops(fn, state, data, key)  # lax.map chunks counted per trip
         t = time_call(lambda c=compiled: c(state, data, key), bench.reps)
-        res[name] = {"s": t["min_s"], "flops_xla": fl, "flops_per_s": fl / t["min_s"],
+        res[name] = {"s": t["min_s"], "flops": fl, "flops_xla": _cost_flops(compiled), "flops_per_s": fl / t["min_s"],
                      "utilization": fl / t["min_s"] / bench.peak if bench.peak else None}
-    if variant == "fused":
-        bench.parts_flops[algo] = {k: v["flops_xla"] for k, v in res.items()}
+    bench.parts_flops[(algo, variant)] = {k: v["flops"] for k, v in res.items()}
     return res
 
 
@@ -451,11 +502,10 @@ def bench_rollout(bench: Bench, algo: str) -> dict:
     key = jax.random.PRNGKey(4)
     compiled = jax.jit(run).lower(state, trainer.data, key).compile()
     t = time_call(lambda: compiled(state, trainer.data, key), bench.reps)
-    # the scan body (one horizon step) is counted once by XLA's CPU cost analysis
-    flops = _cost_flops(compiled) * (cfg.rollout_horizon if bench.counts_once else 1)
+    flops = count_flops(run, state, trainer.data, key)  # the horizon scan counted per step
     n = cfg.rollout_batch * cfg.rollout_horizon
     return {"rollout_batch": cfg.rollout_batch, "horizon": cfg.rollout_horizon, "selector": cfg.selector,
-            "s": t["min_s"], "transitions_per_s": n / t["min_s"], "flops_xla": flops,
+            "s": t["min_s"], "transitions_per_s": n / t["min_s"], "flops": flops, "flops_xla": _cost_flops(compiled),
             "flops_per_s": flops / t["min_s"], "utilization": flops / t["min_s"] / bench.peak if bench.peak else None}
 
 
@@ -470,8 +520,8 @@ def bench_scaling(bench: Bench, algo: str, grid: dict, steps: int) -> dict:
                 continue
             trainer = bench.step_trainer(algo, steps, **over)
             t = bench.time_chunk(trainer, 1)
-            fl = t["flops_xla"] if bench.counts_once else t["flops_xla"] / steps
-            rows.append({"value": v, "step_s": t["min_s"] / steps, "flops_per_step_xla": fl})
+            rows.append({"value": v, "step_s": t["min_s"] / steps, "flops_per_step": t["flops"] / steps,
+                         "flops_per_step_xla": t["flops_xla"] if bench.counts_once else t["flops_xla"] / steps})
         out[param] = rows
     return out
 
@@ -499,23 +549,27 @@ def markdown(result: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f", python {env['python']}.",
         f"Run at {env['time']}; options: `{result['argv']}`.",
         "",
-        f"Dense float32 matmul ({result['matmul']['n']}^2): **{_fmt(result['matmul']['flops_per_s'], 'FLOP/s')}** "
-        f"at the start, {_fmt(result['matmul_end']['flops_per_s'], 'FLOP/s')} at the end "
-        f"(best of {result['options']['reps'] + 2} each; utilization below is against the start); "
-        f"XLA cost analysis counts a scan body once: "
-        f"{result['xla_scan_counts_body_once']}.",
+        f"Dense float32 matmul ({result['matmul']['n']}^2): {_fmt(result['matmul']['flops_per_s'], 'FLOP/s')} "
+        f"at the start, {_fmt(result['matmul_end']['flops_per_s'], 'FLOP/s')} at the end (best of "
+        f"{result['options']['reps'] + 2} each). A train-step row's utilization is against the matmul timed "
+        f"in rounds alternating with that row's chunks (best of {result['options']['reps'] + 1} rounds; "
+        f"'noisy' = its readings spread by more than {100 * result['options']['noisy']:.0f} %); parts and "
+        f"rollouts against the best matmul reading so far. FLOPs are counted from the jaxpr (loops times "
+        f"their trips); XLA's cost analysis counts a scan body once: {result['xla_scan_counts_body_once']}.",
         "",
         "## Train step (one seed)",
         "",
-        "| algo | size | variant | step ms | steps/s | GFLOP/step (XLA) | GFLOP/s | utilization | T(R)/R ms | 1 step/call ms | R | R x 1-step calls / 1 call of R |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| algo | size | variant | step ms | steps/s | GFLOP/step | GFLOP/step (XLA's count) | GFLOP/s | matmul GFLOP/s | utilization | T(R)/R ms | 1 step/call ms | R | R x 1-step calls / 1 call of R |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["train_step"]:
         d = r.get("dispatch") or {}
         lines.append(
             f"| {r['algo']} | {r['size']} | {r['variant']} | {1e3 * r['step_s']:.2f} | {r['steps_per_s']:.3g} | "
-            f"{r['flops_per_step_xla'] / 1e9:.3g} | {r['flops_per_s'] / 1e9:.3g} | "
-            f"{100 * (r.get('utilization') or float('nan')):.0f} % | {1e3 * r.get('chunk_R_s', r['step_s'] * r['R']) / r['R']:.2f} | "
+            f"{r['flops_per_step'] / 1e9:.3g} | {r['flops_per_step_xla'] / 1e9:.3g} | {r['flops_per_s'] / 1e9:.3g} | "
+            f"{r['matmul_flops_per_s'] / 1e9:.3g} | "
+            f"{100 * (r.get('utilization') or float('nan')):.0f} %{' (noisy)' if r.get('noisy') else ''} | "
+            f"{1e3 * r.get('chunk_R_s', r['step_s'] * r['R']) / r['R']:.2f} | "
             f"{1e3 * r['one_step_per_call_s']:.2f} | {r['R']} | "
             f"{d.get('speedup', float('nan')):.2f}x |")
     lines += ["", "Reference rows (NOT this run, NOT this hardware unless said so):", "",
@@ -530,7 +584,7 @@ def markdown(result: dict) -> str:
                          f"{v['steps_per_s']:.3g} | {v['seed_steps_per_s_per_seed']:.3g} |")
     if result.get("parts"):
         lines += ["", "## Where the time goes (parts jitted alone, one seed)", "",
-                  "| algo | size | variant | part | ms | share of step | GFLOP (XLA) | GFLOP/s | utilization |",
+                  "| algo | size | variant | part | ms | share of step | GFLOP | GFLOP/s | utilization |",
                   "|---|---|---|---|---|---|---|---|---|"]
         steps = {(r["algo"], r["size"], r["variant"]): r["step_s"] for r in result["train_step"]}
         for p in result["parts"]:
@@ -539,14 +593,14 @@ def markdown(result: dict) -> str:
                 share = f"{100 * v['s'] / step:.0f} %" if step else "-"
                 util = f"{100 * v['utilization']:.0f} %" if v.get("utilization") else "-"
                 lines.append(f"| {p['algo']} | {p['size']} | {p['variant']} | {name} | {1e3 * v['s']:.2f} | {share} | "
-                             f"{v['flops_xla'] / 1e9:.3g} | {v['flops_per_s'] / 1e9:.3g} | {util} |")
+                             f"{v['flops'] / 1e9:.3g} | {v['flops_per_s'] / 1e9:.3g} | {util} |")
     if result.get("rollout"):
         lines += ["", "## Model rollouts (jitted alone)", "",
-                  "| algo | size | selector | B x H | ms | transitions/s | GFLOP (XLA) | utilization |", "|---|---|---|---|---|---|---|---|"]
+                  "| algo | size | selector | B x H | ms | transitions/s | GFLOP | utilization |", "|---|---|---|---|---|---|---|---|"]
         for r in result["rollout"]:
             util = f"{100 * r['utilization']:.0f} %" if r.get("utilization") else "-"
             lines.append(f"| {r['algo']} | {r['size']} | {r['selector']} | {r['rollout_batch']} x {r['horizon']} | "
-                         f"{1e3 * r['s']:.1f} | {r['transitions_per_s']:.3g} | {r['flops_xla'] / 1e9:.3g} | {util} |")
+                         f"{1e3 * r['s']:.1f} | {r['transitions_per_s']:.3g} | {r['flops'] / 1e9:.3g} | {util} |")
     if result.get("dynamics"):
         lines += ["", "## Dynamics pool training", "",
                   "| size | members | hidden | member-samples/s | GFLOP/s (analytic 6 x MACs) | utilization |", "|---|---|---|---|---|---|"]
@@ -557,17 +611,30 @@ def markdown(result: dict) -> str:
     if result.get("scaling"):
         sc = result["scaling"]
         lines += ["", f"## Scaling ({sc['algo']}, base size {sc['size']}, one parameter varied)", "",
-                  "| parameter | value | step ms | GFLOP/step (XLA) | ms relative to first | FLOPs relative to first |",
+                  "| parameter | value | step ms | GFLOP/step | ms relative to first | FLOPs relative to first |",
                   "|---|---|---|---|---|---|"]
         for param, rows in sc["curves"].items():
             for r in rows:
-                lines.append(f"| {param} | {r['value']} | {1e3 * r['step_s']:.2f} | {r['flops_per_step_xla'] / 1e9:.3g} | "
-                             f"{r['step_s'] / rows[0]['step_s']:.2f} | {r['flops_per_step_xla'] / rows[0]['flops_per_step_xla']:.2f} |")
+                lines.append(f"| {param} | {r['value']} | {1e3 * r['step_s']:.2f} | {r['flops_per_step'] / 1e9:.3g} | "
+                             f"{r['step_s'] / rows[0]['step_s']:.2f} | {r['flops_per_step'] / rows[0]['flops_per_step']:.2f} |")
+    if result.get("devices"):
+        lines += ["", "## Devices (seeds laid over a device mesh; one process per count)", "",
+                  "| devices | seeds | chunk ms (R steps) | seed-steps/s | relative to 1 device |", "|---|---|---|---|---|"]
+        base = next((d["seed_steps_per_s"] for d in result["devices"] if d.get("devices") == 1 and "error" not in d), None)
+        for d in result["devices"]:
+            if "error" in d:
+                lines.append(f"| {d['devices']} | - | failed: {d['error']} | - | - |")
+                continue
+            rel = f"{d['seed_steps_per_s'] / base:.2f}x" if base else "-"
+            lines.append(f"| {d['devices']} | {d['seeds']} | {1e3 * d['chunk_s']:.1f} | {d['seed_steps_per_s']:.3g} | {rel} |")
+        lines += ["", f"Devices are {result['devices'][0].get('platform', '?')} devices"
+                  + (" forced on the host (--xla_force_host_platform_device_count): they share the same CPU cores."
+                     if result["devices"][0].get("platform") == "cpu" else ".")]
     lines += ["", "Notes: step ms = (T(R) - T(1)) / (R - 1) from chunks of R and of 1 step (one-state rollout), best of "
               "the repetitions, or T(R) / R where that difference is within the noise (`step_estimate` in the JSON); "
-              "utilization = XLA FLOPs / time / matmul FLOP/s measured at the start of this run. 'chunked' = the "
-              "successors' soft value evaluated in chunks (an experiment, not the library's code path); its FLOPs "
-              "are the fused variant's (XLA counts a lax.map body once). The machine is shared: see the load "
+              "utilization = FLOPs (jaxpr count) / time / matmul FLOP/s timed interleaved with the row. 'chunked' = "
+              "the successors' soft value evaluated in chunks of --chunk-states states; its FLOPs are counted per "
+              "chunk (they match the one-batch variant's). The machine is shared: see the load "
               "average; on a loaded machine every figure moves by tens of percent between runs.", ""]
     return "\n".join(lines)
 
@@ -586,7 +653,7 @@ def plots(result: dict, out_dir: str) -> list[str]:
         for ax, (param, rows) in zip(axes[0], curves.items()):
             x = np.asarray([r["value"] for r in rows], float)
             t = np.asarray([r["step_s"] for r in rows])
-            f = np.asarray([r["flops_per_step_xla"] for r in rows])
+            f = np.asarray([r["flops_per_step"] for r in rows])
             ax.plot(x, t / t[0], "o-", label="step time")
             ax.plot(x, f / f[0], "s--", label="FLOPs (XLA)")
             ax.plot(x, x / x[0], ":", color="gray", label="proportional")
@@ -665,7 +732,7 @@ def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
         log(f"[{size_name}] dynamics pool of {n_pool}: {dyn['member_samples_per_s']:.3g} member-samples/s "
             f"({time.perf_counter() - t0:.1f} s)")
         bench = Bench(size, dataset, pool, options.reps, peak, counts_once, options.chunk_states,
-                      max_seeds=max(options.seeds))
+                      max_seeds=max(options.seeds), matmul_n=options.matmul_n, noisy=options.noisy)
         for algo in options.algos:
             for variant in options.variants:
                 t0 = time.perf_counter()
@@ -689,6 +756,17 @@ def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
             curves = bench_scaling(bench, options.scaling_algo, options.scaling_grid, options.scaling_steps)
             result["scaling"] = {"algo": options.scaling_algo, "size": size_name, "curves": curves}
             log(f"[{size_name}] scaling done ({time.perf_counter() - t0:.1f} s)")
+    if options.devices:
+        t0 = time.perf_counter()
+        size = SIZES[options.sizes[0]]
+        agent = {**dataclasses.asdict(size), "algo": options.algos[0]}
+        agent = {k: (list(v) if isinstance(v, tuple) else v) for k, v in agent.items()
+                 if k in size.agent_overrides() or k == "algo"}
+        result["devices"] = devices_bench.devices_row(options.devices, seeds=max(options.devices), steps=options.steps,
+                                                      reps=options.reps, agent=agent)
+        log(f"[{size.name}] devices {options.devices}: " + ", ".join(
+            f"{d.get('seed_steps_per_s', float('nan')):.3g}" for d in result["devices"])
+            + f" seed-steps/s ({time.perf_counter() - t0:.1f} s)")
     result["load_average_end"] = list(os.getloadavg())
     # the machine may be shared: a second matmul at the end shows how much the load moved
     result["matmul_end"] = matmul_throughput(options.matmul_n, options.reps + 2)
@@ -720,6 +798,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--scaling-algo", default="pmdb")
     p.add_argument("--scaling-steps", type=int, default=2)
     p.add_argument("--matmul-n", type=int, default=2048)
+    p.add_argument("--noisy", type=float, default=0.2,
+                   help="flag a row noisy when its interleaved matmul readings spread by more than this fraction")
+    p.add_argument("--devices", type=int, nargs="*", default=[1, 2, 4],
+                   help="device counts of the devices row (forced host devices on CPU; none: skip it)")
     p.add_argument("--quick", action="store_true",
                    help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only: < 2 min on 2 cores")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/)")
@@ -729,7 +811,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if o.quick:  # every distinct trainer costs a ~10 s compile here: few of them
         if not any(a == "--algos" or a.startswith("--algos=") for a in argv):
             o.algos = ["pmdb", "pspo"]
-        o.sizes, o.steps, o.reps, o.seeds, o.matmul_n = ["tiny"], 2, 2, [1, 2], 512
+        o.steps, o.reps, o.seeds, o.matmul_n = 2, 2, [1, 2], 512
+        if not any(a == "--sizes" or a.startswith("--sizes=") for a in argv):
+            o.sizes = ["tiny"]
         o.scaling_size, o.scaling_steps = "tiny", 2
         o.scaling_grid = {"num_candidates": (2, 4)}
     problems = []
@@ -746,6 +830,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             problems.append(f"unknown variant {v!r} (choose fused or chunked)")
     if o.scaling and o.scaling_size not in o.sizes:
         problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {o.sizes} (or pass --no-scaling)")
+    if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):
+        problems.append(f"--devices {o.devices}: each count must divide the largest (its seed count)")
     if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):
         problems.append("--steps, --reps, --scaling-steps and --seeds must be >= 1")
     if "pmdb" in o.algos or (o.scaling and o.scaling_algo == "pmdb"):

@@ -55,7 +55,8 @@ def test_bad_options_raise_one_clear_error(argv, words):
 
 def test_quick_run_writes_json_markdown_and_plots(tmp_path):
     out = str(tmp_path / "bench")
-    argv = ["--quick", "--algos", "pspo", "--scaling-algo", "pspo", "--out", out, "--silent"]
+    # the devices row (one process per device count) is covered by tests/test_sharding.py
+    argv = ["--quick", "--algos", "pspo", "--scaling-algo", "pspo", "--out", out, "--silent", "--devices"]
     result = throughput.run(throughput.parse_args(argv), argv)
 
     files = sorted(os.listdir(out))
@@ -77,10 +78,16 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
 
     (step,) = saved["train_step"]
     assert step["algo"] == "pspo" and step["size"] == "tiny" and step["R"] == 2
-    for key in ("step_s", "steps_per_s", "flops_per_step_xla", "flops_per_s", "utilization",
-                "one_step_per_call_s", "dispatch", "step_estimate"):
+    for key in ("step_s", "steps_per_s", "flops_per_step", "flops_per_step_xla", "flops_per_s", "utilization",
+                "matmul_flops_per_s", "noisy", "one_step_per_call_s", "dispatch", "step_estimate"):
         assert key in step, key
-    assert step["flops_per_step_xla"] > 0 and step["step_s"] > 0
+    assert step["flops_per_step"] > 0 and step["step_s"] > 0
+    # utilization is against the matmul timed in rounds between the row's chunks
+    ref = step["reference"]
+    assert len(ref["timed_rounds_s"]) == 2 and len(ref["matmul_rounds_flops_per_s"]) == 3
+    assert step["matmul_flops_per_s"] == max(ref["matmul_rounds_flops_per_s"])
+    assert step["utilization"] == pytest.approx(step["flops_per_s"] / step["matmul_flops_per_s"])
+    assert step["noisy"] == (ref["spread"] > 0.2)
     assert step["steps_per_s"] == pytest.approx(1.0 / step["step_s"])
     assert set(step["seeds"]) == {"1", "2"}
     assert step["seeds"]["2"]["steps_per_s"] == pytest.approx(2 * 2 / step["seeds"]["2"]["chunk_s"])
@@ -99,7 +106,7 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
     curves = saved["scaling"]["curves"]
     assert [r["value"] for r in curves["num_candidates"]] == [2, 4]
     # more candidates never means fewer FLOPs (XLA's own count, not a speed)
-    assert curves["num_candidates"][1]["flops_per_step_xla"] > curves["num_candidates"][0]["flops_per_step_xla"]
+    assert curves["num_candidates"][1]["flops_per_step"] > curves["num_candidates"][0]["flops_per_step"]
     assert any(r["ms_per_step"] == 112.1 and "OTHER HARDWARE" in r["what"] for r in saved["reference_rows"])
 
     with open(os.path.join(out, "throughput.md")) as f:
@@ -109,3 +116,18 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
     assert "OTHER HARDWARE" in md and "112.1" in md
     assert env["device_kind"] in md and f"jax {jax.__version__}" in md
     assert result["out_dir"] == out
+
+
+def test_parts_flops_of_the_chunked_variant_agree_with_the_one_batch_variant():
+    """Issue 15: a part whose soft value runs in lax.map chunks is counted per chunk, so its
+    FLOPs equal the one-batch variant's (XLA's own count sees one chunk: far below)."""
+    size = throughput.SIZES["tiny"]
+    dataset = throughput.synthetic_dataset(size.num_data)
+    pool, _ = throughput.dynamics_bench(dataset, size, size.num_active)
+    bench = throughput.Bench(size, dataset, pool, reps=1, peak=1.0, counts_once=True, chunk_states=2)
+    fused = throughput.bench_parts(bench, "pspo", "fused")
+    chunked = throughput.bench_parts(bench, "pspo", "chunked")
+    assert set(fused) == set(chunked) == {"model_target", "real_target", "belief_update"}
+    for name in fused:
+        assert abs(chunked[name]["flops"] - fused[name]["flops"]) <= 0.05 * fused[name]["flops"], name
+    assert chunked["model_target"]["flops_xla"] < 0.8 * fused["model_target"]["flops_xla"]  # the old undercount
