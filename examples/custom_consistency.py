@@ -50,9 +50,9 @@ def tiny_dataset(num: int = 2000, seed: int = 0) -> Dataset:
                                next_observations=nxt, name="tiny-1d", drop_timeouts=False)
 
 
-def main(consistency: str = "rms", chunks: int = 2, seed: int = 0) -> dict:
-    """Trains PSPO with the named consistency metric at a tiny size; returns the last chunk's
-    metrics and the final belief of seed 0."""
+def main(consistency: str = "rms", chunks: int = 2, seed: int = 0, belief: str | None = None) -> dict:
+    """Trains PSPO with the named consistency metric (and belief rule; None = PSPO's default)
+    at a tiny size; returns the last chunk's metrics and the final belief of seed 0."""
     ds = tiny_dataset()
     pool, _ = dynamics.train_pool(
         jax.random.PRNGKey(seed), ds.observations, ds.actions, ds.rewards, ds.next_observations,
@@ -60,7 +60,8 @@ def main(consistency: str = "rms", chunks: int = 2, seed: int = 0) -> dict:
     config = algo_config(
         "pspo", consistency=consistency, num_active=3, critic_hidden=(32, 32), policy_hidden=(32, 32),
         real_batch=32, model_batch=32, num_candidates=4, num_next_samples=2, rollout_batch=32,
-        rollout_horizon=2, buffer_capacity=512, consistency_batch=16, bc_steps=20, steps_per_chunk=20)
+        rollout_horizon=2, buffer_capacity=512, consistency_batch=16, bc_steps=20, steps_per_chunk=20,
+        **({} if belief is None else {"belief": belief}))
     trainer = make_trainer(config, ds, pool, termination.no_termination)
     states = trainer.init_seeds(jax.random.PRNGKey(seed)[None])
     metrics = {}

@@ -42,13 +42,13 @@ def test_custom_consistency_example_trains_pspo_with_its_metric():
 
 def test_a_metric_registered_outside_the_library_decides_the_belief():
     # A planted metric through the same public API: d = (0, 5, 5) whatever the data, so the
-    # Gibbs belief (lam = 1) must be softmax(-d) exactly; any other belief means the configured
-    # metric was not the one used.
+    # raw Gibbs belief (belief="gibbs", lam = 1) must be softmax(-d) exactly; any other belief
+    # means the configured metric was not the one used.
     name = "planted-for-test"
     if name not in posterior.CONSISTENCY:
         @posterior.register_consistency(name)
         def planted(member_y, observed_y):
             return jnp.zeros(member_y.shape[:1]).at[1:].set(5.0) + 0.0 * jnp.mean(observed_y)
 
-    out = EXAMPLE.main(consistency=name, chunks=1)
+    out = EXAMPLE.main(consistency=name, chunks=1, belief="gibbs")
     np.testing.assert_allclose(out["belief"], np.asarray(jax.nn.softmax(-jnp.array([0.0, 5.0, 5.0]))), rtol=1e-5)
