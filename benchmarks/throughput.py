@@ -1,7 +1,7 @@
 """Throughput of the jitted train step, model rollouts and dynamics training (issue 8).
 
     python -m benchmarks.throughput                      # RRPI, PSPO, PMDB at small + paper sizes
-    python -m benchmarks.throughput --quick              # < 2 min on 2 CPU cores (tiny sizes)
+    python -m benchmarks.throughput --quick              # tiny sizes; ~14 min on 2 shared cores (load 15-20)
     python -m benchmarks.throughput --algos pmdb --sizes paper --steps 3 --reps 2 --seeds 1
 
 What is measured (all after compilation, every call ended by `jax.block_until_ready`):
@@ -803,7 +803,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--devices", type=int, nargs="*", default=[1, 2, 4],
                    help="device counts of the devices row (forced host devices on CPU; none: skip it)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only: < 2 min on 2 cores")
+                   help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only, devices 1, 2, 4 (--devices with no count skips them)")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/)")
     p.add_argument("--silent", action="store_true", help="no progress or table on the terminal")
     o = p.parse_args(list(argv))
