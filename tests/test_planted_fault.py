@@ -154,6 +154,13 @@ def test_pspo_drops_the_planted_member_and_acts_optimally(trained):
     assert float(state.belief[wrong]) <= bound
     for m in trained["history"][1:]:
         assert m["member_pick_frac"][wrong] <= bound
+    # the chunk diagnostics (Figure 3) come out of the train step: the chunk-mean belief's
+    # largest weight is on a correct member, the rank correlation is a correlation
+    last = trained["history"][-1]
+    assert float(last["posterior_belief"][wrong]) <= bound
+    np.testing.assert_allclose(float(np.sum(last["posterior_belief"])), 1.0, rtol=1e-5)
+    assert int(last["posterior_argmax"]) == int(np.argmax(last["posterior_belief"])) != wrong
+    assert -1.0 <= float(last["target_uncertainty_spearman"]) <= 1.0
     s = jnp.linspace(-0.9, 0.9, 7)[:, None]
     greedy = np.asarray(trainer.act(state.policy, s, trainer.data))[:, 0]
     np.testing.assert_allclose(greedy, A_STAR, atol=0.1)
