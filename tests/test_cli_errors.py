@@ -96,6 +96,10 @@ CASES = {
     "unknown-field": (lambda t: ["--agent.kht", "3"], "did you mean --agent.kth?"),
     "bad-value": (lambda t: ["--run.total_steps", "many"], "--run.total_steps"),
     "registry-refuses-value": (lambda t: ["--agent.selector", "best"], "is not a registered selector"),
+    "field-without-effect": (lambda t: ["--algo", "bc", "--agent.selector", "worst"],
+                             "--agent.selector has no effect on --algo bc"),
+    "dynamics-field-without-model": (lambda t: ["--algo", "bc", "--dynamics.max_epochs", "3"],
+                                     "--dynamics.max_epochs has no effect on --algo bc"),
     "wrong-widths": (lambda t: ["--dataset", str(write_d4rl(t / "walker.hdf5")), "--eval-env", "Walker2d-v4"],
                      "has observations of width 11 and actions of width 3, but the evaluation environment "
                      "Walker2d-v4 expects 17 and 6"),

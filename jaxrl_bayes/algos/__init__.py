@@ -72,8 +72,14 @@ def algo_needs_model(name: str | AgentConfig) -> bool:
     return PARTS.lookup(algo, "agent.algo").needs_model
 
 
+def fields_without_effect(config: AgentConfig, names) -> list[str]:
+    """Those of the AgentConfig field `names` that `config.algo` never reads (sorted)."""
+    reads = PARTS.lookup(config.algo, "agent.algo").reads
+    return [] if reads is None else sorted(set(names) - reads)
+
+
 __all__ = [
     "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "Parts", "Trainer", "TrainData", "TrainState",
-    "algo_config", "algo_needs_model", "make_train", "make_train_data", "make_trainer", "parts_for",
+    "algo_config", "algo_needs_model", "fields_without_effect", "make_train", "make_train_data", "make_trainer", "parts_for",
     "register_algorithm", "register_belief", "register_consistency", "register_selector",
 ]

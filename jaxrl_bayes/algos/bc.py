@@ -72,5 +72,8 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
                       functools.partial(run_chunk, config, nets, tx))
 
 
-PARTS.register("bc", Parts(needs_model=False, build=build))
+# every AgentConfig field that build/init_state/run_chunk (and make_train_data) read
+READS = frozenset({"algo", "policy_hidden", "bc_lr", "bc_batch", "steps_per_chunk"})
+
+PARTS.register("bc", Parts(needs_model=False, build=build, reads=READS))
 register_algorithm("bc", algo="bc")

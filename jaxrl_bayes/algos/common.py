@@ -49,12 +49,15 @@ class Parts(NamedTuple):
     needs_model: trains through a dynamics pool (False: BC; the CLI then skips pool training).
     build: a trainer builder replacing the shared one, (config, dataset, pool, termination_fn,
       active_key) -> Trainer (BC, which has no critic).
+    reads: the AgentConfig fields the algorithm reads (None: all of them). A caller that sets
+      another field explicitly is told that it has no effect (`algos.fields_without_effect`).
     """
 
     reference: Callable[..., tuple[jax.Array, jax.Array]] | None = None
     needs_behaviour: bool = False
     needs_model: bool = True
     build: Callable[..., Any] | None = None
+    reads: frozenset[str] | None = None
 
 
 # algorithm parts by AgentConfig.algo; filled by rrpi.py, pspo.py, bc.py
