@@ -2,7 +2,7 @@
 
 A trained agent acts with tanh(mean) of its tanh-Gaussian policy (`networks.TanhGaussianPolicy`)
 applied to normalized observations (obs - obs_mean) / obs_std, which is exactly
-`algos.common.Trainer.act(policy_params, obs, data)` (ALGORITHMS.md §6, "the deployed policy").
+`algos.train.act` (what `Trainer.act_fn(policy_params)` calls) (ALGORITHMS.md §6, "the deployed policy").
 `save_policy` writes those parameters and normalizers to one NumPy `.npz` file (no pickle:
 plain float32 arrays plus a JSON header stored as UTF-8 bytes), atomically
 (`jaxrl_bayes.io.atomic_open`); `load_policy` reads it back as a `DeployedPolicy` whose
