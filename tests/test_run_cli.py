@@ -39,6 +39,9 @@ TINY = ["--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics
         "--agent.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",
         "--agent.bc_steps", "20", "--agent.buffer_capacity", "1000", "--dynamics.num_members", "3",
         "--run.eval_episodes", "20", "--run.eval_every_chunks", "1", "--run.no_progress"]
+# bc trains no model: the model fields of TINY would be refused ("has no effect on --algo bc")
+TINY_BC = ["--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--agent.policy_hidden", "32", "32",
+           "--run.eval_episodes", "20", "--run.eval_every_chunks", "1", "--run.no_progress"]
 
 
 class _Stop(Exception):
@@ -412,7 +415,7 @@ def test_local_file_without_an_evaluation_environment_trains_and_says_so(caches,
         f["terminals"] = np.arange(n) % 100 == 99  # three episodes of 100 steps
     out = tmp_path / "run"
     pools_before = sorted(Path(os.environ["JAXRL_BAYES_CACHE"]).rglob("*"))
-    assert run_mod.main([*TINY, "--algo", "bc", "--dataset", str(tmp_path / "mine.hdf5"), "--run.total_steps", "40",
+    assert run_mod.main([*TINY_BC, "--algo", "bc", "--dataset", str(tmp_path / "mine.hdf5"), "--run.total_steps", "40",
                          "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
