@@ -152,11 +152,12 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     sources.update({name: "command line" for name in given if name.split(".")[0] in config.SECTIONS})
     ignored = ["agent." + n for n in algos.fields_without_effect(
         cfg.agent, [g.split(".", 1)[1] for g in given if g.startswith("agent.")])]
-    if not algos.algo_needs_model(cfg.agent):
+    no_model = not algos.algo_needs_model(cfg.agent)
+    if no_model:
         ignored += sorted(g for g in given if g.startswith("dynamics."))
     if ignored:
-        raise config.UsageError(f"--{ignored[0]} has no effect on --algo {cfg.run.algo} (it trains no model and "
-                                f"reads only its policy, batch and learning-rate fields); drop "
+        why = " (it trains no dynamics model)" if no_model else ""
+        raise config.UsageError(f"--{ignored[0]} has no effect on --algo {cfg.run.algo}{why}; drop "
                                 f"{', '.join('--' + n for n in ignored)}")
     if first.resume is not None:
         diffs = config.config_diff(saved.to_json(), cfg.to_json())
