@@ -572,6 +572,15 @@ def select(pool: DynamicsPool, members: jax.Array) -> DynamicsPool:
     )
 
 
+def _member_gaussians(pool: DynamicsPool, x: jax.Array, shared_inputs: bool) -> tuple[jax.Array, jax.Array]:
+    """Means and stds of [Δs, r] in original units, [P, R, D] each, from raw inputs concat(s, a):
+    x [R, in] seen by every member, or [P, R, in] one batch per member (`shared_inputs` False)."""
+    x = (x - pool.input_mean) / pool.input_std
+    module = member_module(pool.config, pool.obs_dim)
+    mean, logstd = _member_outputs(module, pool.params, pool.max_logstd, pool.min_logstd, x, shared_inputs)
+    return mean * pool.target_std + pool.target_mean, jnp.exp(logstd) * pool.target_std
+
+
 def predict(pool: DynamicsPool, obs: jax.Array, act: jax.Array, members: Optional[jax.Array] = None) -> Prediction:
     """Gaussian predictions of every requested member, in original units.
 
@@ -590,11 +599,7 @@ def predict(pool: DynamicsPool, obs: jax.Array, act: jax.Array, members: Optiona
     chex.assert_equal_shape_prefix((obs, act), obs.ndim - 1)
     batch_shape = obs.shape[:-1]
     x = jnp.concatenate([obs, act], axis=-1).reshape(-1, pool.obs_dim + pool.act_dim)
-    x = (x - pool.input_mean) / pool.input_std
-    module = member_module(pool.config, pool.obs_dim)
-    mean, logstd = _member_outputs(module, pool.params, pool.max_logstd, pool.min_logstd, x, True)
-    mean = mean * pool.target_std + pool.target_mean
-    std = jnp.exp(logstd) * pool.target_std
+    mean, std = _member_gaussians(pool, x, shared_inputs=True)
     n = mean.shape[0]
     mean = mean.reshape((n,) + batch_shape + (pool.obs_dim + 1,))
     std = std.reshape((n,) + batch_shape + (pool.obs_dim + 1,))
@@ -638,6 +643,49 @@ def sample(
     shape = (1 if common_noise else mean.shape[0], num_samples) + mean.shape[2:]
     draw = mean + std * jax.random.normal(key, shape, mean.dtype)
     return Sample(next_obs=draw[..., :-1], reward=draw[..., -1])
+
+
+class OpenLoopError(NamedTuple):
+    """Per-member errors of open-loop model rollouts along logged action sequences (H steps)."""
+
+    obs_rmse: jax.Array  # [P, H] RMS over segments and dimensions of (s_hat_h - s_h) / obs_scale
+    reward_mae: jax.Array  # [P, H] mean |r_hat_h - r_h| over segments, raw reward units
+
+
+def open_loop_error(pool: DynamicsPool, obs0: jax.Array, actions: jax.Array, next_obs: jax.Array,
+                    rewards: jax.Array, obs_scale: jax.Array) -> OpenLoopError:
+    """How far each member's own rollout drifts from logged trajectories (compounding error).
+
+    Every member starts at the logged s_0 and feeds its own mean prediction back in
+    (s_hat_{h+1} = s_hat_h + E_m[Δs | s_hat_h, a_h], the logged actions a_h; no sampling noise),
+    with `lax.scan` over the H steps. Step h compares s_hat_{h+1} and r_hat_h with the logged
+    s_{h+1} and r_h. Step 0 is the one-step error of `predict`; later steps show how the error
+    compounds over a rollout horizon. Pure and jittable.
+
+    Args:
+      pool: a pool of P members.
+      obs0: [B, obs_dim] logged start states.
+      actions: [B, H, act_dim] logged actions.
+      next_obs: [B, H, obs_dim] logged next states (s_1 .. s_H).
+      rewards: [B, H] logged raw rewards.
+      obs_scale: [obs_dim] per-dimension scale of the state error (e.g. the data's state std).
+    Returns:
+      OpenLoopError with [P, H] arrays.
+    """
+    num = pool.val_mse.shape[0]
+
+    def step(s_hat, logged):
+        a, s_true, r_true = logged  # [B, A], [B, S], [B]
+        x = jnp.concatenate([s_hat, jnp.broadcast_to(a, s_hat.shape[:-1] + a.shape[-1:])], axis=-1)
+        mean, _ = _member_gaussians(pool, x, shared_inputs=False)
+        s_next = s_hat + mean[..., :-1]
+        err = (s_next - s_true) / obs_scale
+        return s_next, (jnp.sqrt(jnp.mean(err**2, axis=(1, 2))), jnp.mean(jnp.abs(mean[..., -1] - r_true), axis=1))
+
+    s0 = jnp.broadcast_to(obs0, (num,) + obs0.shape)
+    logged = (jnp.swapaxes(actions, 0, 1), jnp.swapaxes(next_obs, 0, 1), jnp.swapaxes(rewards, 0, 1))
+    _, (obs_rmse, reward_mae) = jax.lax.scan(step, s0, logged)
+    return OpenLoopError(obs_rmse=obs_rmse.T, reward_mae=reward_mae.T)
 
 
 # ----------------------------------------------------------------------------- files

@@ -21,6 +21,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
+from jaxrl_bayes.data.dataset import episode_breaks
+
 ActFn = Callable[[Any], Any]
 # At most this many sub-environments unless asked (BENCHMARKS.md: >= 10 locomotion episodes).
 DEFAULT_NUM_ENVS = 10
@@ -182,12 +184,8 @@ def episode_returns(observations, next_observations, rewards, terminals) -> np.n
     Returns:
       float64 array [num_complete_episodes] in data order (may be empty).
     """
-    obs, next_obs = np.asarray(observations), np.asarray(next_observations)
     rewards = np.asarray(rewards, dtype=np.float64)
-    terminals = np.asarray(terminals).astype(bool)
-    jumps = np.zeros(len(rewards), dtype=bool)
-    jumps[:-1] = np.any(next_obs[:-1] != obs[1:], axis=-1)
-    ends = np.flatnonzero(terminals | jumps)
+    ends = np.flatnonzero(episode_breaks(observations, next_observations, terminals))
     if ends.size == 0:
         return np.zeros(0, dtype=np.float64)
     sums = np.cumsum(rewards)[ends]

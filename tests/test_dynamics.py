@@ -349,3 +349,56 @@ def test_the_fewest_transitions_train_and_use_the_one_standardiser():
     mean, std = mean_std(np.concatenate([s, a], axis=1)[train].astype(np.float64))
     np.testing.assert_array_equal(pool.input_mean, mean)
     np.testing.assert_array_equal(pool.input_std, std)
+
+
+# ----------------------------------------------------------------------------- open-loop error
+
+
+def test_open_loop_error_is_zero_for_the_member_that_generated_the_data_and_compounds_for_others(trained):
+    """Planted truth: the logged trajectory IS member 0's own mean rollout, so its open-loop error
+    is exactly 0 at every step; member 1's first-step error equals its one-step `predict` error,
+    and every later step matches a hand-written loop of `predict` calls."""
+    pool, _, _ = trained
+    rng = np.random.default_rng(3)
+    batch, horizon = 64, 4
+    s0 = rng.normal(size=(batch, OBS_DIM)).astype(np.float32)
+    acts = rng.uniform(-1, 1, size=(batch, horizon, ACT_DIM)).astype(np.float32)
+    s, traj, rews = s0, [], []
+    for h in range(horizon):  # member 0's mean rollout, one predict call per step
+        p = PREDICT(pool, s, acts[:, h])
+        s = np.asarray(p.next_obs_mean[0])
+        traj.append(s)
+        rews.append(np.asarray(p.reward_mean[0]))
+    traj, rews = np.stack(traj, 1), np.stack(rews, 1)
+    scale = np.array([1.0, 2.0, 0.5], np.float32)
+    err = jax.jit(dyn.open_loop_error)(pool, s0, acts, traj, rews, scale)
+    assert err.obs_rmse.shape == (CONFIG.num_members, horizon) == err.reward_mae.shape
+    np.testing.assert_allclose(err.obs_rmse[0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(err.reward_mae[0], 0.0, atol=1e-5)
+    # member 1 by hand: its own rollout fed back through predict
+    s, want_obs, want_rew = s0, [], []
+    for h in range(horizon):
+        p = PREDICT(pool, s, acts[:, h])
+        s = np.asarray(p.next_obs_mean[1])
+        want_obs.append(np.sqrt(np.mean(((s - traj[:, h]) / scale) ** 2)))
+        want_rew.append(np.mean(np.abs(np.asarray(p.reward_mean[1]) - rews[:, h])))
+    np.testing.assert_allclose(err.obs_rmse[1], want_obs, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(err.reward_mae[1], want_rew, rtol=1e-4, atol=1e-6)
+    assert float(err.obs_rmse[1, 0]) > 0
+
+
+def test_consecutive_segments_never_cross_a_terminal_or_a_jump():
+    from jaxrl_bayes.data.dataset import consecutive_segments, episode_breaks
+
+    # rows 0-4 one episode ending in a terminal at 4; rows 5-7 end in a jump at 7; rows 8-11 go on
+    obs = np.arange(12, dtype=np.float32)[:, None]
+    nxt = obs + 1
+    nxt[7] = 99.0  # jump: row 7's next is not row 8's observation
+    term = np.zeros(12)
+    term[4] = 1
+    assert episode_breaks(obs, nxt, term).nonzero()[0].tolist() == [4, 7]
+    rows = consecutive_segments(obs, nxt, term, 3, 500, seed=0)
+    assert {int(r[0]) for r in rows} == {0, 1, 2, 5, 8, 9}  # every valid start, nothing else
+    np.testing.assert_array_equal(rows[:, 1:] - rows[:, :-1], 1)
+    with pytest.raises(DatasetError, match="shorter horizon"):
+        consecutive_segments(obs, nxt, term, 6, 10)

@@ -492,6 +492,16 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert evaluate_mod.main(["--policy", str(out), "--episodes", "20", "--seed", str(results.eval_seed(0, 0, True))]) == 0
     printed = capsys.readouterr().out
     assert f"{eps.returns.mean():10.3f}" in printed and f"{eps.returns.mean() / 2:10.2f}" in printed
+    # experiments.diagnose reads the run: its pool rolled along the file's stretches, Q against the MC return
+    from experiments import diagnose as diagnose_mod
+
+    before = sorted(p.name for p in out.iterdir())
+    assert diagnose_mod.main(["--run-dir", str(out), "--horizon", "3", "--segments", "40"]) == 0
+    report = json.loads((out / "diagnosis.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(before + ["diagnosis.json"])
+    assert report["model_error"]["members"] == 3 and len(report["model_error"]["obs_rmse_in_data_std"]["median"]) == 3
+    assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
+    assert "Q / MC" in capsys.readouterr().out
 
 
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):

@@ -198,6 +198,39 @@ class Dataset:
         )
 
 
+def episode_breaks(observations, next_observations, terminals) -> np.ndarray:
+    """[n] bool, True at each row that ends its stretch of consecutive transitions: a terminal,
+    or a jump (row i's next observation is not row i+1's observation, e.g. at a timeout). The
+    last row is not marked (its stretch may go on beyond the data)."""
+    obs, next_obs = np.asarray(observations), np.asarray(next_observations)
+    breaks = np.asarray(terminals).astype(bool).copy()
+    breaks[:-1] |= np.any(next_obs[:-1] != obs[1:], axis=-1)
+    return breaks
+
+
+def consecutive_segments(observations, next_observations, terminals, horizon: int, num: int,
+                         seed: int = 0) -> np.ndarray:
+    """Row indices [num, horizon] of random stretches of `horizon` consecutive transitions.
+
+    Rows t .. t+horizon-1 qualify when none of t .. t+horizon-2 ends its stretch
+    (`episode_breaks`); the last row may terminate. Starts are drawn uniformly with replacement.
+
+    Raises:
+      DatasetError: no stretch of `horizon` consecutive transitions exists.
+    """
+    breaks = episode_breaks(observations, next_observations, terminals)
+    n = breaks.shape[0]
+    if horizon < 1 or n < horizon:
+        raise DatasetError(f"no {horizon} consecutive transitions in {n} rows; use a shorter horizon")
+    count = np.concatenate([[0], np.cumsum(breaks)])  # count[i] = breaks in rows < i
+    starts = np.arange(n - horizon + 1)
+    ok = count[starts + horizon - 1] - count[starts] == 0
+    if not ok.any():
+        raise DatasetError(f"no episode stretch has {horizon} consecutive transitions; use a shorter horizon")
+    picks = np.random.default_rng(seed).choice(starts[ok], size=num)
+    return picks[:, None] + np.arange(horizon)[None, :]
+
+
 def reward_normalizer(r_min: float, r_max: float, mode: str = "pmdb") -> tuple[float, float]:
     """The (shift, scale) of the learning reward units r~ = (r - shift) / scale.
 

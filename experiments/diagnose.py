@@ -1,0 +1,182 @@
+"""`python -m experiments.diagnose --run-dir RUN_DIR`: why a run scores what it scores (issue 11 item 2).
+
+    python -m experiments.diagnose --run-dir runs/<dataset>/<run>
+    python -m experiments.diagnose --run-dir runs/<dataset>/<run> --horizon 10 --segments 2000
+
+Reads a run directory written by `python -m experiments.run` (config.json, dynamics.json,
+metrics.jsonl) and reports, as a table on the terminal and in `diagnosis.json` (written
+atomically; nothing else in the run directory changes):
+
+- model error along rollouts: each member of the run's pool rolled open loop along logged
+  action sequences of the dataset (`dynamics.open_loop_error`), state RMSE in data-std units
+  and reward error against the data's reward std, per step h = 1 .. --horizon, marking the
+  run's rollout horizon;
+- the value against reality: mean Q on model states (`q_model_mean`) and on real states next to
+  the discounted Monte Carlo return of the evaluation episodes (`eval/mc_value_mean`), both in
+  learning units, at every evaluation (PSPO Figure 2 / RRPI: predicted above actual is the
+  healthy sign; far below means the value has not propagated);
+- the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
+  valid, the real/model ratio (`agent.real_weight`, batches) and the rollout horizon.
+
+The math lives in the library (`jaxrl_bayes.dynamics.open_loop_error`,
+`jaxrl_bayes.data.dataset.consecutive_segments`); this module only reads files and prints.
+Exit codes: 0 done, 2 user error (not a run directory, missing pool file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from experiments import cli, config, rundir
+from jaxrl_bayes import dynamics
+from jaxrl_bayes.checkpoint import atomic_write_json
+from jaxrl_bayes.data.dataset import consecutive_segments
+from jaxrl_bayes.errors import UserError
+
+PROG = "python -m experiments.diagnose"
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Diagnose a run: model error along rollouts, Q against Monte Carlo returns, temperature,
+    rollout horizon and real/model ratio. Example: python -m experiments.diagnose --run-dir runs/<dataset>/<run>"""
+
+    run_dir: str  # a run directory written by python -m experiments.run
+    horizon: int = 10  # open-loop steps to measure (at least the run's rollout horizon is useful)
+    segments: int = 1000  # logged stretches of `horizon` consecutive transitions to roll along
+    seed: int = 0  # which stretches
+    debug: bool = False  # print the traceback of a user error too
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    args = cli.parse(Args, argv, prog=PROG, description=Args.__doc__)
+    if args is None:
+        return 0
+    if args.horizon < 1 or args.segments < 1:
+        raise UserError("--horizon and --segments must be >= 1")
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json); pass the directory "
+                        "python -m experiments.run wrote")
+    cfg = config.from_json(rundir.read_json(run_dir / "config.json", "run config"), str(run_dir / "config.json"))
+    report = diagnose(run_dir, cfg, args.horizon, args.segments, args.seed)
+    atomic_write_json(run_dir / "diagnosis.json", report)
+    print(markdown(report))
+    print(f"\nwritten: {run_dir / 'diagnosis.json'}")
+    return 0
+
+
+def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> dict:
+    """The report as a JSON-ready dict (see the module docstring)."""
+    out: dict[str, Any] = {"run_dir": str(run_dir), "dataset": cfg.run.dataset, "algo": cfg.run.algo,
+                           "rollout_horizon": cfg.agent.rollout_horizon, "real_weight": cfg.agent.real_weight,
+                           "real_batch": cfg.agent.real_batch, "model_batch": cfg.agent.model_batch,
+                           "discount": cfg.agent.discount}
+    out["model_error"] = model_error(run_dir, cfg, horizon, segments, seed)
+    out["value_vs_return"], out["training"] = from_metrics(run_dir)
+    return out
+
+
+def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> Optional[dict]:
+    """Open-loop error per step of every pool member along logged stretches, or None (no pool)."""
+    dyn_file = run_dir / "dynamics.json"
+    if not dyn_file.is_file():
+        return None  # bc: no model
+    info = rundir.read_json(dyn_file, "dynamics record")
+    pool_file = Path(info.get("pool_file", ""))
+    if not pool_file.is_file():
+        raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
+                        "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
+    import jax
+
+    pool = dynamics.load_pool(pool_file)
+    dataset = config.get_spec(cfg.run).load()  # validated as in experiments.run
+    obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
+    rows = consecutive_segments(obs, nxt, np.asarray(dataset.terminals), horizon, segments, seed)
+    err = jax.jit(dynamics.open_loop_error)(
+        pool, obs[rows[:, 0]], np.asarray(dataset.actions)[rows], nxt[rows], np.asarray(dataset.rewards)[rows],
+        np.asarray(dataset.obs_std))
+    obs_rmse, reward_mae = np.asarray(err.obs_rmse), np.asarray(err.reward_mae)
+    reward_std = float(np.std(np.asarray(dataset.rewards)))
+    return {
+        "members": int(obs_rmse.shape[0]),
+        "segments": int(segments),
+        "obs_rmse_in_data_std": {"median": np.median(obs_rmse, 0).tolist(), "min": obs_rmse.min(0).tolist(),
+                                 "max": obs_rmse.max(0).tolist()},
+        "reward_mae_raw": {"median": np.median(reward_mae, 0).tolist(), "min": reward_mae.min(0).tolist(),
+                           "max": reward_mae.max(0).tolist()},
+        "reward_std_raw": reward_std,
+        "member_spread_at_horizon": float(obs_rmse[:, -1].max() / max(obs_rmse[:, -1].min(), 1e-12)),
+    }
+
+
+def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
+    """(Q against the Monte Carlo return at each evaluation, last-chunk training figures)."""
+    path = run_dir / "metrics.jsonl"
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+    evals = [{"step": r["step"], "q_model_mean": r.get("q_model_mean"), "q_real_mean": r.get("q_real_mean"),
+              "mc_value_mean": r["eval/mc_value_mean"], "normalized_mean": r.get("eval/normalized_mean"),
+              "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature")}
+             for r in rows if r.get("eval/mc_value_mean") is not None]
+    last = rows[-1] if rows else {}
+    keys = ("step", "temperature", "q_model_mean", "q_real_mean", "target_mean", "rollout_valid_frac",
+            "policy_kl", "critic_loss", "steps_per_s", "wall_time_s")
+    return evals, {k: last.get(k) for k in keys if k in last}
+
+
+def _f(x: Any, fmt: str = ".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Diagnosis of {report['run_dir']} ({report['algo']} on {report['dataset']})", ""]
+    me = report["model_error"]
+    if me is not None:
+        h = report["rollout_horizon"]
+        lines += [f"Model error along {me['segments']} logged stretches, {me['members']} members rolled open loop "
+                  f"(state RMSE in data-std units; reward |error| against the data's reward std "
+                  f"{me['reward_std_raw']:.3g}); the run's rollout horizon is {h}:", "",
+                  "| step h | state RMSE median (min-max) | reward error median (min-max) |", "|---|---|---|"]
+        o, r = me["obs_rmse_in_data_std"], me["reward_mae_raw"]
+        for i in range(len(o["median"])):
+            mark = " ←H" if i + 1 == h else ""
+            lines.append(f"| {i + 1}{mark} | {o['median'][i]:.3g} ({o['min'][i]:.3g}-{o['max'][i]:.3g}) | "
+                         f"{r['median'][i]:.3g} ({r['min'][i]:.3g}-{r['max'][i]:.3g}) |")
+        lines.append("")
+    if report["value_vs_return"]:
+        lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return):", "",
+                  "| step | Q model states | Q real states | MC return of eval episodes | Q / MC | temperature | score |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in report["value_vs_return"]:
+            ratio = (e["q_model_mean"] / e["mc_value_mean"]) if e["q_model_mean"] is not None and e["mc_value_mean"] else None
+            lines.append(f"| {e['step']} | {_f(e['q_model_mean'])} | {_f(e['q_real_mean'])} | {_f(e['mc_value_mean'])} | "
+                         f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e['normalized_mean'], '.1f')} |")
+        lines.append("")
+    t = report["training"]
+    lines.append(f"Real/model: weight {report['real_weight']} on {report['real_batch']} real + "
+                 f"{report['model_batch']} model pairs per step; discount {report['discount']}; "
+                 f"last chunk: rollouts valid {_f(t.get('rollout_valid_frac'))}, policy KL per chunk "
+                 f"{_f(t.get('policy_kl'))}, {_f(t.get('steps_per_s'))} steps/s.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
