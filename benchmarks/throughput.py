@@ -397,7 +397,8 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
     """
     t1_trainer = bench.step_trainer(algo, 1, variant)
     t1 = bench.time_chunk(t1_trainer, 1, interleave=steps <= 1)
-    # R = 1: one step + a one-state rollout + the chunk's KL metric; loops counted per trip
+    # R = 1: one step + a one-state rollout + the chunk's KL metric and diagnostics; loops
+    # counted per trip. With R > 1 the per-step figure below is the marginal (F(R) - F(1)) / (R - 1).
     flops_step = t1["flops"]
     out: dict[str, Any] = {"algo": algo, "size": bench.size.name, "variant": variant, "R": steps,
                            "config": dataclasses.asdict(t1_trainer.config),
@@ -417,10 +418,16 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
             if s == 1:
                 t_r, reference = tr["min_s"], tr["reference"]
         diff = t_r - t1["min_s"]
+        # FLOPs on the same footing as the time: a chunk also refills the buffer and computes its
+        # diagnostics once, so the step's FLOPs are the chunk's marginal FLOPs as well
+        flops_r = bench.chunk(tr_trainer, 1)[1]["jaxpr"]
         if diff > 0.1 * t_r:
             step_s, how = diff / (steps - 1), "marginal (T(R) - T(1)) / (R - 1)"
+            flops_step = (flops_r - flops_step) / (steps - 1)
         else:
             step_s, how = t_r / steps, "chunk average T(R) / R (difference within noise)"
+            flops_step = flops_r / steps
+        out["flops_per_step"] = flops_step
         out.update(
             chunk_R_s=t_r, step_estimate=how,
             dispatch={"R_calls_of_1_step_s": steps * t1["min_s"], "one_call_of_R_steps_s": t_r,

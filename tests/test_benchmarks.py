@@ -131,3 +131,25 @@ def test_parts_flops_of_the_chunked_variant_agree_with_the_one_batch_variant():
     for name in fused:
         assert abs(chunked[name]["flops"] - fused[name]["flops"]) <= 0.05 * fused[name]["flops"], name
     assert chunked["model_target"]["flops_xla"] < 0.8 * fused["model_target"]["flops_xla"]  # the old undercount
+
+
+def test_step_flops_are_the_chunks_marginal_flops_and_equal_one_train_step():
+    """A chunk adds a rollout refill and its diagnostics once; the per-step FLOPs that divide the
+    marginal step time must leave them out: (F(R) - F(1)) / (R - 1) equals the FLOPs of exactly
+    one `train.train_step`, and the R = 1 chunk costs more than one step."""
+    import functools
+
+    from benchmarks.flops import count_flops
+    from jaxrl_bayes.algos import train
+
+    size = throughput.SIZES["tiny"]
+    dataset = throughput.synthetic_dataset(size.num_data)
+    pool, _ = throughput.dynamics_bench(dataset, size, size.num_active)
+    bench = throughput.Bench(size, dataset, pool, reps=1, peak=1.0, counts_once=True)
+    one, three = bench.step_trainer("pmdb", 1), bench.step_trainer("pmdb", 3)
+    f1, f3 = bench.chunk(one, 1)[1]["jaxpr"], bench.chunk(three, 1)[1]["jaxpr"]
+    state = jax.tree_util.tree_map(lambda x: x[0], bench.states(three, 1))
+    step = count_flops(functools.partial(train.train_step, three.learner), state, three.data)
+    # the scan also stacks each step's metrics (a handful of elementwise ops): equal to 1e-4
+    assert (f3 - f1) / 2 == pytest.approx(step, rel=1e-4)
+    assert f1 > 1.05 * step
