@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
+from experiments import diagnose as diagnose_mod
 from experiments import evaluate as evaluate_mod
 from experiments import run as run_mod
 from jaxrl_bayes import dynamics
@@ -128,6 +129,8 @@ CASES = {
     "evaluate-corrupt-policy": (lambda t: ["evaluate:", "--policy", str(_garbage(t / "policy_seed0.npz"))],
                                 "is not a readable .npz policy file"),
     "evaluate-unknown-option": (lambda t: ["evaluate:", "--polcy", "x"], "did you mean --policy?"),
+    "diagnose-not-a-run": (lambda t: ["diagnose:", "--run-dir", str(t)], "is not a run directory"),
+    "diagnose-bad-horizon": (lambda t: ["diagnose:", "--run-dir", str(t), "--horizon", "0"], "must be >= 1"),
     "minari-id-absent-offline": (lambda t: ["--dataset", "mujoco/nothing/here-v0"], "is not in the local store"),
     "unreachable-download": (lambda t: ["--dataset", "hopper-medium-v2"], "could not be downloaded from http://127.0.0.1"),
 }
@@ -178,6 +181,8 @@ def test_user_errors_end_in_one_line_and_exit_2(case, world, capsys):
     capsys.readouterr()
     if argv[0] == "evaluate:":
         code = evaluate_mod.main(argv[1:])
+    elif argv[0] == "diagnose:":
+        code = diagnose_mod.main(argv[1:])
     else:
         code = run_mod.main([*argv, "--run.no_progress"])
     out, err = capsys.readouterr()
