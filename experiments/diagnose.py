@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import jax
 import numpy as np
 
 from experiments import cli, config, rundir
@@ -39,6 +39,7 @@ from jaxrl_bayes import dynamics
 from jaxrl_bayes.checkpoint import atomic_write_json
 from jaxrl_bayes.data.dataset import consecutive_segments
 from jaxrl_bayes.errors import UserError
+from jaxrl_bayes.logging import read_jsonl
 
 PROG = "python -m experiments.diagnose"
 
@@ -99,8 +100,6 @@ def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int)
     if not pool_file.is_file():
         raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
                         "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
-    import jax
-
     pool = dynamics.load_pool(pool_file)
     dataset = config.get_spec(cfg.run).load()  # validated as in experiments.run
     obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
@@ -124,14 +123,7 @@ def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int)
 
 def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
     """(Q against the Monte Carlo return at each evaluation, last-chunk training figures)."""
-    path = run_dir / "metrics.jsonl"
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     evals = [{"step": r["step"], "q_model_mean": r.get("q_model_mean"), "q_real_mean": r.get("q_real_mean"),
               "mc_value_mean": r["eval/mc_value_mean"], "normalized_mean": r.get("eval/normalized_mean"),
               "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature")}

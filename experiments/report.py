@@ -35,6 +35,7 @@ import numpy as np
 from experiments.plotting import paper_references
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
+from jaxrl_bayes.logging import read_jsonl
 
 # Column order of the papers' methods; any other algorithm follows in name order.
 ALGO_ORDER = ("bc", "rrpi", "pspo", "pmdb")
@@ -108,22 +109,6 @@ def behaviour_score(results: Mapping[str, Any]) -> dict[str, Optional[float]]:
     return out
 
 
-def _curve_rows(path: Path) -> list[dict]:
-    rows = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by an interrupted write
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def _curve_points(rows: Sequence[Mapping]) -> tuple[dict[int, list[float]], bool]:
     """step -> per-seed evaluation scores from metrics.jsonl rows (normalized where logged)."""
     points: dict[int, list[float]] = {}
@@ -166,7 +151,7 @@ def collect(root: Path) -> Report:
         cell.presets.add(str(results.get("preset", "?")))
         if results.get("total_steps") is not None:
             cell.steps.add(int(results["total_steps"]))
-        points, is_norm = _curve_points(_curve_rows(run_dir / "metrics.jsonl"))
+        points, is_norm = _curve_points(read_jsonl(run_dir / "metrics.jsonl"))
         if points:
             cell.curve_normalized = cell.curve_normalized and is_norm
         for step, vals in points.items():

@@ -130,6 +130,25 @@ def _json_line(row: Mapping[str, Any]) -> str:
     return json.dumps(to_json_value(row), allow_nan=False) + "\n"
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows a `JsonlSink` wrote to `path`, in order: [] for a missing file; a line cut by
+    an interrupted write (or anything not a JSON object) is skipped."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 class CsvSink:
     """Keeps scalar entries of every row and rewrites `path` atomically after each row.
 
