@@ -67,6 +67,15 @@ def to_json_value(x: Any) -> Any:
     return [to_json_value(v) for v in arr.tolist()]
 
 
+def _mode(values: np.ndarray) -> np.ndarray:
+    """Per column of an integer [S, k] array: the most frequent value (the smallest among ties)."""
+    out = np.empty(values.shape[1], dtype=values.dtype)
+    for j in range(values.shape[1]):
+        vals, counts = np.unique(values[:, j], return_counts=True)
+        out[j] = vals[np.argmax(counts)]  # np.unique sorts, argmax takes the first maximum
+    return out
+
+
 def summarize_chunk_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Turns one chunk's vmapped metrics into row entries.
 
@@ -76,14 +85,20 @@ def summarize_chunk_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
       dict: `name` -> mean over seeds (a float for [S], a nested list of shape k for [S, *k]);
       for S > 1 also `name/seeds` -> the per-seed values (list). Non-finite values -> None.
+      Integer metrics are indices (e.g. `posterior_argmax`, a member): a mean of indices names
+      no member, so their entry is the mode over seeds (the smallest index among ties).
     """
     row: dict[str, Any] = {}
     for name, value in metrics.items():
+        categorical = np.issubdtype(np.asarray(value).dtype, np.integer)
         arr = np.asarray(value, dtype=np.float64)
         if arr.ndim == 0:
             row[name] = to_json_value(arr)
             continue
-        row[name] = to_json_value(arr.mean(axis=0))
+        if categorical:
+            row[name] = to_json_value(_mode(np.asarray(value).reshape(arr.shape[0], -1)).reshape(arr.shape[1:]))
+        else:
+            row[name] = to_json_value(arr.mean(axis=0))
         if arr.shape[0] > 1:
             row[f"{name}/seeds"] = to_json_value(arr)
     return row
