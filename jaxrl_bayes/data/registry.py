@@ -53,7 +53,9 @@ from jaxrl_bayes import termination
 from jaxrl_bayes.data import d4rl
 from jaxrl_bayes.data.dataset import Dataset, Widths
 from jaxrl_bayes.errors import UserError
-from jaxrl_bayes.evaluation import evaluate_gym, normalized_score
+# the module, not its names: evaluation imports jaxrl_bayes.data.dataset, so importing
+# jaxrl_bayes.evaluation first runs this file while evaluation is still half-initialized
+from jaxrl_bayes import evaluation
 
 LIQUIDATION_NAME = "liquidation-random-v0"
 ROBOT_FAMILIES = {"hopper": "hopper", "walker2d": "walker2d", "halfcheetah": "halfcheetah"}
@@ -144,7 +146,7 @@ class DatasetSpec:
         if self.ref_min_score is None or self.ref_max_score is None:
             raise UserError(f"no reference scores for {self.name!r}; report raw returns, or give "
                             f"ref_min_score and ref_max_score")
-        return normalized_score(returns, self.ref_min_score, self.ref_max_score)
+        return evaluation.normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
 
 def list_datasets() -> list[str]:
@@ -154,7 +156,7 @@ def list_datasets() -> list[str]:
 
 def _gym_evaluator(env: Any) -> EvalFn:
     def evaluate(act_fn, num_episodes, seed, params=None):
-        return evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed, params=params)
+        return evaluation.evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed, params=params)
 
     return evaluate
 
