@@ -6,6 +6,7 @@
     python -m experiments.sweep ... --address ray://HEAD:10001 --gpus-per-trial 0.5
     python -m experiments.sweep ... -- --run.total_steps 2000      # after `--`: every trial's
                                                                    # extra experiments.run options
+                                                                   # (those its algorithm reads)
 
 One trial per (algorithm, dataset). A trial is exactly `experiments.run.main(argv)` (the same
 code path as the command line) with `--algo A --dataset D --seeds S --preset P --out
@@ -60,13 +61,53 @@ def plan(out: Path, algos: Sequence[str], datasets: Sequence[str]) -> list[Trial
             for d in datasets for a in algos]
 
 
+def _option_groups(extra: Sequence[str]) -> list[list[str]]:
+    """`extra` cut into options: each `--name` with the values that follow it."""
+    groups: list[list[str]] = []
+    for tok in extra:
+        if tok.startswith("--") or not groups:
+            groups.append([tok])
+        else:
+            groups[-1].append(tok)
+    return groups
+
+
+def options_for(algo: str, extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The extra experiments.run options that apply to `algo`, and the names of those left out.
+
+    experiments.run refuses an option that has no effect on its algorithm (a `--dynamics.*`
+    for bc, which trains no model; an `--agent.*` field the algorithm never reads), so a grid
+    that mixes bc with the model-based methods passes each trial only what it reads; the sweep
+    prints what it left out of which trials.
+    """
+    from jaxrl_bayes import algos as algos_lib
+
+    agent = algos_lib.algo_config(algo)
+    keep: list[str] = []
+    dropped: list[str] = []
+    for group in _option_groups(extra):
+        name = group[0][2:].split("=", 1)[0] if group[0].startswith("--") else ""
+        section, _, field = name.partition(".")
+        field = field.replace("-", "_")
+        if field.startswith("no_") and not hasattr(agent, field):  # a boolean's --agent.no-<field>
+            field = field[3:]
+        unused = ((section == "dynamics" and not algos_lib.algo_needs_model(agent))
+                  or (section == "agent" and field and algos_lib.fields_without_effect(agent, [field])))
+        if unused:
+            dropped.append(group[0])
+        else:
+            keep.extend(group)
+    return keep, dropped
+
+
 def trial_argv(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> list[str]:
-    """experiments.run's argv for a trial: a new run, or `--resume` of an unfinished one."""
+    """experiments.run's argv for a trial: a new run (with the extra options that apply to its
+    algorithm, `options_for`), or `--resume` of an unfinished one."""
     run_dir = Path(trial.run_dir)
     if (run_dir / "config.json").is_file():
         return ["--resume", str(run_dir)]
     return ["--algo", trial.algo, "--dataset", trial.dataset, "--seeds", str(seeds), "--preset", preset,
-            "--out", str(run_dir), *extra]
+            "--out", str(run_dir), *options_for(trial.algo, extra)[0]]
 
 
 def is_finished(trial: Trial) -> bool:
@@ -208,6 +249,10 @@ def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: 
     """
     trials = plan(out, algos, datasets)
     outcomes: dict[Trial, dict[str, Any]] = {}
+    for a in algos:
+        dropped = options_for(a, extra)[1]
+        if dropped:
+            _print(f"{a} trials: {', '.join(dropped)} left out (no effect on {a})")
     client = bool(address) and address.startswith("ray://")  # the driver may not see OUT
     todo = []
     for t in trials:

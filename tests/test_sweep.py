@@ -4,12 +4,15 @@ trials and reports a failing one without stopping.
 
 Datasets: `liquidation-random-v0` (the embedded default) and a tiny local D4RL-schema file
 written here (hopper widths, recorded env Hopper-v4, so it is evaluated in Gymnasium with D4RL's
-reference scores). Algorithms: rrpi and pmdb.
+reference scores). Algorithms: rrpi and bc, which reads none of the model options every trial
+is given, so the sweep passes the bc trials only what bc reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -28,7 +31,7 @@ TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.
         "--agent.num_candidates", "4", "--agent.num_next_samples", "2", "--agent.bc_steps", "10",
         "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout_horizon", "1",
         "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1"]
-ALGOS = ["rrpi", "pmdb"]
+ALGOS = ["rrpi", "bc"]
 
 
 def _hopper_file(path: Path) -> Path:
@@ -50,7 +53,7 @@ def _hopper_file(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """One sweep: rrpi and pmdb on two datasets (4 trials that finish), plus a dataset path that
+    """One sweep: rrpi and bc on two datasets (4 trials that finish), plus a dataset path that
     does not exist (2 trials that fail, each reported, stopping nothing)."""
     import os
 
@@ -64,9 +67,11 @@ def swept(tmp_path_factory):
     missing = str(root / "no-such-file.hdf5")
     out = root / "out"
     try:
-        code = sweep.main(["--algos", *ALGOS, "--datasets", *datasets, missing, "--seeds", "2", "--preset", "cpu",
-                           "--num-cpus", "2", "--out", str(out), "--", *TINY])
-        yield code, out, datasets, missing
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = sweep.main(["--algos", *ALGOS, "--datasets", *datasets, missing, "--seeds", "2",
+                               "--preset", "cpu", "--num-cpus", "2", "--out", str(out), "--", *TINY])
+        yield code, out, datasets, missing, printed.getvalue()
     finally:
         for k, v in old.items():
             if v is None:
@@ -77,7 +82,7 @@ def swept(tmp_path_factory):
 
 def test_sweep_runs_every_trial_and_the_report_matches_the_run_dirs(swept):
     """Each of the 4 finished trials is in report.csv / report.md with its results.json's numbers."""
-    code, out, datasets, missing = swept
+    code, out, datasets, missing, printed = swept
     assert code == 1  # the two trials on the missing file failed
     logs = {p.name: p.read_text() for p in (out / "logs").glob("*.log")}
     for a in ALGOS:
@@ -102,10 +107,15 @@ def test_sweep_runs_every_trial_and_the_report_matches_the_run_dirs(swept):
             assert f"| {d} | {b:.1f} |" in md
     assert sorted(p.name for p in (out / "curves").iterdir()) == sorted(
         f"{sweep.safe_name(d)}.png" for d in datasets)
+    # bc got the options it reads (tiny policy, 10-step chunks), and the sweep said what it left out
+    bc_cfg = json.loads((out / sweep.safe_name(datasets[1]) / "bc" / "config.json").read_text())
+    assert bc_cfg["agent"]["policy_hidden"] == [16, 16] and bc_cfg["agent"]["steps_per_chunk"] == 10
+    assert "bc trials: --dynamics.max_epochs, --dynamics.hidden" in printed
+    assert "rrpi trials:" not in printed
 
 
 def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, monkeypatch):
-    code, out, datasets, _ = swept
+    code, out, datasets, *_ = swept
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")}
     assert len(before) == 4
     import ray
@@ -115,9 +125,21 @@ def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, 
     text = capsys.readouterr().out
     assert code == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")} == before  # untouched
-    status = {(l.split()[0], l.split()[1]): l.split()[2] for l in text.splitlines() if l.split()[:1] in (["rrpi"], ["pmdb"])}
+    status = {(l.split()[0], l.split()[1]): l.split()[2] for l in text.splitlines() if l.split()[:1] in (["rrpi"], ["bc"])}
     assert status == {(a, d): "skipped" for a in ALGOS for d in datasets}
     assert (out / "report.md").is_file()
+
+
+def test_each_trial_gets_the_extra_options_its_algorithm_reads():
+    extra = ["--run.total_steps=20", "--dynamics.hidden", "16", "16", "--agent.num-candidates", "4",
+             "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"]
+    assert sweep.options_for("rrpi", extra) == (extra, [])
+    assert sweep.options_for("bc", extra) == (
+        ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"],
+        ["--dynamics.hidden", "--agent.num-candidates"])
+    t = sweep.plan(Path("out"), ["bc"], ["liquidation-random-v0"])[0]
+    assert sweep.trial_argv(t, 1, "cpu", extra)[-6:] == ["--run.total_steps=20", "--agent.policy_hidden", "8", "8",
+                                                          "--agent.bc_batch", "64"]
 
 
 def test_trials_of_a_dataset_wait_for_the_one_that_trains_its_pool(tmp_path):
