@@ -90,13 +90,13 @@ def summarize_chunk_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """
     row: dict[str, Any] = {}
     for name, value in metrics.items():
-        categorical = np.issubdtype(np.asarray(value).dtype, np.integer)
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        arr = raw.astype(np.float64)
         if arr.ndim == 0:
             row[name] = to_json_value(arr)
             continue
-        if categorical:
-            row[name] = to_json_value(_mode(np.asarray(value).reshape(arr.shape[0], -1)).reshape(arr.shape[1:]))
+        if np.issubdtype(raw.dtype, np.integer):
+            row[name] = to_json_value(_mode(raw.reshape(raw.shape[0], -1)).reshape(raw.shape[1:]))
         else:
             row[name] = to_json_value(arr.mean(axis=0))
         if arr.shape[0] > 1:
