@@ -416,11 +416,10 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
                                     "steps_per_s": s * steps / tr["min_s"],
                                     "seed_steps_per_s_per_seed": steps / tr["min_s"]}
             if s == 1:
-                t_r, reference = tr["min_s"], tr["reference"]
+                # FLOPs on the same footing as the time: a chunk also refills the buffer and
+                # computes its diagnostics once, so the step's FLOPs are the chunk's marginal FLOPs
+                t_r, flops_r, reference = tr["min_s"], tr["flops"], tr["reference"]
         diff = t_r - t1["min_s"]
-        # FLOPs on the same footing as the time: a chunk also refills the buffer and computes its
-        # diagnostics once, so the step's FLOPs are the chunk's marginal FLOPs as well
-        flops_r = bench.chunk(tr_trainer, 1)[1]["jaxpr"]
         if diff > 0.1 * t_r:
             step_s, how = diff / (steps - 1), "marginal (T(R) - T(1)) / (R - 1)"
             flops_step = (flops_r - flops_step) / (steps - 1)
