@@ -66,7 +66,7 @@ def download_blocker() -> Optional[str]:
     if remote.startswith("hf://"):
         if importlib.util.find_spec("huggingface_hub") is None:
             return ("Minari downloads need the huggingface_hub package: "
-                    "pip install 'minari[hf]'")
+                    "pip install -e '.[download]' (or pip install 'minari[hf]')")
         try:
             with socket.create_connection((HF_HOST, 443), timeout=_PROBE_TIMEOUT_S):
                 pass
