@@ -5,6 +5,10 @@ DynamicsConfig` and `jaxrl_bayes.algos.AgentConfig`. A field's value resolves as
 
     dataclass default < algorithm default (algos.algo_config) < preset < command line
 
+except the rates that set the run's time scales (`jaxrl_bayes.algos.timescales.RATES`: ref_tau,
+tau, policy_lr, critic_lr), which follow from `run.total_steps` by the budget rule of that module
+unless given on the command line; a preset may not set them (`with_budget_rates`).
+
 Presets live in `experiments/configs/<family>.json` (family = the dataset's family, e.g.
 liquidation, hopper); each file holds named presets ("cpu", "paper"), each with sections "run",
 "dynamics", "agent" (and optional "algo:<name>" sections applied to that algorithm and its
@@ -24,6 +28,7 @@ from typing import Annotated, Any, Mapping, NamedTuple, Optional
 import tyro
 
 from jaxrl_bayes import algos
+from jaxrl_bayes.algos import timescales
 from jaxrl_bayes.dynamics import DynamicsConfig
 from jaxrl_bayes.errors import UserError
 
@@ -61,6 +66,7 @@ class RunConfig:
     eval_every_chunks: int = 5  # periodic evaluation (0 = only the final one)
     eval_episodes: int = 1000  # BENCHMARKS.md: liquidation >= 1000, locomotion >= 10
     final_eval_episodes: int = 0  # episodes of the final evaluation (0 = eval_episodes)
+    eval_deployments: bool = False  # also evaluate the other deployments (agent.deploy choices) at each evaluation: eval/<name>/* in metrics
     checkpoint_every_chunks: int = 1  # measured choice: an orbax save costs ~0.1 s on CPU
     keep_checkpoints: int = 3  # issue 6: last k kept
     dynamics_seed: int = 0  # key of the dynamics pool training (part of the cache key)
@@ -205,6 +211,9 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
                                  f'{{"value": ..., "_source": "..."}}')
             if target == "run" and field in NOT_IN_PRESETS:
                 raise UsageError(f"{path}: preset {name!r} may not set run.{field}")
+            if target == "agent" and field in timescales.RATES:
+                raise UsageError(f"{path}: preset {name!r} may not set agent.{field}: it follows from "
+                                 f"run.total_steps by the budget rule (jaxrl_bayes.algos.timescales)")
             out.values[target][field] = entry["value"]
             out.sources[f"{target}.{field}"] = f"preset {family}:{name} ({entry['_source']})"
 
@@ -269,6 +278,17 @@ def base_config(run: RunConfig, *, preset_explicit: bool) -> tuple[Config, dict[
     return cfg, sources
 
 
+def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset()) -> tuple[Config, dict[str, str]]:
+    """`cfg` with the time-scale rates (`timescales.RATES`) set by the budget rule for
+    `cfg.run.total_steps`, except those in `given` ("agent.<field>" names set on the command line).
+
+    Returns (config, sources of the rates it set).
+    """
+    rates = {k: v for k, v in timescales.budget_rates(cfg.run.total_steps).items() if f"agent.{k}" not in given}
+    why = f"budget rule for run.total_steps = {cfg.run.total_steps} (jaxrl_bayes.algos.timescales)"
+    return cfg._replace(agent=dataclasses.replace(cfg.agent, **rates)), {f"agent.{k}": why for k in rates}
+
+
 def apply_preset(cfg: Config, name: str) -> Config:
     """`cfg` with preset `name` of its dataset's family applied on top (a resume that names one)."""
     run = dataclasses.replace(cfg.run, preset=name)
@@ -290,6 +310,8 @@ def validate(cfg: Config) -> Config:
             raise UsageError(f"{section} config: {e}") from e
     if cfg.agent.steps_per_chunk < 1:
         raise UsageError("agent.steps_per_chunk must be >= 1")
+    if not algos.fields_without_effect(cfg.agent, ["ref_tau"]):  # the algorithm has a reference policy
+        timescales.check_reference_moves(cfg.agent.ref_tau, cfg.run.total_steps)
     return cfg
 
 

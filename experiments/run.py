@@ -148,10 +148,16 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
                      description=HELP)
     if args is None:
         return None
-    cfg = config.validate(Config(args.run, args.dynamics, args.agent))
+    cfg = Config(args.run, args.dynamics, args.agent)
+    if first.resume is None:  # a resumed run keeps its saved rates
+        cfg, rate_sources = config.with_budget_rates(cfg, given)
+        sources.update(rate_sources)
+    cfg = config.validate(cfg)
     sources.update({name: "command line" for name in given if name.split(".")[0] in config.SECTIONS})
     ignored = ["agent." + n for n in algos.fields_without_effect(
         cfg.agent, [g.split(".", 1)[1] for g in given if g.startswith("agent.")])]
+    if "run.eval_deployments" in given and algos.fields_without_effect(cfg.agent, ["deploy"]):
+        ignored.append("run.eval_deployments")  # bc has one policy only
     no_model = not algos.algo_needs_model(cfg.agent)
     if no_model:
         ignored += sorted(g for g in given if g.startswith("dynamics."))
@@ -247,6 +253,10 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
              if trainer.nets.critic is not None else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
+    # --run.eval_deployments: every deployment the learner has besides the configured one
+    other_deployments = ([d for d in algos.common.DEPLOYMENTS if d != agent.deploy]
+                         if run.eval_deployments and "deploy" not in algos.fields_without_effect(agent, ["deploy"])
+                         else [])
     spc = agent.steps_per_chunk
     num_chunks = max(1, math.ceil(run.total_steps / spc))
     total = num_chunks * spc
@@ -304,8 +314,15 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 final = c == num_chunks
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
-                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(states.policy), run.seeds, episodes, run.seed,
-                                                final=final, units=units)
+                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(algos.deployed_policy(states, agent)),
+                                                run.seeds, episodes, run.seed, final=final, units=units)
+                    for other in other_deployments:  # --run.eval_deployments: the same episodes, another policy
+                        ev_o = results.evaluate_seeds(
+                            spec, eval_act, jax.device_get(algos.deployed_policy(states, dataclasses.replace(agent, deploy=other))),
+                            run.seeds, episodes, run.seed, final=final, units=units)
+                        ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
+                        if ev_o["normalized"] is not None:
+                            row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))
                     row["eval/raw_mean"] = results.mean_std(ev["raw"])["mean"]
@@ -347,7 +364,8 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
         ckpt.close()
 
     final_eval = evals[-1] if evals else None
-    policy_files = write_policies(run_dir, trainer, act, jax.device_get(states.policy), cfg, final_eval, total_steps=total)
+    policy_files = write_policies(run_dir, trainer, act, jax.device_get(algos.deployed_policy(states, agent)), cfg,
+                                  final_eval, total_steps=total)
     refs = paper_references(run.dataset, run.algo)
     behaviour = behaviour_score(dataset, spec.ref_min_score, spec.ref_max_score)
     bc = (("BC (--run.bc_score)", run.bc_score) if run.bc_score is not None

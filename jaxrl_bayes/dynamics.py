@@ -619,6 +619,7 @@ def sample(
     num_samples: int = 1,
     members: Optional[jax.Array] = None,
     common_noise: bool = False,
+    mean_reward: bool = False,
 ) -> Sample:
     """Draws next states and rewards from every requested member (no clipping: callers clip).
 
@@ -632,6 +633,8 @@ def sample(
       members: optional [N] int indices; None = all members.
       common_noise: share the standard-normal noise across members (common random numbers):
         a min or a spread over members then measures model disagreement, not sampling noise.
+      mean_reward: give each member's mean reward mu_r instead of a draw (PMDB's targets use
+        the mean: a min over members then compares expected rewards, not reward noise).
     Returns:
       Sample with next_obs [N, K, *B, obs_dim] and reward [N, K, *B].
     """
@@ -642,7 +645,8 @@ def sample(
     # member differences reflect their means and stds only (common random numbers), not noise.
     shape = (1 if common_noise else mean.shape[0], num_samples) + mean.shape[2:]
     draw = mean + std * jax.random.normal(key, shape, mean.dtype)
-    return Sample(next_obs=draw[..., :-1], reward=draw[..., -1])
+    reward = jnp.broadcast_to(mean[..., -1], draw.shape[:-1]) if mean_reward else draw[..., -1]
+    return Sample(next_obs=draw[..., :-1], reward=reward)
 
 
 class OpenLoopError(NamedTuple):

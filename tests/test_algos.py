@@ -234,6 +234,8 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
     ("real_target", "robst", "data, robust", "robust"),
     ("algo", "pspoo", "rrpi, pspo, bc", "pspo"),
     ("reward_normalization", "pmbd", "pmdb, scale", "pmdb"),
+    ("model_reward", "men", "sample, mean", "mean"),
+    ("deploy", "refrence", "policy, reference", "reference"),
 ])
 def test_a_bad_config_string_is_one_line_with_choices_and_closest(field, bad, choices, close):
     with pytest.raises(UserError) as err:
@@ -241,6 +243,17 @@ def test_a_bad_config_string_is_one_line_with_choices_and_closest(field, bad, ch
     msg = str(err.value)
     assert "\n" not in msg
     assert f"agent.{field} = {bad!r}" in msg and f"choose one of: {choices}" in msg and f"did you mean {close!r}" in msg, msg
+
+
+def test_the_deployed_policy_is_the_configured_one():
+    from types import SimpleNamespace
+
+    from jaxrl_bayes.algos import deployed_policy
+
+    states = SimpleNamespace(policy="pi", ref_policy="pi_ref")
+    assert deployed_policy(states, algo_config("rrpi")) == "pi"
+    assert deployed_policy(states, algo_config("rrpi", deploy="reference")) == "pi_ref"
+    assert deployed_policy(SimpleNamespace(policy="pi"), algo_config("bc")) == "pi"  # bc: one policy
 
 
 def test_registries_refuse_a_second_entry_under_a_taken_name():

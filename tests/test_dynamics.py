@@ -181,6 +181,22 @@ def test_sample_statistics_match_predict(trained, test_inputs):
     assert not np.allclose(np.asarray(vm.reward[0]), np.asarray(vm.reward[1]))
 
 
+def test_mean_reward_gives_each_members_mean_and_the_same_states(trained, test_inputs):
+    """mean_reward (PMDB's targets): the reward is exactly mu_r of each member; the next states
+    are the same draws as without it (same key)."""
+    pool, _, _ = trained
+    s, a = jnp.asarray(test_inputs[0][:4]), jnp.asarray(test_inputs[1][:4])
+    key = jax.random.PRNGKey(5)
+    drawn = dyn.sample(pool, key, s, a, num_samples=3, common_noise=True)
+    mean = dyn.sample(pool, key, s, a, num_samples=3, common_noise=True, mean_reward=True)
+    pred = PREDICT(pool, s, a)
+    assert mean.reward.shape == drawn.reward.shape == (3, 3, 4)
+    np.testing.assert_array_equal(np.asarray(mean.next_obs), np.asarray(drawn.next_obs))
+    np.testing.assert_allclose(np.asarray(mean.reward), np.broadcast_to(np.asarray(pred.reward_mean)[:, None], (3, 3, 4)),
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(drawn.reward), np.asarray(mean.reward))
+
+
 # ----------------------------------------------------------------------------- files
 
 

@@ -126,10 +126,17 @@ def _show_config(capsys, *argv):
 
 def test_resolution_order_defaults_algo_preset_cli_with_sources(capsys):
     rrpi = _show_config(capsys)
-    assert rrpi["agent"]["kth"] == 1 and rrpi["agent"]["tau"] == 5e-3  # dataclass defaults
+    assert rrpi["agent"]["kth"] == 1 and rrpi["agent"]["data_action_std"] == 0.1  # dataclass defaults
+    assert "agent.data_action_std" not in rrpi["_sources"]
     assert rrpi["run"]["total_steps"] == 6000 and rrpi["agent"]["num_active"] == 7  # liquidation cpu preset
     assert rrpi["_sources"]["run.total_steps"].startswith("preset liquidation:cpu (measured")
-    assert "agent.tau" not in rrpi["_sources"]
+    # the time-scale rates follow the run's budget: PMDB's 2M-step values stretched by 2M / 6000, capped
+    assert rrpi["agent"]["ref_tau"] == pytest.approx(1e-5 * 2_000_000 / 6000)
+    assert (rrpi["agent"]["tau"], rrpi["agent"]["policy_lr"], rrpi["agent"]["critic_lr"]) == (0.02, 3e-4, 3e-4)
+    assert rrpi["_sources"]["agent.ref_tau"].startswith("budget rule for run.total_steps = 6000")
+    longer = _show_config(capsys, "--run.total_steps", "1000000", "--agent.tau", "0.005")
+    assert longer["agent"]["ref_tau"] == pytest.approx(2e-5) and longer["agent"]["policy_lr"] == pytest.approx(6e-5)
+    assert longer["agent"]["tau"] == 0.005 and longer["_sources"]["agent.tau"] == "command line"
     # algorithm default (pmdb: kth 2, num_active 10) < preset (num_active 7) < command line
     pmdb = _show_config(capsys, "--algo", "pmdb")
     assert (pmdb["agent"]["kth"], pmdb["agent"]["num_active"]) == (2, 7)

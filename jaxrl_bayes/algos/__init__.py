@@ -30,6 +30,7 @@ from jaxrl_bayes.algos.common import (
     Parts,
     TrainData,
     TrainState,
+    deployed_policy,
     make_train_data,
     register_algorithm,
 )
@@ -80,6 +81,6 @@ def fields_without_effect(config: AgentConfig, names) -> list[str]:
 
 __all__ = [
     "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "Parts", "Trainer", "TrainData", "TrainState",
-    "algo_config", "algo_needs_model", "fields_without_effect", "make_train", "make_train_data", "make_trainer", "parts_for",
+    "algo_config", "algo_needs_model", "deployed_policy", "fields_without_effect", "make_train", "make_train_data", "make_trainer", "parts_for",
     "register_algorithm", "register_belief", "register_consistency", "register_selector",
 ]

@@ -76,6 +76,11 @@ def register_algorithm(name: str, **overrides) -> dict:
 
 
 REWARD_NORMALIZATIONS = ("pmdb", "scale")  # modes of data.dataset.reward_normalizer
+MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
+# AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
+# projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
+# "mode 1"). `deployed_policy` reads it.
+DEPLOYMENTS = ("policy", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +123,9 @@ class AgentConfig:
     # the luckiest-worst noise draw (a downward bias ~ std/sqrt(K)). PMDB samples independently
     # (set False to reproduce it). Measured choice: liquidation, see experiments/configs.
     common_noise: bool = True
+    # Reward of a member in the one-step targets (MODEL_REWARDS): "sample" (a draw r ~ N(mu_r, sigma_r),
+    # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code). Measured in issue 21.
+    model_reward: str = "sample"
     value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB)
     value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
     # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
@@ -161,6 +169,8 @@ class AgentConfig:
     # Start pi and pi_k at pi_beta? Not in the papers. Measured on liquidation (3 seeds): with the
     # slow reference (ref_tau 1e-5) pi_k then stays near the behaviour policy all run, 95.3 vs 97.4.
     init_from_behaviour: bool = False
+    # --- deployment (DEPLOYMENTS): the policy whose tanh(mean) is evaluated and saved
+    deploy: str = "policy"
 
     def validate(self) -> None:
         """Raises a one-line `UserError` naming the first bad string field (its valid choices
@@ -174,6 +184,11 @@ class AgentConfig:
             raise UserError(f"agent.reward_normalization = {self.reward_normalization!r} is not a reward "
                             f"normalization; choose one of: {', '.join(REWARD_NORMALIZATIONS)}"
                             f"{closest(self.reward_normalization, REWARD_NORMALIZATIONS)}")
+        for name, choices in (("model_reward", MODEL_REWARDS), ("deploy", DEPLOYMENTS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise UserError(f"agent.{name} = {value!r} is not valid; choose one of: {', '.join(choices)}"
+                                f"{closest(value, choices)}")
         problems = []
         if not 0.0 < self.discount <= 1.0:
             problems.append(f"discount must be in (0, 1], got {self.discount}")
@@ -426,11 +441,13 @@ def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
     return fn
 
 
-def sample_model(data: TrainData, num_samples: int, common_noise: bool = False):
-    """(key, obs, act) -> (next_obs (N,K,B,S), rewards (N,K,B) in learning units) from the active members."""
+def sample_model(data: TrainData, num_samples: int, common_noise: bool = False, mean_reward: bool = False):
+    """(key, obs, act) -> (next_obs (N,K,B,S), rewards (N,K,B) in learning units) from the active members
+    (`dynamics.sample`: common_noise shares the noise across members; mean_reward gives mu_r)."""
 
     def sample_fn(key, obs, act):
-        out = dynamics.sample(data.model, key, obs, act, num_samples, common_noise=common_noise)
+        out = dynamics.sample(data.model, key, obs, act, num_samples, common_noise=common_noise,
+                              mean_reward=mean_reward)
         return out.next_obs, (out.reward - data.reward_shift) / data.reward_scale
 
     return sample_fn
@@ -440,6 +457,15 @@ def sample_real(key: chex.PRNGKey, data: TrainData, batch_size: int) -> buffer.T
     """A uniform minibatch of dataset transitions (with replacement)."""
     idx = jax.random.randint(key, (batch_size,), 0, data.obs.shape[0])
     return buffer.Transition(data.obs[idx], data.act[idx], data.reward[idx], data.next_obs[idx], data.done[idx])
+
+
+def deployed_policy(states, config: AgentConfig):
+    """The parameters of the deployed policy in (possibly seed-stacked) learner `states`:
+    `config.deploy` = "policy" (pi) or "reference" (pi_ref). A state without a reference policy
+    (BC) deploys its policy."""
+    if config.deploy == "reference" and hasattr(states, "ref_policy"):
+        return states.ref_policy
+    return states.policy
 
 
 def strong_types(tree):

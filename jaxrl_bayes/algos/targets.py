@@ -30,7 +30,8 @@ def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samp
     c = ctx.config
     return backups.model_targets(
         key, obs, act,
-        sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise),
+        sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise,
+                               c.model_reward == "mean"),
         value_fn=value_fn,
         termination_fn=ctx.termination_fn,
         discount=c.discount,
@@ -47,7 +48,8 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
     """
     c = ctx.config
     k_model, k_value = jax.random.split(key)
-    next_obs, rewards = sample_model(ctx.data, c.num_next_samples)(k_model, obs, act)
+    next_obs, rewards = sample_model(ctx.data, c.num_next_samples, mean_reward=c.model_reward == "mean")(
+        k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
     next_obs = backups.take_members(jnp.swapaxes(next_obs, 1, 2), member)  # (B, K, S)
     reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)

@@ -221,7 +221,7 @@ def refill(learner: Learner, state: TrainState, data: TrainData, key: chex.PRNGK
     roll = rollout.rollout(
         k_roll, start,
         policy_fn=policy_fn,
-        sample_fn=sample_model(data, config.rollout_samples, config.common_noise),
+        sample_fn=sample_model(data, config.rollout_samples, config.common_noise, config.model_reward == "mean"),
         termination_fn=learner.termination_fn,
         selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount),
         horizon=config.rollout_horizon,

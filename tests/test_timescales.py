@@ -1,0 +1,44 @@
+"""The budget rule of `jaxrl_bayes.algos.timescales`: rates keep PMDB's time constants per run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from experiments import config, run as run_mod
+from jaxrl_bayes.algos import timescales
+from jaxrl_bayes.errors import UserError
+
+
+def test_pmdb_budget_gives_pmdb_rates_and_shorter_runs_the_same_time_constants():
+    assert timescales.budget_rates(2_000_000) == {"ref_tau": 1e-5, "tau": 5e-3, "policy_lr": 3e-5, "critic_lr": 3e-4}
+    assert timescales.budget_rates(4_000_000) == timescales.budget_rates(2_000_000)  # never slower than PMDB
+    for steps in (10_000, 100_000, 1_000_000):
+        r = timescales.budget_rates(steps)
+        # the reference policy lives through PMDB's 2M * 1e-5 = 20 time constants at every budget
+        assert steps * r["ref_tau"] == pytest.approx(20.0)
+        assert r["tau"] == min(0.02, 5e-3 * 2_000_000 / steps) and r["policy_lr"] == min(3e-4, 3e-5 * 2_000_000 / steps)
+    assert timescales.budget_rates(10)["ref_tau"] == 1.0  # capped: mu = the previous iterate
+
+
+def test_reference_time_constants_and_refusal():
+    assert timescales.reference_time_constants(1e-5, 10_000) == pytest.approx(-10_000 * math.log(1 - 1e-5))
+    assert timescales.reference_time_constants(1.0, 1) == math.inf
+    timescales.check_reference_moves(2e-3, 10_000)  # 20 time constants: fine
+    with pytest.raises(UserError, match=r"moves the reference policy only 9\.5% .* budget rule's 0\.002"):
+        timescales.check_reference_moves(1e-5, 10_000)  # the issue's 1 - (1 - 1e-5)^10000 = 0.095
+
+
+def test_cli_refuses_a_reference_that_cannot_move():
+    with pytest.raises(UserError, match="agent.ref_tau = 1e-05 moves the reference policy only"):
+        run_mod.parse_command_line(["--agent.ref_tau", "1e-5"])  # liquidation cpu: 6000 steps
+    _, cfg, _ = run_mod.parse_command_line(["--agent.ref_tau", "1e-3"])  # 6 time constants: accepted
+    assert cfg.agent.ref_tau == 1e-3
+
+
+def test_presets_may_not_set_the_rates(tmp_path):
+    (tmp_path / "liquidation.json").write_text(
+        '{"cpu": {"agent": {"tau": {"value": 0.1, "_source": "x"}}}}')
+    with pytest.raises(config.UsageError, match="may not set agent.tau: it follows from run.total_steps"):
+        config.load_preset("liquidation", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
