@@ -126,11 +126,16 @@ def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
     rows = read_jsonl(run_dir / "metrics.jsonl")
     evals = [{"step": r["step"], "q_model_mean": r.get("q_model_mean"), "q_real_mean": r.get("q_real_mean"),
               "mc_value_mean": r["eval/mc_value_mean"], "normalized_mean": r.get("eval/normalized_mean"),
-              "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature")}
+              "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature"),
+              "ref_kl": r.get("ref_kl"), "picked_done_frac": r.get("picked_done_frac"),
+              "member_done_frac": r.get("member_done_frac"),
+              "deployments": {k.split("/")[1]: v for k, v in r.items()
+                              if k.startswith("eval/") and k.endswith("/normalized_mean") and k.count("/") == 2}}
              for r in rows if r.get("eval/mc_value_mean") is not None]
     last = rows[-1] if rows else {}
     keys = ("step", "temperature", "q_model_mean", "q_real_mean", "target_mean", "rollout_valid_frac",
-            "policy_kl", "critic_loss", "steps_per_s", "wall_time_s")
+            "rollout_path_len", "policy_kl", "ref_kl", "picked_done_frac", "member_done_frac", "critic_loss",
+            "steps_per_s", "wall_time_s")
     return evals, {k: last.get(k) for k in keys if k in last}
 
 
@@ -154,13 +159,20 @@ def markdown(report: dict) -> str:
                          f"{r['median'][i]:.3g} ({r['min'][i]:.3g}-{r['max'][i]:.3g}) |")
         lines.append("")
     if report["value_vs_return"]:
-        lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return):", "",
-                  "| step | Q model states | Q real states | MC return of eval episodes | Q / MC | temperature | score |",
-                  "|---|---|---|---|---|---|---|"]
+        others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})
+        lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return), "
+                  "KL(pi || mu), and how often the selected member's successor terminates against all members':", "",
+                  "| step | Q model states | Q real states | MC return of eval episodes | Q / MC | temperature | "
+                  "KL(pi‖mu) | picked / all terminal | score |" + "".join(f" score, {o} |" for o in others),
+                  "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
         for e in report["value_vs_return"]:
             ratio = (e["q_model_mean"] / e["mc_value_mean"]) if e["q_model_mean"] is not None and e["mc_value_mean"] else None
+            done = (f"{e['picked_done_frac']:.3f} / {e['member_done_frac']:.3f}"
+                    if e.get("picked_done_frac") is not None and e.get("member_done_frac") is not None else "-")
             lines.append(f"| {e['step']} | {_f(e['q_model_mean'])} | {_f(e['q_real_mean'])} | {_f(e['mc_value_mean'])} | "
-                         f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e['normalized_mean'], '.1f')} |")
+                         f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e.get('ref_kl'))} | {done} | "
+                         f"{_f(e['normalized_mean'], '.1f')} |"
+                         + "".join(f" {_f(e.get('deployments', {}).get(o), '.1f')} |" for o in others))
         lines.append("")
     t = report["training"]
     lines.append(f"Real/model: weight {report['real_weight']} on {report['real_batch']} real + "

@@ -76,7 +76,8 @@ def algo_needs_model(name: str | AgentConfig) -> bool:
 def fields_without_effect(config: AgentConfig, names) -> list[str]:
     """Those of the AgentConfig field `names` that `config.algo` never reads (sorted)."""
     reads = PARTS.lookup(config.algo, "agent.algo").reads
-    return [] if reads is None else sorted(set(names) - reads)
+    unread = set(names) & config.unread_fields()
+    return sorted(unread if reads is None else (set(names) - reads) | unread)
 
 
 __all__ = [

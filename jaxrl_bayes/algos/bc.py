@@ -1,15 +1,22 @@
-"""BC: behaviour cloning, the baseline every offline-RL score is read against (issue 11).
+"""BC and %BC: behaviour cloning, the baselines every offline-RL score is read against.
 
 Maximum likelihood of the dataset's actions under the same tanh-Gaussian policy as the other
-algorithms (`config.policy_hidden`): `losses.behaviour_cloning_loss`, the loss PSPO's pi_beta
-is fitted with, one Adam step (`bc_lr`) on `bc_batch` pairs at a time through
-`train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in `lax.scan`, seeds
-by vmap. The deployed policy is tanh(mean), as for every algorithm.
+algorithms (`config.policy_hidden`, standardized observations): `losses.behaviour_cloning_loss`,
+the loss PSPO's pi_beta is fitted with, one Adam step (`bc_lr`) on `bc_batch` pairs at a time
+through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
+`lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
+
+- Early stopping on held-out likelihood (issue 21): `bc_holdout` of the episodes never enter
+  training; at every chunk's end the policy's mean log-likelihood of their actions is measured,
+  and the best policy so far (`BCState.best_policy`) is the one evaluated and saved. So the
+  budget is chosen by likelihood on unseen episodes, never by returns.
+- %BC (`bc_top_fraction` < 1; the named algorithm `bc-top10` clones the top 10 % of complete
+  episodes by return, Decision Transformer's baseline): `data.dataset.top_episode_rows`.
 
 BC needs no dynamics pool (`Parts.needs_model = False`, `algos.algo_needs_model("bc")` is
 False): `make_trainer(config, dataset, pool=None)` works, and the CLI skips pool training.
-Chunk metrics: `bc_loss` (mean negative log-likelihood of the chunk's batches) and
-`policy_loss` (the same number, under the name every algorithm reports).
+Chunk metrics: `bc_loss` (mean negative log-likelihood of the chunk's batches), `policy_loss`
+(the same number, under the name every algorithm reports), `holdout_nll` and `best_holdout_nll`.
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxrl_bayes.algos import train
+from jaxrl_bayes.algos import losses, train
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Networks, Parts, TrainData, make_networks, make_train_data, register_algorithm, strong_types,
 )
+from jaxrl_bayes.data.dataset import episode_ids, top_episode_rows
+from jaxrl_bayes.errors import UserError
+
+# held-out pairs whose likelihood is measured at a chunk's end (a fixed subset when there are more)
+MAX_HOLDOUT_PAIRS = 20_000
 
 
 @flax.struct.dataclass
@@ -35,6 +48,8 @@ class BCState:
 
     policy: Any
     policy_opt: Any
+    best_policy: Any  # the policy with the best held-out log-likelihood so far (deployed)
+    best_nll: jax.Array  # its held-out negative log-likelihood (inf before the first chunk)
     step: jax.Array
     key: jax.Array
 
@@ -43,12 +58,13 @@ def init_state(nets: Networks, tx: optax.GradientTransformation, key: chex.PRNGK
     """A fresh policy and optimizer."""
     k_pol, k_state = jax.random.split(key)
     policy = nets.policy.init(k_pol, jnp.zeros((1, data.obs.shape[1])))
-    return strong_types(BCState(policy, tx.init(policy), jnp.zeros((), jnp.int32), k_state))
+    return strong_types(BCState(policy, tx.init(policy), policy, jnp.asarray(jnp.inf, jnp.float32),
+                                jnp.zeros((), jnp.int32), k_state))
 
 
 def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformation, state: BCState,
               data: TrainData) -> tuple[BCState, dict]:
-    """`steps_per_chunk` behaviour-cloning steps in lax.scan; metrics bc_loss and policy_loss."""
+    """`steps_per_chunk` behaviour-cloning steps in lax.scan, then the held-out check."""
     key, k_steps = jax.random.split(state.key)
 
     def step(carry, k):
@@ -58,14 +74,57 @@ def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformat
 
     (policy, policy_opt), nll = jax.lax.scan(step, (state.policy, state.policy_opt),
                                              jax.random.split(k_steps, config.steps_per_chunk))
-    state = BCState(policy, policy_opt, state.step + config.steps_per_chunk, key)
-    return state, {"bc_loss": jnp.mean(nll), "policy_loss": jnp.mean(nll)}
+    metrics = {"bc_loss": jnp.mean(nll), "policy_loss": jnp.mean(nll)}
+    best_policy, best_nll = policy, state.best_nll
+    if data.holdout_obs is not None:
+        held = losses.behaviour_cloning_loss(policy, nets, data, data.holdout_obs, data.holdout_act)
+        better = held < state.best_nll
+        best_policy = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old), policy, state.best_policy)
+        best_nll = jnp.minimum(held, state.best_nll)
+        metrics.update(holdout_nll=held, best_holdout_nll=best_nll)
+    state = BCState(policy, policy_opt, best_policy, best_nll, state.step + config.steps_per_chunk, key)
+    return state, metrics
+
+
+def split_rows(dataset, config: AgentConfig, key: chex.PRNGKey) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training rows, held-out rows or None) of `dataset`: the top `bc_top_fraction` of its
+    complete episodes (all rows at 1), and `bc_holdout` of those episodes held out."""
+    obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
+    done = np.asarray(dataset.terminals)
+    rows = np.arange(obs.shape[0])
+    if config.bc_top_fraction < 1.0:
+        rows = rows[top_episode_rows(obs, nxt, np.asarray(dataset.rewards), done, config.bc_top_fraction)]
+    if config.bc_holdout <= 0.0:
+        return rows, None
+    ids = episode_ids(obs, nxt, done)[rows]
+    episodes = np.unique(ids)
+    num_held = int(round(config.bc_holdout * episodes.size))
+    if num_held < 1 or num_held >= episodes.size:
+        raise UserError(f"agent.bc_holdout = {config.bc_holdout} holds out {num_held} of the {episodes.size} episodes "
+                        f"bc clones; it needs at least one held out and one to train on: set --agent.bc_holdout 0 "
+                        f"(no early stopping) or a share that leaves both")
+    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    held = rng.choice(episodes, size=num_held, replace=False)
+    is_held = np.isin(ids, held)
+    held_rows = rows[is_held]
+    if held_rows.size > MAX_HOLDOUT_PAIRS:
+        held_rows = np.sort(rng.choice(held_rows, size=MAX_HOLDOUT_PAIRS, replace=False))
+    return rows[~is_held], held_rows
 
 
 def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_key=None) -> train.Trainer:
     """The BC Trainer (same interface as every algorithm's; pool and termination_fn unused)."""
     del pool, termination_fn
+    active_key = jax.random.PRNGKey(0) if active_key is None else active_key
     data = make_train_data(dataset, None, config, active_key)
+    train_rows, held_rows = split_rows(dataset, config, active_key)
+    if train_rows.size < data.obs.shape[0]:  # %BC and/or a hold-out: train on the kept rows only
+        take = jnp.asarray(train_rows)
+        data = data.replace(obs=data.obs[take], act=data.act[take], reward=data.reward[take],
+                            next_obs=data.next_obs[take], done=data.done[take])
+    if held_rows is not None:
+        full_obs, full_act = jnp.asarray(dataset.observations, jnp.float32), jnp.asarray(dataset.actions, jnp.float32)
+        data = data.replace(holdout_obs=full_obs[held_rows], holdout_act=full_act[held_rows])
     nets = make_networks(config, data.act.shape[1], with_critic=False)
     tx = optax.adam(config.bc_lr)
     return train.bind(config, data, nets, functools.partial(init_state, nets, tx),
@@ -73,7 +132,8 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
 
 
 # every AgentConfig field that build/init_state/run_chunk (and make_train_data) read
-READS = frozenset({"algo", "policy_hidden", "bc_lr", "bc_batch", "steps_per_chunk"})
+READS = frozenset({"algo", "policy_hidden", "bc_lr", "bc_batch", "steps_per_chunk", "bc_top_fraction", "bc_holdout"})
 
 PARTS.register("bc", Parts(needs_model=False, build=build, reads=READS))
 register_algorithm("bc", algo="bc")
+register_algorithm("bc-top10", algo="bc", bc_top_fraction=0.1)  # %BC: the top 10 % of episodes by return

@@ -77,6 +77,7 @@ def register_algorithm(name: str, **overrides) -> dict:
 
 REWARD_NORMALIZATIONS = ("pmdb", "scale")  # modes of data.dataset.reward_normalizer
 MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
+ROLLOUT_SCHEMES = ("short", "persistent")  # AgentConfig.rollout_scheme
 # AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
 # projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
 # "mode 1"). `deployed_policy` reads it.
@@ -133,9 +134,21 @@ class AgentConfig:
     # length (liquidation: selling ends the episode). "scale": r~ = r / (1.1 max r), for tasks
     # with non-negative rewards; the optimal policy is unchanged.
     reward_normalization: str = "pmdb"
-    # --- model rollouts into the ring buffer
-    rollout_batch: int = 1000  # start states per chunk (measured choice)
-    rollout_horizon: int = 5  # H (MOPO-style short rollouts; measured choice)
+    # --- model rollouts (ROLLOUT_SCHEMES)
+    # "short": every chunk, `rollout_batch` dataset states are rolled `rollout_horizon` steps into the
+    # ring buffer, and model rows are drawn from it (MOPO/MBPO-style; ALGORITHMS.md §5).
+    # "persistent": PMDB's adversarial game: `model_batch` imagined states advance one step per train
+    # step through the selected member (a uniformly drawn one on a `rollout_explore` share of states)
+    # and ARE the step's model rows; a path restarts from a dataset state (an observation or a
+    # non-terminal next observation) when it terminates, leaves the data's box or reaches
+    # `rollout_horizon` steps (PMDB: 1000).
+    rollout_scheme: str = "short"
+    rollout_explore: float = 0.1  # PMDB adv_explore_ratio ("persistent" only)
+    # Successors outside the data's box (obs_bound_std) count as terminal in the targets, so the value
+    # of leaving the data is 0 (PMDB's soft box). Without it they only end a rollout path.
+    box_terminal: bool = False
+    rollout_batch: int = 1000  # start states per chunk (measured choice; "short")
+    rollout_horizon: int = 5  # H: short rollouts' length (MOPO-style; measured choice) | a persistent path's longest
     rollout_samples: int = 1  # K used by the rollout selector's one-step targets
     # Member rule (`rollout.SELECTORS`) for BOTH the rollouts and the model-state backup:
     # worst (k-th smallest one-step target; RRPI/PMDB) | posterior (draw from the belief; PSPO) |
@@ -166,6 +179,14 @@ class AgentConfig:
     bc_steps: int = 0  # behaviour-cloning steps before policy iteration (PSPO)
     bc_lr: float = 1e-3  # behaviour cloning (pi_beta of PSPO; the bc algorithm)
     bc_batch: int = 256  # states per behaviour-cloning step (the value PSPO's pi_beta fit always used)
+    # --- the bc algorithm
+    # Share of the complete episodes, by return, that bc clones: 1 = all (BC); 0.1 = %BC (the top 10 %,
+    # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
+    bc_top_fraction: float = 1.0
+    # Share of the (kept) episodes held out: the deployed bc policy is the one with the best held-out
+    # log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on returns).
+    # 0 = no hold-out: the last iterate is deployed.
+    bc_holdout: float = 0.1
     # Start pi and pi_k at pi_beta? Not in the papers. Measured on liquidation (3 seeds): with the
     # slow reference (ref_tau 1e-5) pi_k then stays near the behaviour policy all run, 95.3 vs 97.4.
     init_from_behaviour: bool = False
@@ -184,7 +205,8 @@ class AgentConfig:
             raise UserError(f"agent.reward_normalization = {self.reward_normalization!r} is not a reward "
                             f"normalization; choose one of: {', '.join(REWARD_NORMALIZATIONS)}"
                             f"{closest(self.reward_normalization, REWARD_NORMALIZATIONS)}")
-        for name, choices in (("model_reward", MODEL_REWARDS), ("deploy", DEPLOYMENTS)):
+        for name, choices in (("model_reward", MODEL_REWARDS), ("deploy", DEPLOYMENTS),
+                              ("rollout_scheme", ROLLOUT_SCHEMES)):
             value = getattr(self, name)
             if value not in choices:
                 raise UserError(f"agent.{name} = {value!r} is not valid; choose one of: {', '.join(choices)}"
@@ -198,6 +220,12 @@ class AgentConfig:
             problems.append(f"kth must be in [1, num_active={self.num_active}], got {self.kth}")
         if self.num_candidates < 2:
             problems.append("num_candidates must be >= 2")
+        if not 0.0 < self.bc_top_fraction <= 1.0:
+            problems.append(f"bc_top_fraction must be in (0, 1], got {self.bc_top_fraction}")
+        if not 0.0 <= self.bc_holdout < 1.0:
+            problems.append(f"bc_holdout must be in [0, 1), got {self.bc_holdout}")
+        if not 0.0 <= self.rollout_explore <= 1.0:
+            problems.append(f"rollout_explore must be in [0, 1], got {self.rollout_explore}")
         if self.temperature <= 0 or self.trust_eta <= 0:
             problems.append("temperature and trust_eta must be > 0")
         for name in ("real_batch", "model_batch", "rollout_batch", "rollout_horizon",
@@ -207,6 +235,13 @@ class AgentConfig:
                 problems.append(f"{name} must be >= 1")
         if problems:
             raise UserError("invalid AgentConfig: " + "; ".join(problems))
+
+    def unread_fields(self) -> frozenset[str]:
+        """Fields that this config's own choices never read (the rollout scheme's other knobs);
+        `algos.fields_without_effect` reports them, so the CLI refuses them when given."""
+        if self.rollout_scheme == "persistent":
+            return frozenset({"rollout_batch", "rollout_samples"})
+        return frozenset({"rollout_explore"})
 
     @property
     def value_bound(self) -> float:
@@ -238,6 +273,8 @@ class TrainData:
     reward_shift: jax.Array  # scalars: model rewards (raw units) are mapped the same way
     reward_scale: jax.Array
     model: dynamics.DynamicsPool | None  # the N active members, predicting RAW rewards (None: BC)
+    holdout_obs: jax.Array | None = None  # bc: held-out pairs of its early stopping (None elsewhere)
+    holdout_act: jax.Array | None = None
 
 
 @flax.struct.dataclass
@@ -252,6 +289,8 @@ class TrainState:
     ref_policy: Any  # mu / pi_k: Polyak copy of the policy
     behaviour: Any  # pi_beta (PSPO; RRPI keeps its unused initial copy)
     buffer: buffer.RingBuffer  # model states and actions (buffer.StateAction)
+    adv_obs: jax.Array  # (model_batch, S) imagined states of the persistent rollout scheme
+    adv_steps: jax.Array  # (model_batch,) int32: steps since each path's restart
     belief: jax.Array  # posterior b over the N active members (uniform for RRPI)
     eta: jax.Array  # PSPO trust-region multiplier
     step: jax.Array
@@ -461,10 +500,12 @@ def sample_real(key: chex.PRNGKey, data: TrainData, batch_size: int) -> buffer.T
 
 def deployed_policy(states, config: AgentConfig):
     """The parameters of the deployed policy in (possibly seed-stacked) learner `states`:
-    `config.deploy` = "policy" (pi) or "reference" (pi_ref). A state without a reference policy
-    (BC) deploys its policy."""
+    `config.deploy` = "policy" (pi) or "reference" (pi_ref). BC deploys its best held-out policy
+    (`best_policy`), or its policy without a hold-out."""
     if config.deploy == "reference" and hasattr(states, "ref_policy"):
         return states.ref_policy
+    if getattr(states, "best_policy", None) is not None:  # bc with a hold-out: early stopping
+        return states.best_policy
     return states.policy
 
 

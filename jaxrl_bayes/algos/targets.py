@@ -13,12 +13,28 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import chex
 import jax
 import jax.numpy as jnp
 
 from jaxrl_bayes import backups, buffer, posterior, rollout
 from jaxrl_bayes.algos.common import REAL_TARGETS, Ctx, sample_model
+
+
+def target_termination(ctx: Ctx):
+    """The termination rule of the targets: the environment's, and with `box_terminal` also any
+    successor outside the data's box (`TrainData.obs_low/obs_high`), whose value is then 0."""
+    if not ctx.config.box_terminal:
+        return ctx.termination_fn
+    low, high = ctx.data.obs_low, ctx.data.obs_high
+
+    def done(obs, act, next_obs):
+        outside = jnp.any((next_obs < low) | (next_obs > high), axis=-1)
+        return ctx.termination_fn(obs, act, next_obs) | outside
+
+    return done
 
 
 def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samples: int | None = None) -> backups.ModelTargets:
@@ -33,31 +49,34 @@ def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samp
         sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise,
                                c.model_reward == "mean"),
         value_fn=value_fn,
-        termination_fn=ctx.termination_fn,
+        termination_fn=target_termination(ctx),
         discount=c.discount,
         reward_range=(0.0, 1.0),
         value_range=c.value_range,
     )
 
 
-def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member: jax.Array) -> jax.Array:
+def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member: jax.Array,
+                         with_successors: bool = False):
     """y_m(s, a) of ONE given member per state (member: int (B,)): N times less critic work.
 
     All members' successors are sampled (cheap), but the soft value, the expensive part, is
-    evaluated only on the chosen member's K successors. Returns shape (B,).
+    evaluated only on the chosen member's K successors. Returns shape (B,), or with
+    `with_successors` (y (B,), every member's first successor (N, B, S)).
     """
     c = ctx.config
     k_model, k_value = jax.random.split(key)
-    next_obs, rewards = sample_model(ctx.data, c.num_next_samples, mean_reward=c.model_reward == "mean")(
+    all_next, rewards = sample_model(ctx.data, c.num_next_samples, mean_reward=c.model_reward == "mean")(
         k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
-    next_obs = backups.take_members(jnp.swapaxes(next_obs, 1, 2), member)  # (B, K, S)
+    next_obs = backups.take_members(jnp.swapaxes(all_next, 1, 2), member)  # (B, K, S)
     reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)
-    done = ctx.termination_fn(obs[:, None], act[:, None], next_obs)
+    done = target_termination(ctx)(obs[:, None], act[:, None], next_obs)
     next_v = value_fn(k_value, next_obs)
     # member_targets wants (N, K) + B: use N = 1 and move K to axis 1
-    return backups.member_targets(reward.T[None], done.T[None], next_v.T[None], c.discount, (0.0, 1.0),
-                                  c.value_range)[0]
+    y = backups.member_targets(reward.T[None], done.T[None], next_v.T[None], c.discount, (0.0, 1.0),
+                               c.value_range)[0]
+    return (y, all_next[:, 0]) if with_successors else y
 
 
 def selector_inputs(ctx: Ctx) -> rollout.SelectorInputs:
@@ -65,17 +84,24 @@ def selector_inputs(ctx: Ctx) -> rollout.SelectorInputs:
     return rollout.SelectorInputs(ctx.state.belief, ctx.config.kth)
 
 
-def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.Array, dict]:
-    """Target on (s, a) pairs: the selected member's one-step target.
+class ModelBackup(NamedTuple):
+    """The model-state target and the step behind it (`model_backup`)."""
+
+    target: jax.Array  # (B,) the selected member's one-step target
+    metrics: dict  # member_target_spread, picked_done_frac, member_done_frac where the selector reads all member targets
+    member: jax.Array  # (B,) int32, the selected member
+    successors: jax.Array  # (N, B, S) every member's first sampled successor
+
+
+def model_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup:
+    """The selected member's one-step target on (s, a) pairs, with the member and the successors
+    (the persistent rollout scheme moves its states to the selected member's successor).
 
     Args:
       ctx: the step's context (its state carries the current belief).
       key: PRNG key.
       obs (B, S), act (B, A).
       value_fn: soft value under the target critic.
-    Returns:
-      (target (B,), metrics): metrics has "member_target_spread" (mean max - min over members)
-      where the selector reads all member targets.
     """
     selector = rollout.SELECTORS[ctx.config.selector]
     inputs = selector_inputs(ctx)
@@ -83,10 +109,27 @@ def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.A
         targets = all_member_targets(ctx, key, obs, act, value_fn)
         member = selector.select(jax.random.fold_in(key, 2), inputs, targets.member_y, obs.shape[:1])
         spread = jnp.mean(jnp.max(targets.member_y, 0) - jnp.min(targets.member_y, 0))
-        return backups.take_members(targets.member_y, member), {"member_target_spread": spread}
+        # how often the selected member's successors terminate, against all members' (issue 21: does
+        # the worst case pick the member that predicts a fall?)
+        done = jnp.mean(targets.dones.astype(jnp.float32), axis=1)  # (N, B) over the K samples
+        metrics = {"member_target_spread": spread, "picked_done_frac": jnp.mean(backups.take_members(done, member)),
+                   "member_done_frac": jnp.mean(done)}
+        return ModelBackup(backups.take_members(targets.member_y, member), metrics, member, targets.next_obs[:, 0])
     k_member, k_target = jax.random.split(key)
     member = selector.select(k_member, inputs, None, obs.shape[:1])
-    return chosen_member_target(ctx, k_target, obs, act, value_fn, member), {}
+    y, successors = chosen_member_target(ctx, k_target, obs, act, value_fn, member, with_successors=True)
+    return ModelBackup(y, {}, member, successors)
+
+
+def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.Array, dict]:
+    """Target on (s, a) pairs: the selected member's one-step target (`model_backup`).
+
+    Returns:
+      (target (B,), metrics): metrics has "member_target_spread" (mean max - min over members)
+      where the selector reads all member targets.
+    """
+    backup = model_backup(ctx, key, obs, act, value_fn)
+    return backup.target, backup.metrics
 
 
 def observed_backup(ctx: Ctx, key: chex.PRNGKey, real: buffer.Transition, value_fn) -> jax.Array:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, value
+from jaxrl_bayes import backups, buffer, dynamics, networks, posterior, rollout, value
 from jaxrl_bayes.algos import diagnostics, losses, targets
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Ctx, Networks, Parts, TrainData, TrainState, critic_values, make_networks,
@@ -97,6 +97,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         if config.init_from_behaviour:
             policy = behaviour
     example = buffer.StateAction(jnp.zeros((obs_dim,)), jnp.zeros((act_dim,)))
+    adv_obs = restart_states(jax.random.fold_in(k_state, 1), data, config.model_batch)
     return strong_types(TrainState(
         critic=critic,
         target_critic=critic,
@@ -106,6 +107,8 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         ref_policy=policy,
         behaviour=behaviour,
         buffer=buffer.buffer_init(config.buffer_capacity, example),
+        adv_obs=adv_obs,
+        adv_steps=jnp.zeros((config.model_batch,), jnp.int32),
         belief=posterior.uniform_belief(config.num_active),
         eta=jnp.asarray(config.trust_eta, jnp.float32),
         step=jnp.zeros((), jnp.int32),
@@ -143,13 +146,19 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
     target_value = make_value_fn(ctx, parts, state.target_critic)
 
     real = sample_real(k_real, data, config.real_batch)
-    fake = buffer.buffer_sample(state.buffer, k_fake, config.model_batch)
+    persistent = config.rollout_scheme == "persistent"
+    if persistent:  # PMDB: the model rows are the imagined states themselves, acting with pi
+        fake_act = networks.tanh_gaussian_sample(k_fake, policy_dist(nets, state.policy, data, state.adv_obs))[0]
+        fake = buffer.StateAction(state.adv_obs, fake_act)
+    else:
+        fake = buffer.buffer_sample(state.buffer, k_fake, config.model_batch)
 
     # targets
     observed_y = targets.observed_backup(ctx, k_vreal, real, target_value)
     belief = targets.belief_update(ctx, k_belief, real, observed_y, target_value)
     ctx = ctx._replace(state=state.replace(belief=belief))
-    y_fake, target_metrics = targets.model_target(ctx, k_fake_t, fake.obs, fake.act, target_value)
+    backup = targets.model_backup(ctx, k_fake_t, fake.obs, fake.act, target_value)
+    y_fake, target_metrics = backup.target, dict(backup.metrics)
     y_real = targets.REAL_TARGETS[config.real_target](ctx, k_fake_t, real, observed_y, target_value)
     obs = jnp.concatenate([real.obs, fake.obs])
     act = jnp.concatenate([real.act, fake.act])
@@ -169,7 +178,14 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
     p_loss, grads = jax.value_and_grad(losses.projection_loss)(state.policy, nets, data, obs, cand, weights, w)
     policy, policy_opt = _apply(learner.policy_tx, grads, state.policy_opt, state.policy)
 
+    scheme_updates = {}
+    if persistent:
+        adv_obs, adv_steps, target_metrics["rollout_inside_frac"], target_metrics["rollout_restart_frac"] = advance(
+            learner, data, fake.obs, fake.act, backup, state.adv_steps, jax.random.fold_in(k_fake, 1))
+        target_metrics["member_pick"] = jax.nn.one_hot(backup.member, config.num_active).mean(0)
+        scheme_updates = dict(adv_obs=adv_obs, adv_steps=adv_steps, buffer=buffer.buffer_add(state.buffer, fake))
     new_state = state.replace(
+        **scheme_updates,
         critic=critic,
         target_critic=optax.incremental_update(critic, state.target_critic, config.tau),
         critic_opt=critic_opt,
@@ -197,6 +213,45 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
         **target_metrics,
     }
     return new_state, metrics
+
+
+# ----------------------------------------------------------------------------- model rollouts
+
+
+def restart_states(key: chex.PRNGKey, data: TrainData, n: int) -> jax.Array:
+    """n dataset states where imagined paths (re)start: observations and non-terminal next
+    observations, uniformly (PMDB's start set). Returns (n, S)."""
+    size = data.obs.shape[0]
+    idx = jax.random.randint(key, (n,), 0, 2 * size)
+    row = idx % size
+    use_next = (idx >= size) & (data.done[row] < 0.5)
+    return jnp.where(use_next[:, None], data.next_obs[row], data.obs[row])
+
+
+def advance(learner: Learner, data: TrainData, obs: jax.Array, act: jax.Array, backup: targets.ModelBackup,
+            steps: jax.Array, key: chex.PRNGKey):
+    """One step of the persistent rollout scheme (PMDB's adversarial game).
+
+    Each path moves to the successor of the member its target selected (of a uniformly drawn member
+    on a `rollout_explore` share of paths) and restarts from `restart_states` when that successor
+    terminates, leaves the data's box, or the path reaches `rollout_horizon` steps.
+
+    Returns:
+      (next states (B, S), steps since restart (B,), share of successors inside the box, share of
+      paths restarted).
+    """
+    config = learner.config
+    k_explore, k_member, k_restart = jax.random.split(key, 3)
+    explore = jax.random.uniform(k_explore, steps.shape) < config.rollout_explore
+    member = jnp.where(explore, jax.random.randint(k_member, steps.shape, 0, config.num_active), backup.member)
+    nxt = backups.take_members(backup.successors, member)
+    done = learner.termination_fn(obs, act, nxt)
+    inside = jnp.all((nxt >= data.obs_low) & (nxt <= data.obs_high), axis=-1)
+    steps = steps + 1
+    restart = done | ~inside | (steps >= config.rollout_horizon)
+    fresh = restart_states(k_restart, data, steps.shape[0])
+    return (jnp.where(restart[:, None], fresh, nxt), jnp.where(restart, 0, steps).astype(jnp.int32),
+            jnp.mean(inside), jnp.mean(restart))
 
 
 # ----------------------------------------------------------------------------- rollout refill
@@ -238,34 +293,46 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
     """A rollout refills the model buffer, then `steps_per_chunk` train steps run in lax.scan.
 
     Metrics: the train steps' means, plus policy_kl (KL between the policies at the start and
-    the end of the chunk on dataset states), member_pick_frac (N,), rollout_valid_frac,
+    the end of the chunk on dataset states), ref_kl (KL(pi || pi_ref) on dataset states),
+    member_pick_frac (N,), rollout_valid_frac (rollout_path_len for the persistent scheme),
     buffer_count, eta (after PSPO's dual update when trust_rate > 0) and the Figure-3
     diagnostics (`diagnostics.chunk_diagnostics`: target_uncertainty_spearman,
     member_target_std, posterior_argmax).
     """
     config, nets = learner.config, learner.nets
     key, k_refill, k_kl = jax.random.split(state.key, 3)
-    model_buffer, roll = refill(learner, state, data, k_refill)
-    picks = jnp.sum(jax.nn.one_hot(roll.member, config.num_active) * roll.valid[..., None], axis=(0, 1))
     old_policy = state.policy
-
-    state = state.replace(buffer=model_buffer, key=key)
+    if config.rollout_scheme == "short":
+        model_buffer, roll = refill(learner, state, data, k_refill)
+        picks = jnp.sum(jax.nn.one_hot(roll.member, config.num_active) * roll.valid[..., None], axis=(0, 1))
+        state = state.replace(buffer=model_buffer, key=key)
+    else:  # persistent: the train steps advance the imagined states themselves
+        state = state.replace(key=key)
     state, metrics = jax.lax.scan(lambda s, _: train_step(learner, s, data), state, None, length=config.steps_per_chunk)
     metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), metrics)  # over steps
+    if config.rollout_scheme == "short":
+        rollout_metrics = dict(member_pick_frac=picks / jnp.maximum(jnp.sum(picks), 1.0),
+                               rollout_valid_frac=jnp.mean(roll.valid))
+    else:
+        rollout_metrics = dict(member_pick_frac=metrics.pop("member_pick"),
+                               rollout_valid_frac=metrics.pop("rollout_inside_frac"),
+                               rollout_path_len=jnp.mean(state.adv_steps))
     diag_ctx = context(learner, state, data)
     metrics.update(diagnostics.chunk_diagnostics(
         diag_ctx, jax.random.fold_in(k_kl, 1), make_value_fn(diag_ctx, learner.parts, state.target_critic), metrics))
 
     kl_obs = data.obs[jax.random.randint(k_kl, (256,), 0, data.obs.shape[0])]
-    kl = jnp.mean(networks.tanh_gaussian_kl(policy_dist(nets, state.policy, data, kl_obs),
-                                            policy_dist(nets, old_policy, data, kl_obs)))
+    pi_now = policy_dist(nets, state.policy, data, kl_obs)
+    kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, old_policy, data, kl_obs)))
+    # KL(pi || mu) to the reference policy: how far the projection has moved pi from mu
+    ref_kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, state.ref_policy, data, kl_obs)))
     if config.trust_rate > 0:
         state = state.replace(eta=value.trust_region_multiplier_update(
             state.eta, kl, config.trust_epsilon, config.trust_rate))
     metrics.update(
         policy_kl=kl,
-        member_pick_frac=picks / jnp.maximum(jnp.sum(picks), 1.0),
-        rollout_valid_frac=jnp.mean(roll.valid),
+        ref_kl=ref_kl,
+        **rollout_metrics,
         buffer_count=state.buffer.count,
         eta=state.eta,
     )

@@ -208,6 +208,33 @@ def episode_breaks(observations, next_observations, terminals) -> np.ndarray:
     return breaks
 
 
+def episode_ids(observations, next_observations, terminals) -> np.ndarray:
+    """[n] int: the index of the episode (stretch between `episode_breaks`) each row belongs to."""
+    breaks = episode_breaks(observations, next_observations, terminals)
+    return np.concatenate([[0], np.cumsum(breaks[:-1])]).astype(np.int64)
+
+
+def top_episode_rows(observations, next_observations, rewards, terminals, fraction: float) -> np.ndarray:
+    """[n] bool: the rows of the best `fraction` of the complete episodes by undiscounted return
+    (%BC, Chen et al. 2021, Decision Transformer §5: behaviour cloning on the top X % of episodes).
+
+    An episode is complete when it ends at a terminal or a jump (`episode_breaks`); a final
+    stretch that ends in neither is left out. At least one episode is kept; ties at the cut keep
+    the earlier episodes.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    breaks = episode_breaks(observations, next_observations, terminals)
+    ids = episode_ids(observations, next_observations, terminals)
+    ends = np.flatnonzero(breaks)
+    if ends.size == 0:
+        raise DatasetError("the data hold no complete episode (no terminal and no jump): nothing to rank")
+    returns = np.diff(np.cumsum(np.asarray(rewards, np.float64))[ends], prepend=0.0)
+    keep = max(1, int(round(fraction * ends.size)))
+    best = np.argsort(-returns, kind="stable")[:keep]
+    return np.isin(ids, best)
+
+
 def consecutive_segments(observations, next_observations, terminals, horizon: int, num: int,
                          seed: int = 0) -> np.ndarray:
     """Row indices [num, horizon] of random stretches of `horizon` consecutive transitions.

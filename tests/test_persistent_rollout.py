@@ -1,0 +1,95 @@
+"""PMDB's persistent rollout scheme (`agent.rollout_scheme = "persistent"`, issue 21): the imagined
+states advance one step per train step through the selected member and restart from dataset
+states; checked on planted successors with a known right answer, then end to end on a bandit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_bayes import dynamics
+from jaxrl_bayes.algos import algo_config, make_trainer, targets, train
+from jaxrl_bayes.algos.common import make_train_data
+from jaxrl_bayes.data.dataset import Dataset
+
+
+def _data(n=50):
+    """1-D states 0..n-1 with next state s + 0.5; every 10th transition terminal."""
+    obs = np.arange(n, dtype=np.float32)[:, None]
+    done = (np.arange(n) % 10 == 9)
+    ds = Dataset.from_arrays(observations=obs, actions=np.zeros((n, 1), np.float32), rewards=np.zeros(n, np.float32),
+                             terminals=done, next_observations=obs + 0.5, name="line")
+    return make_train_data(ds, None, algo_config("rrpi", obs_bound_std=0.0), jax.random.PRNGKey(0))
+
+
+def test_restart_states_are_observations_or_non_terminal_next_observations():
+    data = _data()
+    s = np.asarray(train.restart_states(jax.random.PRNGKey(1), data, 20_000))[:, 0]
+    nxt = s[s % 1 == 0.5]
+    assert 0.4 < len(nxt) / len(s) < 0.5  # half of the draws, less the terminal ones (10 %)
+    assert set(np.round(nxt - 0.5).astype(int)) <= {i for i in range(50) if i % 10 != 9}
+    assert set(s[s % 1 == 0].astype(int)) == set(range(50))
+
+
+def _advance(config, member, successors, steps, done_at=None):
+    data = _data()
+    term = (lambda o, a, n: n[..., 0] == done_at) if done_at is not None else (lambda o, a, n: jnp.zeros(n.shape[:-1], bool))
+    learner = SimpleNamespace(config=config, termination_fn=term)
+    b = member.shape[0]
+    backup = targets.ModelBackup(jnp.zeros(b), {}, member, successors)
+    return train.advance(learner, data, jnp.zeros((b, 1)), jnp.zeros((b, 1)), backup, steps, jax.random.PRNGKey(2))
+
+
+def test_paths_follow_the_selected_member_and_restart_on_termination_box_and_horizon():
+    config = algo_config("rrpi", num_active=3, rollout_explore=0.0, rollout_horizon=4, obs_bound_std=0.0)
+    successors = jnp.array([[[1.0], [2.0], [3.0], [4.0], [60.0]],      # member 0
+                            [[11.0], [12.0], [13.0], [14.0], [15.0]],  # member 1
+                            [[21.0], [22.0], [23.0], [24.0], [25.0]]])  # member 2
+    member = jnp.array([0, 1, 2, 1, 0])
+    steps = jnp.array([0, 1, 3, 0, 0])
+    obs, new_steps, inside, restarted = _advance(config, member, successors, steps, done_at=14.0)
+    obs, new_steps = np.asarray(obs)[:, 0], np.asarray(new_steps)
+    np.testing.assert_array_equal(obs[:2], [1.0, 12.0])  # the selected members' successors
+    np.testing.assert_array_equal(new_steps, [1, 2, 0, 0, 0])
+    # restarted: path 2 at the horizon (4 steps), path 3 terminated (14), path 4 left the box (60 > 49.5)
+    assert all(x != y for x, y in zip(obs[2:], [23.0, 14.0, 60.0]))
+    assert float(inside) == pytest.approx(0.8) and float(restarted) == pytest.approx(0.6)
+
+
+def test_exploration_follows_a_uniform_member():
+    config = algo_config("rrpi", num_active=3, rollout_explore=1.0, rollout_horizon=1000, obs_bound_std=0.0)
+    n = 3000
+    successors = jnp.broadcast_to(jnp.array([1.0, 2.0, 3.0])[:, None, None], (3, n, 1))
+    obs, *_ = _advance(config, jnp.zeros(n, jnp.int32), successors, jnp.zeros(n, jnp.int32))
+    counts = np.bincount(np.asarray(obs)[:, 0].astype(int), minlength=4)[1:]
+    assert np.all(np.abs(counts / n - 1 / 3) < 0.04), counts
+
+
+def test_rrpi_with_the_persistent_scheme_reaches_the_bandit_optimum():
+    """Every bandit transition is terminal: paths restart each step and the model rows are
+    dataset states acting with pi; RRPI's fixed point is still the greedy action 0.5."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    obs = np.zeros((n, 1), np.float32)
+    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=-((act[:, 0] - 0.5) ** 2),
+                             terminals=np.ones(n, bool), next_observations=obs, name="bandit")
+    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.rewards, ds.next_observations,
+                                  dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=30, batch_size=128))
+    config = algo_config("rrpi", rollout_scheme="persistent", num_active=3, critic_hidden=(64, 64),
+                         policy_hidden=(64, 64), real_batch=64, model_batch=64, num_candidates=16, num_next_samples=2,
+                         buffer_capacity=2048, steps_per_chunk=500, ref_tau=1.0, policy_lr=1e-3, critic_lr=1e-3,
+                         auto_temperature=False, temperature=0.05)
+    trainer = make_trainer(config, ds, pool, lambda o, a, nx: jnp.ones(nx.shape[:-1], bool))
+    states = trainer.init_seeds(jax.random.PRNGKey(0)[None])
+    for _ in range(3):
+        states, metrics = trainer.run_chunk_seeds(states)
+    assert float(metrics["rollout_restart_frac"][0]) == 1.0  # every path terminates at once
+    assert int(states.buffer.count[0]) == 2048  # the model rows are kept for the diagnostics
+    params = jax.tree_util.tree_map(lambda x: x[0], states.policy)
+    mode = float(trainer.act_fn(params)(jnp.zeros((1, 1)))[0, 0])
+    assert abs(mode - 0.5) < 0.1, mode
