@@ -4,7 +4,9 @@ Output: the local Minari store (`$MINARI_DATASETS_PATH`, default `~/.minari/data
 `<namespace>/<env>/<level>-v0`, with the collection env spec, the evaluation env spec, D4RL's
 reference scores and the behaviour policy's returns in the metadata; optionally D4RL-schema
 hdf5 files (with the root attribute `env_id`, which `data.registry.spec_for_path` reads). Both
-are written into a temporary path next to the target and renamed into place.
+are written into a temporary path next to the target and renamed into place (the hdf5 file
+through `jaxrl_bayes.io.atomic_open`, fsynced), so a full disk or a killed process leaves the
+previous file or dataset as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +24,7 @@ import numpy as np
 
 from jaxrl_bayes.collect.config import DatasetExistsError
 from jaxrl_bayes.collect.episodes import LevelData
+from jaxrl_bayes.io import atomic_open
 
 
 
@@ -122,25 +124,16 @@ def write_d4rl_hdf5(path: str | os.PathLike, level: LevelData, metadata: dict) -
     root attribute `env_id` is `metadata["env_id"]` when given.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in level.arrays.items():
-                f.create_dataset(k, data=v, compression="gzip" if v.ndim > 1 else None)
-            if metadata.get("env_id"):
-                f.attrs["env_id"] = str(metadata["env_id"])
-            g = f.create_group("metadata")
-            for k, v in metadata.items():
-                if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
-                    v = json.dumps(v)
-                g.create_dataset(k, data=v)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w+b") as raw, h5py.File(raw, "w") as f:
+        for k, v in level.arrays.items():
+            f.create_dataset(k, data=v, compression="gzip" if v.ndim > 1 else None)
+        if metadata.get("env_id"):
+            f.attrs["env_id"] = str(metadata["env_id"])
+        g = f.create_group("metadata")
+        for k, v in metadata.items():
+            if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
+                v = json.dumps(v)
+            g.create_dataset(k, data=v)
     return path
 
 
