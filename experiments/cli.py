@@ -130,7 +130,7 @@ def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, pro
 
 # errno -> (what is wrong with the path, what to do about it)
 _FS_FAULTS = {
-    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.ENOSPC: ("no space left on device", "free some space"),
     errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
     errno.EFBIG: ("file too large for the file system", "choose a location on another file system"),
     errno.EACCES: ("permission denied", "make it writable for you or choose another location"),
