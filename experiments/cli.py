@@ -156,7 +156,8 @@ def filesystem_message(e: OSError, retry: str = "run the same command again") ->
     the error, e.g. which environment variable moves a cache, come after)."""
     what, fix = _FS_FAULTS[e.errno]
     path = e.filename if e.filename is not None else "a file"
-    detail = f" ({e.strerror})" if e.strerror and e.strerror.lower() not in what.lower() else ""
+    reason = os.strerror(e.errno)  # not e.strerror: HDF5 puts a multi-line report there
+    detail = f" ({reason})" if reason.lower() not in what.lower() else ""
     notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
     return f"{os.fsdecode(path)}: {what}{detail}; {fix}{notes}, then {retry}"
 

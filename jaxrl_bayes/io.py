@@ -23,11 +23,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
     Args:
       path: the final file name; missing parent directories are created.
-      mode: "wb", "w+b" (also readable: h5py writes through a file object it reads back) or
-        "w" (text mode writes UTF-8).
+      mode: "wb" or "w" (text mode writes UTF-8).
     """
-    if mode not in ("wb", "w+b", "w"):
-        raise ValueError(f"atomic_open supports modes 'wb', 'w+b' and 'w', got {mode!r}")
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open supports modes 'wb' and 'w', got {mode!r}")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)

@@ -67,3 +67,4 @@ def orbax_full_disk(real_save, *, on_call: int = 1):
 
     save.calls = calls
     return save
+
