@@ -155,11 +155,11 @@ def filesystem_message(e: OSError, retry: str = "run the same command again") ->
     """The one line for a filesystem fault: the path, what is wrong, what to do (notes added to
     the error, e.g. which environment variable moves a cache, come after)."""
     what, fix = _FS_FAULTS[e.errno]
-    path = e.filename if e.filename is not None else "a file"
+    path = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes, os.PathLike)) else "a file"
     reason = os.strerror(e.errno)  # not e.strerror: HDF5 puts a multi-line report there
     detail = f" ({reason})" if reason.lower() not in what.lower() else ""
     notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
-    return f"{os.fsdecode(path)}: {what}{detail}; {fix}{notes}, then {retry}"
+    return f"{path}: {what}{detail}; {fix}{notes}, then {retry}"
 
 
 @dataclasses.dataclass

@@ -212,7 +212,8 @@ class _RunLogHandler(logging.FileHandler):
     reported once by the front door, not as a "--- Logging error ---" block per log line."""
 
     def handleError(self, record):
-        pass
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 def file_logging(run_dir: Path) -> contextlib.AbstractContextManager:
