@@ -777,9 +777,13 @@ def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
     # the machine may be shared: a second matmul at the end shows how much the load moved
     result["matmul_end"] = matmul_throughput(options.matmul_n, options.reps + 2)
     log(f"matmul {options.matmul_n} at the end: {result['matmul_end']['flops_per_s'] / 1e9:.1f} GFLOP/s")
-    _atomic_write(os.path.join(out_dir, "throughput.json"), json.dumps(result, indent=1, default=str).encode())
     md = markdown(result)
-    _atomic_write(os.path.join(out_dir, "throughput.md"), md.encode())
+    try:
+        _atomic_write(os.path.join(out_dir, "throughput.json"), json.dumps(result, indent=1, default=str).encode())
+        _atomic_write(os.path.join(out_dir, "throughput.md"), md.encode())
+    except OSError:
+        print(md)  # a full disk does not lose the measurements: the table goes to stdout
+        raise
     result["plots"] = plots(result, out_dir)
     result["out_dir"] = out_dir
     if not options.silent:
@@ -810,7 +814,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="device counts of the devices row (forced host devices on CPU; none: skip it)")
     p.add_argument("--quick", action="store_true",
                    help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only, devices 1, 2, 4 (--devices with no count skips them)")
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/)")
+    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/); exit status 2: bad options, 74: the folder cannot be written (read-only, full disk)")
     p.add_argument("--silent", action="store_true", help="no progress or table on the terminal")
     o = p.parse_args(list(argv))
     o.scaling_grid = dict(DEFAULT_SCALING)
@@ -851,12 +855,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from experiments import cli  # the one-line message of a filesystem fault
+
     try:
         options = parse_args(argv)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
-    return run(options, argv)
+        raise SystemExit(cli.EXIT_USAGE)
+    try:
+        return run(options, argv)
+    except OSError as e:  # a read-only or full --out: one line, exit 74 (experiments/cli.py)
+        if not cli.is_filesystem_fault(e):
+            raise
+        print(f"error: {cli.filesystem_message(e)}", file=sys.stderr)
+        raise SystemExit(cli.EXIT_IO)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,14 @@ the fields' comments and docstrings). A bad option or value ends as a `UsageErro
 is one line naming the closest valid option; `--help` returns None.
 
 `front_door(body, argv)` runs an entry point: a `jaxrl_bayes.errors.UserError` (bad names,
-files, values, run directories) prints ONE line `error: <message>` on stderr and returns 2. Its
-traceback goes to the run directory's run.log when one exists, and to the terminal with
-`--debug`. Every other exception is a bug and keeps its traceback.
+files, values, run directories) prints ONE line `error: <message>` on stderr and returns 2. A
+filesystem fault (an `OSError` such as a full disk or quota, a read-only or permission-denied
+folder, a path through a file; see `FILESYSTEM_ERRNOS`) prints one line naming the path, what
+is wrong and what to do, and returns 74 (`EXIT_IO`, sysexits' EX_IOERR), so scripts can tell
+"fix the command" (2) from "fix the disk, then run it again" (74). Writers write by temporary
+file + rename (`jaxrl_bayes.io.atomic_open`), so such a fault leaves every file as it was.
+The traceback goes to the run directory's run.log when one exists (and can be written), and to
+the terminal with `--debug`. Every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import errno
 import io
+import os
 import sys
 import traceback
 import typing
@@ -26,7 +33,7 @@ import tyro
 
 from jaxrl_bayes.errors import UserError
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 0, 2, 74, 130
 T = TypeVar("T")
 
 
@@ -121,27 +128,72 @@ def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, pro
 # ----------------------------------------------------------------------------- errors
 
 
+# errno -> (what is wrong with the path, what to do about it)
+_FS_FAULTS = {
+    errno.ENOSPC: ("no space left on device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota"),
+    errno.EFBIG: ("file too large for the file system", "choose a location on another file system"),
+    errno.EACCES: ("permission denied", "make it writable for you or choose another location"),
+    errno.EPERM: ("operation not permitted", "make it writable for you or choose another location"),
+    errno.EROFS: ("read-only file system", "choose a location on a writable file system"),
+    errno.ENOTDIR: ("a part of this path is a file, not a folder", "choose another path"),
+    errno.EISDIR: ("is a folder where a file was expected", "choose another path"),
+    errno.ENOENT: ("no such file or folder (removed while in use?)", "check the path"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
+    errno.ELOOP: ("too many levels of symbolic links", "fix the links"),
+    errno.EIO: ("input/output error (a failing disk or network file system)", "check the disk"),
+}
+FILESYSTEM_ERRNOS = frozenset(_FS_FAULTS)
+
+
+def is_filesystem_fault(e: BaseException) -> bool:
+    """An OSError about a file or folder that the user fixes outside this program."""
+    return isinstance(e, OSError) and e.errno in FILESYSTEM_ERRNOS
+
+
+def filesystem_message(e: OSError, retry: str = "run the same command again") -> str:
+    """The one line for a filesystem fault: the path, what is wrong, what to do (notes added to
+    the error, e.g. which environment variable moves a cache, come after)."""
+    what, fix = _FS_FAULTS[e.errno]
+    path = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes, os.PathLike)) else "a file"
+    reason = os.strerror(e.errno)  # not e.strerror: HDF5 puts a multi-line report there
+    detail = f" ({reason})" if reason.lower() not in what.lower() else ""
+    notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+    return f"{path}: {what}{detail}; {fix}{notes}, then {retry}"
+
+
 @dataclasses.dataclass
 class Context:
-    """What the error handler may use: the run directory once one exists."""
+    """What the error handler may use: the run directory once one exists, and what to do
+    after a filesystem fault is fixed (default: run the same command again)."""
 
     run_dir: Optional[Path] = None
+    retry: str = "run the same command again"
 
 
 def front_door(body: Callable[[Context], int], argv: Sequence[str]) -> int:
-    """Runs `body`; a UserError becomes one line on stderr and exit status 2 (see module doc)."""
+    """Runs `body`; a UserError becomes one line on stderr and exit status 2, a filesystem
+    fault one line and exit status 74 (see module doc)."""
     ctx = Context()
     try:
         return body(ctx)
-    except UserError as e:
+    except (UserError, OSError) as e:
+        if not isinstance(e, UserError) and not is_filesystem_fault(e):
+            raise  # not about a path the user can fix: a bug, keep its traceback
         tb = traceback.format_exc()
         log = ctx.run_dir / "run.log" if ctx.run_dir is not None else None
-        if log is not None and log.is_file():
-            with open(log, "a", encoding="utf-8") as f:
-                f.write(tb)
+        try:
+            if log is not None and log.is_file():
+                with open(log, "a", encoding="utf-8") as f:
+                    f.write(tb)
+        except OSError:
+            pass  # the disk that failed may be the one run.log is on
         if "--debug" in argv:
             print(tb, file=sys.stderr, end="")
-        message = " ".join(str(e).split())
+        if isinstance(e, UserError):  # some are FileNotFoundErrors too: they keep their message
+            message, code = str(e), EXIT_USAGE
+        else:
+            message, code = filesystem_message(e, ctx.retry), EXIT_IO
+        message = " ".join(message.split())
         print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-
+        return code

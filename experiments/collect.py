@@ -15,7 +15,11 @@ The SAC run is checkpointed in --work-dir; rerun with --resume (and a larger --s
 train further). See `jaxrl_bayes.collect` for the protocol.
 
 Bad input (an unknown option, level or environment, an existing dataset, a checkpoint of other
-settings) ends with one line on stderr and exit status 2; `--debug` shows the traceback.
+settings) ends with one line on stderr and exit status 2; a filesystem fault (a full disk or
+quota, a read-only or permission-denied folder) with one line naming the path and exit status
+74, leaving every file written before intact: rerun the same command with --resume once it is
+fixed (datasets this same config wrote are rewritten identically). `--debug` shows the
+traceback.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ _C, _S = gen.CollectConfig, sac.SACConfig  # defaults (and their sources) live t
 @dataclasses.dataclass(frozen=True)
 class Args:
     """Generate D4RL-protocol datasets (random, medium, medium-replay, expert, full-replay,
-    medium-expert) with online SAC, into the local Minari store and optionally hdf5 files."""
+    medium-expert) with online SAC, into the local Minari store and optionally hdf5 files.
+    Exit status: 0 done, 2 bad input, 74 a filesystem fault (full disk, read-only folder, ...;
+    fix it and rerun with --resume), 130 interrupted."""
 
     env: str = _C.env
     """hopper, walker2d, halfcheetah (Gymnasium v4) or any Gymnasium id"""
@@ -52,7 +58,7 @@ class Args:
     hdf5_dir: Optional[str] = None
     """also export D4RL-schema hdf5 files here"""
     resume: bool = False
-    """continue the checkpoint in --work-dir"""
+    """continue the checkpoint in --work-dir (and rewrite the datasets this same config wrote)"""
     overwrite: bool = False
     """replace existing datasets"""
     progress: bool = True
@@ -144,6 +150,7 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
     config = config_from_args(args)
     levels = gen.LEVELS if args.levels == "all" else gen.parse_levels(args.levels)
     work_dir = Path(args.work_dir or Path("runs") / "collect" / config.family)
+    ctx.retry = "rerun the same command with --resume (what was written is intact)"
     try:
         results, train = gen.generate(
             config, levels, work_dir, namespace=args.namespace, hdf5_dir=args.hdf5_dir,

@@ -20,7 +20,8 @@ atomically; nothing else in the run directory changes):
 
 The math lives in the library (`jaxrl_bayes.dynamics.open_loop_error`,
 `jaxrl_bayes.data.dataset.consecutive_segments`); this module only reads files and prints.
-Exit codes: 0 done, 2 user error (not a run directory, missing pool file).
+Exit codes: 0 done, 2 user error (not a run directory, missing pool file), 74 a filesystem
+fault (diagnosis.json cannot be written: read-only run directory, full disk; experiments/cli.py).
 """
 
 from __future__ import annotations

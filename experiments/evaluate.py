@@ -13,7 +13,8 @@ optimum's expected return; with several policies also the mean ± std over polic
 All policies of one architecture share one compiled evaluation.
 
 Exit codes: 0 done, 2 user error (no such file, not a policy file, unknown dataset, widths
-that do not fit the dataset's environment), 1 the evaluation itself failed.
+that do not fit the dataset's environment), 74 a filesystem fault (an unreadable policy or
+dataset folder; experiments/cli.py), 1 the evaluation itself failed.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def format_result(r: dict[str, Any], policy: Any) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit code (0 done, 1 evaluation failed, 2 user error)."""
+    """Entry point; returns the exit code (0 done, 1 evaluation failed, 2 user error, 74 filesystem fault)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return cli.front_door(functools.partial(_main, argv), argv)
 

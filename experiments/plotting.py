@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from jaxrl_bayes.io import atomic_open
 
 # (dataset stem) -> {algo: normalized score}; BENCHMARKS.md "D4RL reference results" (Table 1).
 D4RL_TABLE1: dict[str, dict[str, float]] = {
@@ -182,16 +183,7 @@ def plot_learning_curve(
             ax.grid(alpha=0.3)
             ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", suffix=".png", dir=directory)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)

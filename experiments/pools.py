@@ -3,6 +3,13 @@
 `$JAXRL_BAYES_CACHE/dynamics/<dataset>-<hash>/pool.npz` (default `~/.cache/jaxrl_bayes`), written
 atomically by `dynamics.save_pool`, so an entry exists only once complete; a second algorithm
 or seed on the same data loads it instead of training.
+
+One pool is trained once however many processes ask at the same time (two terminals, sweep
+trials, nodes sharing the cache folder): the entry's `pool.lock` (`filelock`, an OS lock that
+the kernel releases when its process dies, so a killed trainer never blocks the next) is held
+while training; a second process says it is waiting for the pool another process is training,
+and loads it once written. A failed write (a full disk, a read-only cache) leaves no partial
+pool and names the cache and JAXRL_BAYES_CACHE in its error.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import filelock
 import jax
 import numpy as np
 
@@ -79,14 +87,49 @@ def get_or_train_pool(dataset: Any, dataset_name: str, config: dynamics.Dynamics
     cdir = cache_dir(dataset_name, dyn_json, fp, seed)
     pool_path = cdir / "pool.npz"
     info: dict[str, Any] = {"cache_dir": str(cdir), "pool_file": str(pool_path), "dataset_fingerprint": fp}
-    if pool_path.is_file():
+    cached = _load_cached(pool_path, info)
+    if cached is not None:
+        return cached, info
+    try:
+        cdir.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(cdir / "pool.lock"))
         try:
-            pool = dynamics.load_pool(str(pool_path))
-            info.update(reused=True, pool_sha256=file_sha256(pool_path))
-            logger.info("reused cached dynamics pool %s", cdir)
-            return pool, info
-        except (ValueError, OSError) as e:
-            logger.warning("cached dynamics pool %s is unreadable (%s); retraining it", pool_path, e)
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            logger.warning("waiting for the dynamics pool that another process is training (cache %s); "
+                           "it is reused once written", cdir)
+            t_wait = time.perf_counter()
+            lock.acquire()
+            info["waited_s"] = time.perf_counter() - t_wait
+        try:
+            cached = _load_cached(pool_path, info)  # written by the process we waited for
+            if cached is not None:
+                return cached, info
+            return _train_and_cache(dataset, dataset_name, config, seed, dyn_json, fp, cdir, info, progress)
+        finally:
+            lock.release()
+    except OSError as e:
+        e.add_note(f"the dynamics-pool cache is {cache_root()} (set {CACHE_ENV} to use another folder)")
+        raise
+
+
+def _load_cached(pool_path: Path, info: dict[str, Any]) -> Any:
+    """The pool in `pool_path` (info updated), or None when absent or unreadable."""
+    if not pool_path.is_file():
+        return None
+    try:
+        pool = dynamics.load_pool(str(pool_path))
+        info.update(reused=True, pool_sha256=file_sha256(pool_path))
+        logger.info("reused cached dynamics pool %s", pool_path.parent)
+        return pool
+    except (ValueError, OSError) as e:
+        logger.warning("cached dynamics pool %s is unreadable (%s); retraining it", pool_path, e)
+        return None
+
+
+def _train_and_cache(dataset: Any, dataset_name: str, config: dynamics.DynamicsConfig, seed: int,
+                     dyn_json: dict, fp: str, cdir: Path, info: dict[str, Any], progress: bool) -> tuple[Any, dict]:
+    pool_path = cdir / "pool.npz"
     logger.info("training dynamics pool for %s (%d members; cache %s) ...", dataset_name, config.num_members, cdir)
     t0 = time.perf_counter()
     pool, report = dynamics.train_pool(
@@ -94,8 +137,6 @@ def get_or_train_pool(dataset: Any, dataset_name: str, config: dynamics.Dynamics
         dataset.rewards,  # raw units: each algorithm applies its own reward normalization
         dataset.next_observations, config, progress=progress)
     seconds = time.perf_counter() - t0
-    cdir.mkdir(parents=True, exist_ok=True)
-    dynamics.save_pool(pool, str(pool_path))
     summary: dict[str, Any] = {"train_seconds": seconds}
     for name in ("epochs", "stopped_early", "num_train", "num_holdout"):
         if hasattr(report, name):
@@ -103,9 +144,11 @@ def get_or_train_pool(dataset: Any, dataset_name: str, config: dynamics.Dynamics
     for name in ("val_mse", "val_nll"):
         if hasattr(report, name):
             summary[name] = np.asarray(getattr(report, name)).tolist()
+    # info.json first: pool.npz, written last (atomically), is what marks the entry complete
     atomic_write_json(cdir / "info.json", to_json_value(
         {"dataset": dataset_name, "dynamics": dyn_json, "dynamics_seed": seed, "dataset_fingerprint": fp,
          "report": summary}))
+    dynamics.save_pool(pool, str(pool_path))
     logger.info("trained dynamics pool in %.1f s%s", seconds,
                 f" (mean validation MSE {np.mean(summary['val_mse']):.4g})" if "val_mse" in summary else "")
     pool = dynamics.load_pool(str(pool_path))  # the same bytes a later run or a resume reads

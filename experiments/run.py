@@ -16,8 +16,11 @@ resolved defaults of the chosen algorithm and preset.
 Ctrl-C (or SIGTERM) stops after the current chunk, saves a checkpoint and prints the resume
 command; `--resume RUN_DIR` continues the run bit-exactly (same config required; the differing
 fields are listed otherwise). A second Ctrl-C aborts at once; the last checkpoint stays valid.
-A user error (bad name, value or file) prints one line `error: ...` and exits with status 2
-(experiments/cli.py); the run directory layout is in experiments/rundir.py.
+A user error (bad name, value or file) prints one line `error: ...` and exits with status 2; a
+filesystem fault (full disk or quota, read-only or permission-denied output, cache or dataset
+folder) prints one line naming the path and exits with status 74, every file as it was before
+the failed write, so `--resume` continues once it is fixed (experiments/cli.py); the run
+directory layout is in experiments/rundir.py.
 """
 
 from __future__ import annotations
@@ -72,11 +75,13 @@ class Args:
     debug: bool = False  # print the traceback of a user error too (it always goes to run.log)
 
 
-HELP = " ".join(Args.__doc__.split()) + f" Algorithms: {', '.join(algos.ALGORITHMS)}. Datasets: see --list."
+HELP = (" ".join(Args.__doc__.split()) + f" Algorithms: {', '.join(algos.ALGORITHMS)}. Datasets: see --list."
+        " Exit status: 0 done, 2 bad input, 74 a filesystem fault (full disk or quota, read-only or"
+        " permission-denied folder; fix it, then --resume), 130 interrupted (--resume continues).")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point. Returns the exit code (0 done, 2 user error, 130 interrupted)."""
+    """Entry point. Returns the exit code (0 done, 2 user error, 74 filesystem fault, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return cli.front_door(functools.partial(_main, argv), argv)
 
@@ -116,6 +121,8 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
         except BaseException as e:
             if not resuming:
                 rundir.remove_unstarted(run_dir)  # a failed start leaves nothing behind
+            if (run_dir / "config.json").is_file():  # after a full disk etc.: continue, don't restart
+                ctx.retry = f"resume with `{PROG} --resume {run_dir}` (the checkpoints saved before are intact)"
             if isinstance(e, KeyboardInterrupt):
                 saved = (run_dir / "config.json").is_file()
                 print("Interrupted." + (f"\nResume with: {PROG} --resume {run_dir}" if saved else

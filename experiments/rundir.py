@@ -48,10 +48,9 @@ def is_finished(run_dir: Path) -> bool:
 
 def check_new_run_dir(out: Path, force: bool) -> None:
     """Raises RunDirError unless `out` may hold a new run (nothing is changed here)."""
+    check_out_path(out)
     if not out.exists():
         return
-    if not out.is_dir():
-        raise RunDirError(f"--out {out} exists and is not a directory; choose another --out")
     if not any(out.iterdir()):
         return
     if not (out / "config.json").is_file():
@@ -66,6 +65,17 @@ def check_new_run_dir(out: Path, force: bool) -> None:
                               f"--out, or pass --force to overwrite it")
         raise RunDirError(f"{out} holds an unfinished run; continue it with "
                           f"`python -m experiments.run --resume {out}`, or pass --force to start over")
+
+
+def check_out_path(out: Path, flag: str = "--out") -> None:
+    """Raises RunDirError when `out`, or a folder above it, exists as something other than a
+    folder (`touch results; --out results/run1`), before anything is made."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "exists and is not a directory" if p == out else f"is inside {p}, which is a file, not a directory"
+                raise RunDirError(f"{flag} {out} {where}; choose another {flag}")
+            return
 
 
 def make_new_run_dir(out: Path, force: bool) -> None:
@@ -197,8 +207,17 @@ def console_logging() -> contextlib.AbstractContextManager:
     return _handlers(console)
 
 
+class _RunLogHandler(logging.FileHandler):
+    """A FileHandler that stays quiet when its disk is full: the failed write that matters is
+    reported once by the front door, not as a "--- Logging error ---" block per log line."""
+
+    def handleError(self, record):
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
+
+
 def file_logging(run_dir: Path) -> contextlib.AbstractContextManager:
     """The same logs appended to run_dir/run.log."""
-    fh = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    fh = _RunLogHandler(run_dir / "run.log", encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return _handlers(fh)

@@ -17,7 +17,11 @@ machine (`ray.init(num_cpus=...)`, no dashboard).
 - Resumable: a trial whose run directory holds results.json is skipped; one with an unfinished
   run (config.json, no results.json) continues it (`experiments.run --resume`).
 - A failed trial is reported with its error (and its log file) and does not stop the others;
-  the exit status is 1 when any trial failed.
+  the exit status is 1 when any trial failed. Bad options end in one line and status 2, a
+  filesystem fault (full disk, read-only or permission-denied --out) in one line naming the path
+  and status 74 (experiments/cli.py); a trial's own fault is its `error:` line in the summary.
+- Trials on one dataset share its dynamics pool: one trains it while the others wait (the
+  cache entry's lock, experiments/pools.py), so it is trained once.
 - Ctrl-C stops the sweep: running trials get the interrupt (experiments.run then saves a
   checkpoint after its chunk), nothing finished is touched, and the same command resumes.
 - Memory: trials sharing a GPU (`--gpus-per-trial` < 1) each get
@@ -31,8 +35,9 @@ the project must be installed on every node (`pip install -e ".[sweep]"`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
+import functools
 import os
 import sys
 import time
@@ -40,10 +45,11 @@ import traceback
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence
 
+from experiments import cli, rundir
 from experiments.report import safe_name
 from jaxrl_bayes.errors import UserError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 0, 1, cli.EXIT_USAGE, cli.EXIT_IO, 130
 JAX_DEFAULT_MEM_FRACTION = 0.75  # JAX's preallocation default (XLA_PYTHON_CLIENT_MEM_FRACTION)
 GPU_HEADROOM = 0.9  # share of a GPU the trials on it may take together (CUDA context, other use)
 
@@ -332,56 +338,66 @@ def summary(outcomes: dict[Trial, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.sweep",
-        usage="python -m experiments.sweep --algos A [A ...] --datasets D [D ...] [--seeds S] [--preset P]\n"
-              "       [--address auto|ray://HOST:PORT] [--gpus-per-trial G] [--cpus-per-trial C] [--out DIR]\n"
-              "       [-- experiments.run options for every trial]",
-        description="One experiments.run per (algorithm, dataset) on Ray; finished trials are skipped; "
-                    "a report (report.md, report.csv, curves/) is written at the end.")
-    p.add_argument("--algos", nargs="+", required=True, help="algorithm names (experiments.run --list)")
-    p.add_argument("--datasets", nargs="+", required=True, help="dataset names or local dataset paths")
-    p.add_argument("--seeds", type=int, default=4, help="seeds per trial, trained together (default 4, as the papers)")
-    p.add_argument("--preset", default="cpu", help="preset of every trial (cpu, paper; default cpu)")
-    p.add_argument("--out", default="sweeps/sweep", help="sweep folder: OUT/<dataset>/<algo> per trial (default sweeps/sweep)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to use: auto (the local node's cluster) or ray://HOST:PORT; "
-                        "default: start a local Ray on this machine")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs per trial; below 1 trials share a GPU and each gets that share of its memory")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial (default 1)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the local Ray (default: detected)")
-    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    return p
+PROG = "python -m experiments.sweep"
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """One experiments.run per (algorithm, dataset) on Ray; finished trials are skipped; a report
+    (report.md, report.csv, curves/) is written at the end. After `--`: experiments.run options
+    for every trial. Exit status: 0 done, 1 a trial failed, 2 bad input, 74 a filesystem fault
+    (full disk, read-only --out, ...; fix it and run the same command again), 130 interrupted."""
+
+    algos: tuple[str, ...]  # algorithm names (experiments.run --list)
+    datasets: tuple[str, ...]  # dataset names or local dataset paths
+    seeds: int = 4  # seeds per trial, trained together (4, as the papers)
+    preset: str = "cpu"  # preset of every trial (cpu, paper)
+    out: str = "sweeps/sweep"  # sweep folder: OUT/<dataset>/<algo> per trial
+    address: Optional[str] = None  # Ray cluster to use: auto (the local node's cluster) or ray://HOST:PORT; default: start a local Ray on this machine
+    gpus_per_trial: float = 0.0  # GPUs per trial; below 1 trials share a GPU and each gets that share of its memory
+    cpus_per_trial: float = 1.0  # CPUs reserved per trial
+    num_cpus: Optional[int] = None  # CPUs of the local Ray (None: all)
+    num_gpus: Optional[int] = None  # GPUs of the local Ray (None: detected)
+    report: bool = True  # write the report at the end (--no-report: do not)
+    debug: bool = False  # print the traceback of a user error too
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (0 done, 1 a trial failed, 2 bad input, 74 filesystem
+    fault, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    args = build_parser().parse_args(argv)
+    return cli.front_door(functools.partial(_main, argv, extra), argv)
+
+
+def _main(argv: list[str], extra: list[str], ctx: cli.Context) -> int:
+    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    if args is None:  # --help
+        return EXIT_OK
     out = Path(args.out)
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds} must be >= 1")
+    if args.gpus_per_trial < 0 or args.cpus_per_trial < 0:
+        raise UserError("--gpus-per-trial and --cpus-per-trial must be >= 0")
+    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UserError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 use a whole number of GPUs")
+    if not args.algos or not args.datasets:
+        raise UserError("--algos and --datasets each need at least one name")
+    if len(set(args.algos)) != len(args.algos) or len(set(args.datasets)) != len(args.datasets):
+        raise UserError("--algos and --datasets must not repeat a name")
+    _check_algos(args.algos)
+    client = bool(args.address) and args.address.startswith("ray://")
+    if not client:  # the driver writes nothing there with a Ray client: the cluster does
+        rundir.check_out_path(out)
+        out.mkdir(parents=True, exist_ok=True)  # a read-only or full --out fails now, not per trial
     try:
-        if args.seeds < 1:
-            raise UserError(f"--seeds {args.seeds} must be >= 1")
-        if args.gpus_per_trial < 0 or args.cpus_per_trial < 0:
-            raise UserError("--gpus-per-trial and --cpus-per-trial must be >= 0")
-        if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
-            raise UserError(f"--gpus-per-trial {args.gpus_per_trial}: above 1 use a whole number of GPUs")
-        if len(set(args.algos)) != len(args.algos) or len(set(args.datasets)) != len(args.datasets):
-            raise UserError("--algos and --datasets must not repeat a name")
-        _check_algos(args.algos)
-        outcomes = sweep(args.algos, args.datasets, seeds=args.seeds, preset=args.preset, out=out,
+        outcomes = sweep(list(args.algos), list(args.datasets), seeds=args.seeds, preset=args.preset, out=out,
                          address=args.address, cpus_per_trial=args.cpus_per_trial,
                          gpus_per_trial=args.gpus_per_trial, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                         extra=extra, report=not args.no_report)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+                         extra=extra, report=args.report)
     except KeyboardInterrupt:
         print(f"Interrupted. Finished runs in {out} are kept; run the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED

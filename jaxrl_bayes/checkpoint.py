@@ -18,7 +18,11 @@ Atomicity: orbax writes every step into a temporary directory (`<step>.orbax-che
 and renames it into place once complete (with a `commit_success.txt` marker), so a crash or a
 kill during a save leaves at most an unfinished temporary directory that `latest_step` and
 `restore` ignore. Rotation keeps the newest `max_to_keep` steps (`ocp.CheckpointManager`).
-Saves are synchronous, so a checkpoint that `save` returned from is on disk.
+Saves are synchronous, so a checkpoint that `save` returned from is on disk. A save that fails
+(a full disk, a quota, a read-only folder) removes its unfinished temporary directory, keeps
+every earlier checkpoint, and raises an `OSError` (errno and the step directory as filename;
+orbax reports such faults as `ValueError("... [os_error_code='28']")`), so the run can be
+resumed from the previous checkpoint once the disk is fixed.
 
 `atomic_write_text` / `atomic_write_json` write small files (configs, results) the same way:
 a temporary file in the same directory, fsync, `os.replace`.
@@ -29,10 +33,15 @@ Sources: orbax-checkpoint `CheckpointManager` / `args.StandardSave` / `args.Json
 
 from __future__ import annotations
 
+import contextlib
+import errno as errno_lib
+import glob
 import json
 import logging
 import os
-from typing import Any, Optional
+import re
+import shutil
+from typing import Any, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -162,12 +171,17 @@ class Checkpointer:
         }
         json.dumps(full_meta, allow_nan=False)  # fail before writing anything if not JSON
         ocp = self._ocp
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(stored), meta=ocp.args.JsonSave(full_meta)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            with _quiet_orbax():
+                self._manager.save(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(stored), meta=ocp.args.JsonSave(full_meta)),
+                    force=True,
+                )
+                self._manager.wait_until_finished()
+        except Exception as e:
+            self._remove_unfinished(step)
+            raise _as_os_error(e, os.path.join(self.directory, str(step))) from e
 
     # -- restore
     def restore_meta(self, step: Optional[int] = None) -> dict:
@@ -265,6 +279,11 @@ class Checkpointer:
         self.close()
 
     # -- internals
+    def _remove_unfinished(self, step: int) -> None:
+        """Removes what a failed save of `step` left (its temporary directory), nothing else."""
+        for tmp in glob.glob(os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")):
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def _resolve_step(self, step: Optional[int]) -> int:
         steps = self.all_steps()
         if step is None:
@@ -288,6 +307,38 @@ class Checkpointer:
         if meta.get("version") != _FORMAT_VERSION:
             raise CheckpointError(f"{where} has format version {meta.get('version')}; this code reads {_FORMAT_VERSION}")
         return meta
+
+
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def _as_os_error(e: Exception, path: str) -> Exception:
+    """`e` as an OSError naming `path` when it is a filesystem fault (orbax wraps tensorstore's
+    in a ValueError that only quotes the errno), else `e` itself."""
+    if isinstance(e, OSError):
+        if e.filename is None:
+            e.filename = path
+        return e
+    m = _OS_ERROR_CODE.search(str(e))
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code), path)
+    if "No space left on device" in str(e):
+        return OSError(errno_lib.ENOSPC, os.strerror(errno_lib.ENOSPC), path)
+    return e
+
+
+@contextlib.contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """Keeps orbax's worker threads from logging a failed save's traceback on the terminal
+    (the error is raised to the caller, which reports it)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
 
 
 def save_checkpoint(directory: str | os.PathLike, step: int, tree: Any, meta: Optional[dict] = None,

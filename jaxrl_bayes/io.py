@@ -17,7 +17,9 @@ from typing import IO, Iterator
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Opens a temporary file beside `path`; on a clean exit fsyncs it and renames it to `path`.
 
-    On any exception (Ctrl-C included) the temporary file is removed and `path` is untouched.
+    On any exception (Ctrl-C included) the temporary file is removed and `path` is untouched;
+    an `OSError` of the write (a full disk: ENOSPC, a quota: EDQUOT, ...) names `path` as its
+    `filename` (an error from inside `f.write` names no file otherwise).
 
     Args:
       path: the final file name; missing parent directories are created.
@@ -28,14 +30,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path) + ".", dir=directory)
+    except OSError as e:
+        e.filename = path  # not the random temporary name
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        try:
             os.remove(tmp)
+        except OSError:
+            pass  # already gone (or the file system refuses even that)
+        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):
+            e.filename = path
         raise

@@ -133,12 +133,20 @@ class JsonlSink:
         self._f = open(self.path, "a", encoding="utf-8")
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._f.write(_json_line(row))
-        self._f.flush()
+        try:
+            self._f.write(_json_line(row))
+            self._f.flush()
+        except OSError as e:  # a full disk: name the file (a resumed run rewrites it from history)
+            if e.filename is None:
+                e.filename = self.path
+            raise
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # only a row whose write already failed (and raised) was still buffered
 
 
 def _json_line(row: Mapping[str, Any]) -> str:

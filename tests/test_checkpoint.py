@@ -138,3 +138,32 @@ def test_tree_of_only_empty_arrays_round_trips(tmp_path):
     restored, meta = ckpt_lib.restore_checkpoint(tmp_path, tree)
     _assert_identical(restored, jax.tree_util.tree_map(jnp.asarray, tree))
     assert meta == {"n": 0}
+
+
+def test_full_disk_during_a_save_keeps_earlier_steps_and_leaves_no_temp_dir(tmp_path, monkeypatch):
+    """orbax's full-disk ValueError becomes OSError(ENOSPC) naming the step; its half-written
+    temporary directory is removed; the earlier checkpoint restores unchanged; saving works
+    again once there is space."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from faults import orbax_full_disk
+
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    ck = ckpt_lib.Checkpointer(tmp_path / "ck", max_to_keep=3)
+    ck.save(1, tree, {"chunk": 1})
+    injected = orbax_full_disk(ocp.CheckpointManager.save, on_call=1)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", injected)
+    with pytest.raises(OSError) as info:
+        ck.save(2, jax.tree_util.tree_map(lambda x: x + 1, tree), {"chunk": 2})
+    assert injected.calls == [2]
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "ck" / "2")
+    assert sorted(os.listdir(tmp_path / "ck")) == ["1"]  # no temporary directory left
+    assert ck.all_steps() == [1]
+    back, meta = ck.restore(tree)
+    assert meta == {"chunk": 1} and all(np.array_equal(back[k], tree[k]) for k in tree)
+    monkeypatch.undo()
+    ck.save(2, jax.tree_util.tree_map(lambda x: x + 1, tree), {"chunk": 2})  # space is back
+    assert ck.all_steps() == [1, 2]
+    ck.close()

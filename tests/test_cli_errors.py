@@ -207,3 +207,103 @@ def test_no_traceback_reaches_the_terminal(argv, phrase, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and phrase in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walker.hdf5"]
+
+
+# ----------------------------------------------------------------------------- filesystem faults
+# case -> (setup(tmp, monkeypatch) -> (entry point, argv), exit status, the whole error line).
+# A read-only place that refuses even root: /sys (sysfs), EPERM as root, EACCES otherwise.
+RO = "/sys/jaxrl_bayes_test"
+_RO_WHY = "operation not permitted" if os.geteuid() == 0 else "permission denied"
+_RO_LINE = f"error: {RO}: {_RO_WHY}; make it writable for you or choose another location, then run the same command again"
+
+
+def _inside_a_file(t: Path) -> str:
+    (t / "results").touch()
+    return "results/run1"
+
+
+def _unreadable_policy(t, mp):
+    import errno
+
+    path = t / "policy_seed0.npz"
+
+    def denied(p, *a, **k):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(p))
+
+    mp.setattr(policy_lib, "load_policy", denied)
+    return "evaluate", ["--policy", str(path)]
+
+
+FS_CASES = {
+    # the issue's example: refused before anything is made, as a bad --out (exit 2)
+    "run-out-inside-a-file": (lambda t, mp: ("run", ["--out", _inside_a_file(t)]), 2,
+                              "error: --out results/run1 is inside results, which is a file, not a directory; "
+                              "choose another --out"),
+    "run-out-read-only": (lambda t, mp: ("run", ["--out", RO + "/run1"]), 74, _RO_LINE),  # names the folder it could not make
+    "run-cache-read-only": (
+        lambda t, mp: (mp.setenv("JAXRL_BAYES_CACHE", RO), ("run", ["--out", str(t / "r")]))[1], 74,
+        f"error: {RO}: {_RO_WHY}; make it writable for you or choose another location; the dynamics-pool cache is "
+        f"{RO} (set JAXRL_BAYES_CACHE to use another folder), then run the same command again"),
+    "sweep-out-inside-a-file": (lambda t, mp: ("sweep", ["--algos", "rrpi", "--datasets", "x", "--out",
+                                                         _inside_a_file(t)]), 2,
+                                "error: --out results/run1 is inside results, which is a file, not a directory; "
+                                "choose another --out"),
+    "sweep-out-read-only": (lambda t, mp: ("sweep", ["--algos", "rrpi", "--datasets", "x", "--out", RO]), 74, _RO_LINE),
+    "collect-work-dir-read-only": (lambda t, mp: ("collect", ["--levels", "random", "--work-dir", RO,
+                                                              "--no-progress"]), 74,
+                                   _RO_LINE.replace("then run the same command again", "then rerun the same command "
+                                                    "with --resume (what was written is intact)")),
+    "evaluate-unreadable-policy": (_unreadable_policy, 74, None),
+    "benchmark-out-read-only": (lambda t, mp: ("benchmark", ["--quick", "--out", RO]), 74, _RO_LINE),
+}
+
+
+def _entry_point(name: str, argv: list[str]) -> int:
+    from benchmarks import throughput
+    from experiments import collect as collect_mod
+    from experiments import sweep as sweep_mod
+
+    if name == "benchmark":
+        try:
+            throughput.main(argv)
+        except SystemExit as e:
+            return e.code
+        return 0
+    main = {"run": run_mod.main, "sweep": sweep_mod.main, "collect": collect_mod.main,
+            "evaluate": evaluate_mod.main}[name]
+    return main([*argv, "--run.no_progress"] if name == "run" else argv)
+
+
+@pytest.mark.parametrize("case", list(FS_CASES))
+def test_filesystem_faults_end_in_one_line(case, world, capsys, monkeypatch):
+    """A path that cannot be written at each entry point: one line naming it, what is wrong and
+    what to do; exit 2 when refused up front as a bad option, 74 when the file system refused;
+    nothing left behind."""
+    setup, code, want = FS_CASES[case]
+    entry, argv = setup(world / "work", monkeypatch)
+    before = _tree(world)
+    capsys.readouterr()
+    got = _entry_point(entry, argv)
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("error:")]
+    assert got == code and len(lines) == 1, err
+    if want is not None:
+        assert lines[0] == want
+    else:
+        assert lines[0].startswith(f"error: {world / 'work' / 'policy_seed0.npz'}: permission denied; ")
+    assert "Traceback" not in err
+    assert _tree(world) == before
+
+
+@pytest.mark.parametrize("out, code", [("results/run1", 2), (RO + "/run1", 74)])
+def test_the_issues_example_in_a_real_process(out, code, tmp_path):
+    """`touch results; python -m experiments.run --out results/run1` (issue 23), and a
+    read-only --out: one line on stderr, no traceback, nothing made."""
+    (tmp_path / "results").touch()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAXRL_BAYES_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "experiments.run", "--out", out], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    lines = [l for l in r.stderr.splitlines() if not l[:2].isdigit()]
+    assert r.returncode == code and len(lines) == 1 and lines[0].startswith(f"error: {'--out ' + out if code == 2 else RO}"), r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]

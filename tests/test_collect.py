@@ -7,6 +7,7 @@ noise), the time limit, and the definitions of the levels.
 """
 
 import json
+import os
 import warnings
 
 import jax
@@ -335,3 +336,62 @@ def test_medium_needs_a_confirming_evaluation(tmp_path, monkeypatch, capsys):
     first = gen.train_sac(cfg, stop_at_medium=True)
     assert (first.medium_index, first.medium_eval, first.confirmations) == (1000, 10.0, [])
     assert [n for n, _ in planted.calls] == [2, 2]
+
+
+def test_full_disk_while_exporting_hdf5_loses_nothing_and_resume_writes_the_same_data(
+        tmp_path, monkeypatch, capsys):
+    """ENOSPC midway through the hdf5 file (after the Minari dataset was written): one line,
+    exit 74, no partial file; --resume then writes the same data as an uninterrupted run; an
+    --overwrite that hits a full disk keeps the previous file byte for byte."""
+    from experiments import collect
+    from faults import full_disk
+    from jaxrl_bayes.collect import writers
+    from jaxrl_bayes.data.d4rl import load_hdf5
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    base = ["--env", "hopper", "--levels", "random", "--dataset-size", "300", "--num-envs", "2", "--no-progress"]
+    ref = base + ["--namespace", "ref", "--work-dir", str(tmp_path / "wr"), "--hdf5-dir", str(tmp_path / "href")]
+    argv = base + ["--namespace", "x", "--work-dir", str(tmp_path / "w"), "--hdf5-dir", str(tmp_path / "h")]
+    assert collect.main(ref) == 0
+    target = tmp_path / "h" / "hopper_random-v0.hdf5"
+    real_open = writers.atomic_open
+    monkeypatch.setattr(writers, "atomic_open", full_disk(real_open, on_call=1, after_bytes=4096))
+    capsys.readouterr()
+    assert collect.main(argv) == 74
+    err = capsys.readouterr().err
+    assert [l for l in err.splitlines() if l.startswith("error:")] == [
+        f"error: {target}: no space left on device; free some space, then rerun the same command with "
+        f"--resume (what was written is intact)"]
+    assert "Traceback" not in err and os.listdir(tmp_path / "h") == []  # no partial or temporary file
+    monkeypatch.setattr(writers, "atomic_open", real_open)
+    assert collect.main(argv) == 2  # without --resume the dataset written before the fault is refused
+    assert "--overwrite" in capsys.readouterr().err
+    assert collect.main(argv + ["--resume"]) == 0
+    a, b = load_hdf5(tmp_path / "href" / target.name), load_hdf5(target)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    before = target.read_bytes()
+    monkeypatch.setattr(writers, "atomic_open", full_disk(real_open, on_call=1, after_bytes=4096))
+    assert collect.main(argv + ["--overwrite"]) == 74
+    assert target.read_bytes() == before and os.listdir(tmp_path / "h") == [target.name]
+    monkeypatch.setattr(writers, "atomic_open", real_open)
+
+    # the Minari store: HDF5 would crash the process on a full disk, so too little free space
+    # is refused before writing; a temporary directory a crashed write left is removed
+    import shutil
+    import subprocess
+
+    store = tmp_path / "minari" / "x" / "hopper"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (store / f".random-v0.tmp-{dead.pid}-0badc0de" / "data").mkdir(parents=True)
+    minari_before = sorted((p.relative_to(store), p.stat().st_size) for p in (store / "random-v0").rglob("*"))
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=100_000))
+    capsys.readouterr()
+    assert collect.main(argv + ["--overwrite"]) == 74
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"error: {store / 'random-v0'}: no space left on device; free some space; the dataset "
+                           f"needs about ") and line.endswith(" MB there, 0.1 MB are free, then rerun the same "
+                                                          "command with --resume (what was written is intact)")
+    assert sorted(os.listdir(store)) == ["namespace_metadata.json", "random-v0"]  # the crashed write's temp is gone
+    assert sorted((p.relative_to(store), p.stat().st_size) for p in (store / "random-v0").rglob("*")) == minari_before

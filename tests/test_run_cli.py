@@ -525,3 +525,57 @@ def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_ru
     (tmp_path / "rrpi-1").mkdir()
     assert rundir.bc_score_beside(tmp_path / "rrpi-1", "hopper-medium-v2") == ("BC (bc-20260102-000000)", 42.0)
     assert rundir.bc_score_beside(tmp_path / "rrpi-1", "halfcheetah-medium-v2") is None
+
+
+def test_full_disk_at_a_checkpoint_then_at_a_policy_file_loses_nothing_and_resume_is_exact(
+        finished, tmp_path, monkeypatch, capsys):
+    """ENOSPC while the chunk-10 checkpoint is written (orbax's own error, injected on the 2nd
+    save), then, resumed, while the policy file is written (the injected write fails midway):
+    each ends in one line and exit 74 naming the file and the resume command, leaves the
+    checkpoints saved before intact and no temporary file; resumed with space back, the run
+    ends bit-identical to the uninterrupted one, policy included."""
+    import orbax.checkpoint as ocp
+
+    from faults import full_disk, orbax_full_disk
+
+    ref, _ = finished
+    out = _copy_run(ref, tmp_path / "full")
+    (out / "results.json").unlink()
+    for p in out.glob("policy_seed*.npz"):
+        p.unlink()
+    for step in ("9", "10"):
+        shutil.rmtree(out / "checkpoints" / step)
+    _, at8, _ = _final_leaves(out)
+
+    def leftovers():
+        return [p for p in out.rglob("*") if "tmp" in p.name]
+
+    capsys.readouterr()
+    monkeypatch.setattr(ocp.CheckpointManager, "save", orbax_full_disk(ocp.CheckpointManager.save, on_call=2))
+    assert run_mod.main(["--resume", str(out)]) == 74
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"error: {out / 'checkpoints' / '10'}: no space left on device; free some space, then resume "
+                   f"with `python -m experiments.run --resume {out}` (the checkpoints saved before are intact)")
+    assert ckpt_lib.latest_step(out / "checkpoints") == 9 and not leftovers()
+    assert "Traceback" in (out / "run.log").read_text()  # the details are kept there
+    monkeypatch.undo()
+
+    policy_writer = full_disk(policy_lib.atomic_open, on_call=1)
+    monkeypatch.setattr(policy_lib, "atomic_open", policy_writer)
+    assert run_mod.main(["--resume", str(out)]) == 74
+    err = capsys.readouterr().err
+    assert [l for l in err.splitlines() if l.startswith("error:")] == [
+        f"error: {out / 'policy_seed0.npz'}: no space left on device; free some space, then resume "
+        f"with `python -m experiments.run --resume {out}` (the checkpoints saved before are intact)"]
+    assert "Traceback" not in err and policy_writer.calls == [str(out / "policy_seed0.npz")]
+    assert not (out / "policy_seed0.npz").exists() and not (out / "results.json").exists() and not leftovers()
+    _, at10, _ = _final_leaves(out)
+    _, ref10, _ = _final_leaves(ref)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(at10, ref10))
+    assert len(at8) == len(at10)
+    monkeypatch.undo()
+
+    _resume_and_compare(ref, out)
+    a, b = (policy_lib.load_policy(d / "policy_seed0.npz") for d in (ref, out))
+    assert all(np.asarray(x).tobytes() == np.asarray(y).tobytes()
+               for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)))

@@ -21,6 +21,7 @@ confirming evaluation (`confirm_episodes` other episodes, same deterministic pol
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import gymnasium as gym
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -375,6 +377,22 @@ class LevelResult(NamedTuple):
     summary: dict
 
 
+def _written_by(config_json: dict, kind: str, where: Any) -> bool:
+    """Whether the Minari dataset id or hdf5 file `where` was written with `config_json`."""
+    try:
+        if kind == "minari":
+            import minari
+
+            saved = minari.load_dataset(where).storage.metadata["jaxrl_bayes"]["collect_config"]
+        else:
+            with h5py.File(where, "r") as f:
+                saved = json.loads(f["metadata/collect_config"][()])
+    except Exception:  # noqa: BLE001 - unreadable or foreign: not ours
+        return False
+    canon = lambda x: json.dumps(x, sort_keys=True)  # noqa: E731
+    return canon(saved) == canon(json.loads(json.dumps(config_json)))
+
+
 def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str | os.PathLike,
              namespace: str = "jaxrl_bayes", hdf5_dir: Optional[str | os.PathLike] = None,
              resume: bool = False, overwrite: bool = False, progress: bool = False,
@@ -388,7 +406,8 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
       work_dir: checkpoints of the SAC run (and a summary.json).
       namespace: first part of the Minari ids.
       hdf5_dir: also export D4RL-schema hdf5 files here (None = no export).
-      resume: continue a checkpointed SAC run in `work_dir`.
+      resume: continue a checkpointed SAC run in `work_dir`, and rewrite (identically) the
+        datasets and hdf5 files this same config wrote before it stopped (a full disk, a kill).
       overwrite: replace existing datasets with the same ids.
       progress: tqdm bars.
       callback: receives each SAC evaluation point.
@@ -404,15 +423,20 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
     levels = parse_levels(levels)
     family, env_id = config.family, config.env_id
     ids = {lv: dataset_id(namespace, family, lv) for lv in levels}
+    # --resume continues a collection that stopped while writing (a full disk, a kill): what
+    # this same config wrote before is written again, identically (the levels are
+    # deterministic); anything else is only replaced with --overwrite
+    mine = functools.partial(_written_by, config.to_json()) if resume else (lambda kind, where: False)
     if not overwrite:
-        existing = [i for i in ids.values() if Path(get_dataset_path(i)).exists()]
+        existing = [i for i in ids.values() if Path(get_dataset_path(i)).exists() and not mine("minari", i)]
         if existing:
             raise DatasetExistsError(
                 f"Minari dataset(s) {existing} already exist; pass --overwrite to replace them "
                 f"or use another --namespace")
     if hdf5_dir is not None and not overwrite:
         existing = [str(Path(hdf5_dir) / hdf5_name(family, lv)) for lv in levels
-                    if (Path(hdf5_dir) / hdf5_name(family, lv)).exists()]
+                    if (Path(hdf5_dir) / hdf5_name(family, lv)).exists()
+                    and not mine("hdf5", Path(hdf5_dir) / hdf5_name(family, lv))]
         if existing:
             raise DatasetExistsError(
                 f"hdf5 file(s) {existing} already exist; pass --overwrite to replace them "
@@ -500,7 +524,7 @@ def generate(config: CollectConfig, levels: str | Sequence[str], work_dir: str |
                 f"behaviour return {summary['return_mean']:.1f} +- {summary['return_std']:.1f}"
                 + (f", D4RL-normalized {norm:.1f}" if norm is not None else "") + ").")
         path = write_minari(ids[level], level_data, env_spec, eval_spec, meta,
-                            overwrite=overwrite, description=desc)
+                            overwrite=overwrite or mine("minari", ids[level]), description=desc)
         h5 = None
         if hdf5_dir is not None:
             h5 = write_d4rl_hdf5(Path(hdf5_dir) / hdf5_name(family, level), level_data,

@@ -4,15 +4,18 @@ Output: the local Minari store (`$MINARI_DATASETS_PATH`, default `~/.minari/data
 `<namespace>/<env>/<level>-v0`, with the collection env spec, the evaluation env spec, D4RL's
 reference scores and the behaviour policy's returns in the metadata; optionally D4RL-schema
 hdf5 files (with the root attribute `env_id`, which `data.registry.spec_for_path` reads). Both
-are written into a temporary path next to the target and renamed into place.
+are written into a temporary path next to the target and renamed into place (the hdf5 file
+built in memory, then written through `jaxrl_bayes.io.atomic_open`, fsynced), so a full disk or
+a killed process leaves the previous file or dataset as it was.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +26,7 @@ import numpy as np
 
 from jaxrl_bayes.collect.config import DatasetExistsError
 from jaxrl_bayes.collect.episodes import LevelData
+from jaxrl_bayes.io import atomic_open
 
 
 
@@ -46,6 +50,31 @@ def _episode_buffers(level: LevelData) -> Iterable:
             truncations=a["timeouts"][s:e],
             infos={},
         )
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """Removes the temporary directories of earlier writes of `final` whose process is gone
+    (killed, or crashed: HDF5 can take the process down when the disk fills up)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue  # not ours, or another user's live process
+
+
+def _check_space(final: Path, level: LevelData) -> None:
+    """Raises OSError(ENOSPC) naming `final` when its file system has clearly too little free
+    space for the data: Minari writes through HDF5, which crashes the process (SIGSEGV in
+    h5py 3) instead of raising when the disk fills up midway."""
+    need = sum(np.asarray(v).nbytes for v in level.arrays.values()) * 2 + (1 << 20)  # + next obs, metadata
+    free = shutil.disk_usage(final.parent).free
+    if free < need:
+        e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final))
+        e.add_note(f"the dataset needs about {need / 1e6:.1f} MB there, {free / 1e6:.1f} MB are free")
+        raise e
 
 
 def write_minari(ds_id: str, level: LevelData, env_spec: gym.envs.registration.EnvSpec,
@@ -79,6 +108,8 @@ def write_minari(ds_id: str, level: LevelData, env_spec: gym.envs.registration.E
     if namespace is not None and namespace not in list_local_namespaces():
         create_namespace(namespace)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final)
+    _check_space(final, level)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
@@ -122,25 +153,22 @@ def write_d4rl_hdf5(path: str | os.PathLike, level: LevelData, metadata: dict) -
     root attribute `env_id` is `metadata["env_id"]` when given.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in level.arrays.items():
-                f.create_dataset(k, data=v, compression="gzip" if v.ndim > 1 else None)
-            if metadata.get("env_id"):
-                f.attrs["env_id"] = str(metadata["env_id"])
-            g = f.create_group("metadata")
-            for k, v in metadata.items():
-                if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
-                    v = json.dumps(v)
-                g.create_dataset(k, data=v)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # built in memory, then written by atomic_open: HDF5 itself crashes the process (SIGSEGV
+    # in h5py 3 on closing) when the disk fills up under a compressed dataset, while a full
+    # disk under a plain Python write is an OSError that leaves the previous file intact
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        for k, v in level.arrays.items():
+            f.create_dataset(k, data=v, compression="gzip" if v.ndim > 1 else None)
+        if metadata.get("env_id"):
+            f.attrs["env_id"] = str(metadata["env_id"])
+        g = f.create_group("metadata")
+        for k, v in metadata.items():
+            if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
+                v = json.dumps(v)
+            g.create_dataset(k, data=v)
+    with atomic_open(path, "wb") as out:
+        out.write(image.getbuffer())
     return path
 
 
