@@ -222,14 +222,20 @@ def scan_counts_body_once() -> bool:
     return bool(abs(f5 - f1) < 0.5 * f1)
 
 
-def matmul_throughput(n: int, reps: int) -> dict:
-    """Dense float32 n x n matmul: best of `reps` timed calls, in FLOP/s (2 n^3 per call)."""
-    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32)
-    f = jax.jit(jnp.dot)
+def matmul_throughput(n: int, reps: int, dtype: str = "float32", precision: str | None = None) -> dict:
+    """Dense n x n matmul: best of `reps` timed calls, in FLOP/s (2 n^3 per call).
+
+    Args:
+      dtype: of both operands ("float32", "bfloat16", ...).
+      precision: `jax.lax.Precision` name ("highest", ...); None is JAX's default, the precision
+        the train step's float32 matmuls run at (on recent NVIDIA GPUs XLA may use TF32 there).
+    """
+    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32).astype(dtype)
+    f = jax.jit(functools.partial(jnp.dot, precision=precision))
     t = time_call(lambda: f(a, b), reps)
-    return {"n": n, "flops": 2.0 * n**3, "min_s": t["min_s"], "flops_per_s": 2.0 * n**3 / t["min_s"],
-            "median_flops_per_s": 2.0 * n**3 / t["median_s"]}
+    return {"n": n, "dtype": dtype, "precision": precision, "flops": 2.0 * n**3, "min_s": t["min_s"],
+            "flops_per_s": 2.0 * n**3 / t["min_s"], "median_flops_per_s": 2.0 * n**3 / t["median_s"]}
 
 
 def dynamics_bench(dataset: Dataset, size: Size, num_members: int, seed: int = 0) -> tuple[dynamics.DynamicsPool, dict]:
