@@ -23,14 +23,15 @@ In order, within `--budget-s` (default 450 s on the GPU; a stage gets at most wh
 Each stage is a subprocess with its own time bound; one that fails or runs out of time is
 recorded as such and the next one runs. Output in the output folder: `device.json` (every
 stage's status, seconds, command and the figures), `device.md` (the tables), `stages/<name>/`
-(each stage's log and own files). Exit status 0 when every stage ran, 1 when some failed or
-timed out, 2 on a bad option or no GPU.
+(each stage's log and own files). Exit status 0 when every stage ran to the end, 1 when some
+failed, timed out or were skipped, 2 on a bad option or no GPU.
 
 The dry run (`--dry-run`) is the same script at tiny sizes (throughput of PSPO only, one seed,
 R = 1: one compiled chunk instead of three, 20 s of CPU instead of 50; a 40-step run on 2,000
 transitions), without the wheel install or the GPU check, with XLA's optimizations off
-(`JAX_DISABLE_MOST_OPTIMIZATIONS`: compiling is most of its time); its figures mean nothing. On the GPU the compiled programs are cached in
-`benchmarks/device/.xla_cache/` (ignored by git), so a rerun on the same machine compiles less.
+(`JAX_DISABLE_MOST_OPTIMIZATIONS`: compiling is most of its time); its figures mean nothing.
+On the GPU the compiled programs are cached in `benchmarks/device/.xla_cache/` (ignored by git),
+so a rerun on the same, still warm machine compiles less.
 """
 
 from __future__ import annotations
