@@ -29,7 +29,7 @@ def _worker(seeds: int, steps: int, reps: int, agent: dict, num_data: int) -> di
     """Runs in the subprocess: build, shard, compile, time. Returns one row."""
     import jax
 
-    from benchmarks.throughput import synthetic_dataset
+    from benchmarks.synthetic import synthetic_dataset
     from jaxrl_bayes import dynamics, sharding
     from jaxrl_bayes.algos import algo_config, make_trainer
     from jaxrl_bayes.termination import walker2d_termination

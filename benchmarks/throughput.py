@@ -65,13 +65,13 @@ import numpy as np
 
 from benchmarks import devices as devices_bench
 from benchmarks.flops import count_flops, interleaved_reference
+from benchmarks.synthetic import ACT_DIM, OBS_DIM, synthetic_dataset
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes import buffer, dynamics, posterior
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
 from jaxrl_bayes.data.dataset import Dataset
 from jaxrl_bayes.termination import walker2d_termination
 
-OBS_DIM, ACT_DIM = 17, 6  # walker2d
 
 # Other hardware / other code: printed as reference rows only, never compared as equals.
 REFERENCE_ROWS = [
@@ -222,34 +222,20 @@ def scan_counts_body_once() -> bool:
     return bool(abs(f5 - f1) < 0.5 * f1)
 
 
-def matmul_throughput(n: int, reps: int) -> dict:
-    """Dense float32 n x n matmul: best of `reps` timed calls, in FLOP/s (2 n^3 per call)."""
-    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32)
-    f = jax.jit(jnp.dot)
-    t = time_call(lambda: f(a, b), reps)
-    return {"n": n, "flops": 2.0 * n**3, "min_s": t["min_s"], "flops_per_s": 2.0 * n**3 / t["min_s"],
-            "median_flops_per_s": 2.0 * n**3 / t["median_s"]}
+def matmul_throughput(n: int, reps: int, dtype: str = "float32", precision: str | None = None) -> dict:
+    """Dense n x n matmul: best of `reps` timed calls, in FLOP/s (2 n^3 per call).
 
-
-def synthetic_dataset(num: int, seed: int = 0) -> Dataset:
-    """Random walker2d-shaped transitions (obs 17, act 6) that mostly stay healthy.
-
-    Height (obs[0]) ~ U(1, 1.6) and angle (obs[1]) ~ U(-0.3, 0.3) so that the walker2d
-    termination rarely fires; next states are small random steps; episodes of 1000 steps.
+    Args:
+      dtype: of both operands ("float32", "bfloat16", ...).
+      precision: `jax.lax.Precision` name ("highest", ...); None is JAX's default, the precision
+        the train step's float32 matmuls run at (on recent NVIDIA GPUs XLA may use TF32 there).
     """
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(0.0, 1.0, (num, OBS_DIM)).astype(np.float32)
-    obs[:, 0] = rng.uniform(1.0, 1.6, num)
-    obs[:, 1] = rng.uniform(-0.3, 0.3, num)
-    act = rng.uniform(-1.0, 1.0, (num, ACT_DIM)).astype(np.float32)
-    nxt = obs + 0.05 * rng.normal(0.0, 1.0, obs.shape).astype(np.float32)
-    rew = rng.normal(1.0, 1.0, num).astype(np.float32)
-    terminals = np.zeros(num, np.float32)
-    timeouts = np.zeros(num, np.float32)
-    timeouts[999::1000] = 1.0
-    return Dataset.from_arrays(obs, act, rew, terminals, timeouts=timeouts, next_observations=nxt,
-                               name="synthetic-walker2d", drop_timeouts=False)
+    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32).astype(dtype)
+    f = jax.jit(functools.partial(jnp.dot, precision=precision))
+    t = time_call(lambda: f(a, b), reps)
+    return {"n": n, "dtype": dtype, "precision": precision, "flops": 2.0 * n**3, "min_s": t["min_s"],
+            "flops_per_s": 2.0 * n**3 / t["min_s"], "median_flops_per_s": 2.0 * n**3 / t["median_s"]}
 
 
 def dynamics_bench(dataset: Dataset, size: Size, num_members: int, seed: int = 0) -> tuple[dynamics.DynamicsPool, dict]:
