@@ -98,11 +98,10 @@ def split_rows(dataset, config: AgentConfig, key: chex.PRNGKey) -> tuple[np.ndar
         return rows, None
     ids = episode_ids(obs, nxt, done)[rows]
     episodes = np.unique(ids)
-    num_held = int(round(config.bc_holdout * episodes.size))
-    if num_held < 1 or num_held >= episodes.size:
-        raise UserError(f"agent.bc_holdout = {config.bc_holdout} holds out {num_held} of the {episodes.size} episodes "
-                        f"bc clones; it needs at least one held out and one to train on: set --agent.bc_holdout 0 "
-                        f"(no early stopping) or a share that leaves both")
+    if episodes.size < 2:
+        raise UserError(f"agent.bc_holdout = {config.bc_holdout} needs at least two episodes (one held out, one to "
+                        f"train on), but bc clones {episodes.size}: set --agent.bc_holdout 0 (no early stopping)")
+    num_held = min(max(1, int(round(config.bc_holdout * episodes.size))), episodes.size - 1)
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     held = rng.choice(episodes, size=num_held, replace=False)
     is_held = np.isin(ids, held)

@@ -183,7 +183,7 @@ class AgentConfig:
     # Share of the complete episodes, by return, that bc clones: 1 = all (BC); 0.1 = %BC (the top 10 %,
     # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
     bc_top_fraction: float = 1.0
-    # Share of the (kept) episodes held out: the deployed bc policy is the one with the best held-out
+    # Share of the (kept) episodes held out (at least one, and one left to train on): the deployed bc policy is the one with the best held-out
     # log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on returns).
     # 0 = no hold-out: the last iterate is deployed.
     bc_holdout: float = 0.1
