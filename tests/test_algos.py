@@ -91,6 +91,19 @@ def test_pspo_reaches_the_bandit_optimum(bandit):
     # test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member.
 
 
+def test_rrpi_with_the_persistent_scheme_reaches_the_bandit_optimum(bandit):
+    """PMDB's persistent rollouts: every bandit transition is terminal, so each path restarts
+    every step and the model rows are dataset states acting with pi; the optimum is unchanged."""
+    ds, pool = bandit
+    trainer, states, hist = _train(ds, pool, "rrpi", chunks=3, steps_per_chunk=500, ref_tau=1.0, policy_lr=1e-3,
+                                   critic_lr=1e-3, auto_temperature=False, temperature=0.05, rollout_scheme="persistent")
+    mode, q, true = _mode_and_q(trainer, states, ds)
+    assert abs(mode - A_STAR) < 0.1, mode
+    assert np.max(np.abs(q - true)) < 0.08
+    assert float(hist[-1]["rollout_restart_frac"][0]) == 1.0  # every path terminates at once
+    assert int(states.buffer.count[0]) == 2048  # the model rows are kept for the chunk diagnostics
+
+
 def _plant_pessimistic_member(data, member=0):
     """Active member `member` predicts a reward 100 target-stds too low: its one-step target is
     the clip floor 0 in every state (every transition of the bandit is terminal)."""

@@ -1,6 +1,7 @@
 """PMDB's persistent rollout scheme (`agent.rollout_scheme = "persistent"`, issue 21): the imagined
 states advance one step per train step through the selected member and restart from dataset
-states; checked on planted successors with a known right answer, then end to end on a bandit."""
+states; checked on planted successors with a known right answer (end to end on the bandit:
+tests/test_algos.py::test_rrpi_with_the_persistent_scheme_reaches_the_bandit_optimum)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_bayes import dynamics
-from jaxrl_bayes.algos import algo_config, make_trainer, targets, train
+from jaxrl_bayes.algos import algo_config, targets, train
 from jaxrl_bayes.algos.common import make_train_data
 from jaxrl_bayes.data.dataset import Dataset
 
@@ -67,29 +67,3 @@ def test_exploration_follows_a_uniform_member():
     obs, *_ = _advance(config, jnp.zeros(n, jnp.int32), successors, jnp.zeros(n, jnp.int32))
     counts = np.bincount(np.asarray(obs)[:, 0].astype(int), minlength=4)[1:]
     assert np.all(np.abs(counts / n - 1 / 3) < 0.04), counts
-
-
-def test_rrpi_with_the_persistent_scheme_reaches_the_bandit_optimum():
-    """Every bandit transition is terminal: paths restart each step and the model rows are
-    dataset states acting with pi; RRPI's fixed point is still the greedy action 0.5."""
-    rng = np.random.default_rng(0)
-    n = 2000
-    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
-    obs = np.zeros((n, 1), np.float32)
-    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=-((act[:, 0] - 0.5) ** 2),
-                             terminals=np.ones(n, bool), next_observations=obs, name="bandit")
-    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.rewards, ds.next_observations,
-                                  dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=30, batch_size=128))
-    config = algo_config("rrpi", rollout_scheme="persistent", num_active=3, critic_hidden=(64, 64),
-                         policy_hidden=(64, 64), real_batch=64, model_batch=64, num_candidates=16, num_next_samples=2,
-                         buffer_capacity=2048, steps_per_chunk=500, ref_tau=1.0, policy_lr=1e-3, critic_lr=1e-3,
-                         auto_temperature=False, temperature=0.05)
-    trainer = make_trainer(config, ds, pool, lambda o, a, nx: jnp.ones(nx.shape[:-1], bool))
-    states = trainer.init_seeds(jax.random.PRNGKey(0)[None])
-    for _ in range(3):
-        states, metrics = trainer.run_chunk_seeds(states)
-    assert float(metrics["rollout_restart_frac"][0]) == 1.0  # every path terminates at once
-    assert int(states.buffer.count[0]) == 2048  # the model rows are kept for the diagnostics
-    params = jax.tree_util.tree_map(lambda x: x[0], states.policy)
-    mode = float(trainer.act_fn(params)(jnp.zeros((1, 1)))[0, 0])
-    assert abs(mode - 0.5) < 0.1, mode
