@@ -140,6 +140,11 @@ def preset_size(family: str, preset: str = "cpu") -> Size:
     agent.update(values("agent"))
     dyn = dataclasses.asdict(dynamics.DynamicsConfig())
     dyn.update(values("dynamics"))
+    if agent["rollout_scheme"] != "short":
+        # the persistent scheme has no refill (its imagined states advance inside the train step):
+        # the rollout row times the short scheme at the library's default sizes
+        default = common.AgentConfig()
+        agent.update(rollout_batch=default.rollout_batch, rollout_horizon=default.rollout_horizon)
     return Size(f"{preset}-{family}", int(agent["num_active"]), int(agent["num_next_samples"]),
                 int(agent["num_candidates"]), int(agent["real_batch"]), int(agent["model_batch"]),
                 tuple(agent["critic_hidden"]), tuple(agent["policy_hidden"]), tuple(dyn["hidden"]),

@@ -93,7 +93,7 @@ DRY = Profile(
               "--run.checkpoint_every_chunks", "1000", "--dynamics.num_members", "3", "--dynamics.hidden", "16",
               "--dynamics.max_epochs", "1", "--agent.num_active", "2", "--agent.num_next_samples", "1",
               "--agent.num_candidates", "2", "--agent.real_batch", "8", "--agent.model_batch", "8",
-              "--agent.critic_hidden", "16", "--agent.policy_hidden", "16", "--agent.rollout_batch", "8",
+              "--agent.critic_hidden", "16", "--agent.policy_hidden", "16",
               "--agent.rollout_horizon", "2", "--agent.buffer_capacity", "256"),
     timeout_s={"probe": 180, "throughput": 900, "run": 900}, budget_s=2400)
 
