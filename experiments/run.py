@@ -304,7 +304,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 final = c == num_chunks
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
-                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(states.policy), run.seeds, episodes, run.seed,
+                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(states.policy), run.seeds, episodes,
                                                 final=final, units=units)
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))
@@ -413,7 +413,7 @@ def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cf
         meta = {
             "algo": run.algo, "dataset": run.dataset, "preset": run.preset, "seed_index": i, "run_seed": run.seed,
             "total_steps": total_steps, "eval_episodes": final["episodes"] if final else 0,
-            "eval_seed": results.eval_seed(run.seed, i, final=True),  # `experiments.evaluate --seed` reproduces it
+            "eval_seed": results.eval_seed(final=True),  # `experiments.evaluate --seed` reproduces it
             "raw_return": final["raw"][i] if final else None,
             "normalized_score": final["normalized"][i] if final and final["normalized"] is not None else None,
             # a local dataset file's evaluation setting, so `experiments.evaluate` can repeat it
