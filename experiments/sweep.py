@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "a report (report.md, report.csv, curves/) is written at the end.")
     p.add_argument("--algos", nargs="+", required=True, help="algorithm names (experiments.run --list)")
     p.add_argument("--datasets", nargs="+", required=True, help="dataset names or local dataset paths")
-    p.add_argument("--seeds", type=int, default=4, help="seeds per trial, trained together (default 4, as the papers)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per trial, trained together (default 5: issue 22, enough for bootstrap intervals; vmapped, so cheap on an accelerator)")
     p.add_argument("--preset", default="cpu", help="preset of every trial (cpu, paper; default cpu)")
     p.add_argument("--out", default="sweeps/sweep", help="sweep folder: OUT/<dataset>/<algo> per trial (default sweeps/sweep)")
     p.add_argument("--address", default=None,
