@@ -1,7 +1,14 @@
 """Scores of a run: evaluating every seed's policy, results.json, and the summary table.
 
-Every number comes from the library (`DatasetSpec.evaluate` / `.normalize`); this module only
-collects them per seed and writes them.
+Every number comes from the library (`DatasetSpec.evaluate` / `.normalize`, `jaxrl_bayes.stats`);
+this module only collects them per seed and writes them.
+
+Paired evaluation: the evaluation seed is fixed (`eval_seed`), so every algorithm and training
+seed evaluated on a dataset meets the same episodes (Gymnasium: episode k reset with seed + k;
+liquidation: the same price paths), and the final evaluation keeps every episode's return. On
+liquidation the DP-optimal policy is evaluated on those same paths, so each seed also has a
+per-path gap to the optimum. results.json records the provenance (`provenance`: git commit and
+dirty flag, package versions, device) that `experiments.report` checks before pooling seeds.
 """
 
 from __future__ import annotations

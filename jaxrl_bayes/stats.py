@@ -20,6 +20,11 @@ task (dataset) of per-run (per-seed) scores; tasks may have different run counts
   `scipy.stats.bootstrap` with one sample per (task, method): scipy resamples each sample on
   its own, which is exactly rliable's stratified bootstrap (runs resampled within their task,
   every task kept). Percentile intervals, as rliable's default.
+
+`rliable` itself is not used: `pip install rliable` (1.2.0) resolves to arch 7.2 with pandas 3.1
+here (Python 3.11), and that arch fails on import under pandas 3 (`deprecate_kwarg() missing 1
+required positional argument`), besides pulling statsmodels, seaborn and pandas for what scipy
+already does.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 
 def average_ranks(x: jax.Array) -> jax.Array:
@@ -84,6 +88,8 @@ def iqm(x, axis: Optional[int] = -1) -> np.ndarray:
     trim_mean cuts int(0.25 n) values from each end of the sorted sample (so for n < 4 it is the
     plain mean) and averages the rest.
     """
+    import scipy.stats  # here, not at the top: the jitted diagnostics above need no scipy
+
     return scipy.stats.trim_mean(np.asarray(x, dtype=np.float64), TRIM, axis=axis)
 
 
@@ -174,6 +180,8 @@ def interval(statistic: Callable[..., np.ndarray], samples: Sequence, *, confide
     point = float(point) if point.ndim == 0 else point
     if any(x.size < 2 for x in samples):
         return Interval(point, None, None)
+
+    import scipy.stats
 
     def stat(*xs, axis=-1):
         return statistic(*(np.moveaxis(x, axis, -1) for x in xs))
