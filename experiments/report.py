@@ -7,7 +7,8 @@ directories of the same (dataset, algorithm) each contribute their seeds; seeds 
 different git commits are pooled only with `--allow-mixed` (and the report then says so).
 
 Writes (default into DIR, `--out` elsewhere):
-- `report.md`: per (dataset, algorithm) the mean and the IQM over seeds with 95 % stratified-
+- `report.md`: the Table-1-style grid (dataset x algorithm, mean ± std over seeds beside the
+  papers' numbers and the behaviour policy); per (dataset, algorithm) the mean and the IQM over seeds with 95 % stratified-
   bootstrap intervals, the seed and evaluation-episode counts, the gap to the task's optimum
   on the same episodes (liquidation: the DP policy on the same 10,000 price paths), the papers'
   numbers and the behaviour policy's score; across datasets (normalized scores only) the
@@ -381,9 +382,9 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
         "et al., NeurIPS 2021); IQM is the interquartile mean (scipy's trim_mean, 25 % cut from each end; "
         "the plain mean below 4 seeds). With one seed there is no interval.",
         "",
-        "## Per dataset",
-        "",
     ]
+    lines += overview_lines(report)
+    lines += ["", "## Per dataset", ""]
     header = ["dataset", "algorithm", "seeds", "episodes", "mean [95 % CI]", "IQM [95 % CI]", "std",
               "gap to optimum, mean [95 % CI]", "paper"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -456,6 +457,49 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
         lines += [f"- `{r}`" for r in report.unreadable]
     lines += ["", "## Provenance", ""] + provenance_lines(report, made_by)
     return "\n".join(lines) + "\n"
+
+
+def overview_lines(report: Report) -> list[str]:
+    """The Table-1-style grid: dataset x algorithm, mean ± std (seed count), beside the papers'
+    numbers, the behaviour policy's score and the dataset-level references."""
+    algos = algo_order(sorted({a for _, a in report.cells}))
+    datasets = sorted({d for d, _ in report.cells})
+    with_paper = [a for a in algos if any(paper_score(d, a) is not None for d in datasets)]
+    refs_any = any(dataset_references(d) for d in datasets)
+    header = ["dataset", "behaviour"]
+    for a in algos:
+        header.append(a.upper())
+        if a in with_paper:
+            header.append(f"{a.upper()} (paper)")
+    if refs_any:
+        header.append("other references")
+    lines = [
+        "## Overview",
+        "",
+        "Mean ± std over seeds, the seed count in parentheses (std: population std, ddof = 0; how sure "
+        "a difference is: the intervals and probabilities of improvement below). \"(paper)\" columns are "
+        "the papers' numbers (BENCHMARKS.md): other data scale and budget than a CPU preset.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for d in datasets:
+        b = report.behaviour.get(d)
+        row = [d, "" if b is None else (_fmt(b["normalized"]) if b["normalized"] is not None
+                                        else _fmt(b["raw"]) + " *raw*")]
+        for a in algos:
+            cell = report.cells.get((d, a))
+            if cell is None or not cell.scores:
+                row.append("")
+            else:
+                row.append(_fmt(*mean_std_n(cell.scores)) + ("" if cell.normalized else " *raw*"))
+            if a in with_paper:
+                p = paper_score(d, a)
+                row.append("" if p is None else f"{p:.1f}")
+        if refs_any:
+            row.append("; ".join(f"{label} {v:.1f}" for label, v in dataset_references(d)))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def _describe(prov: Mapping[str, Any]) -> str:

@@ -101,6 +101,10 @@ def test_table_pools_seeds_over_run_dirs_with_intervals_papers_and_behaviour(run
     assert "Unfinished runs" in md and str(runs / "stopped") in md
     hmr_note = [k[1] for k in rows if k[0] == HMR and k[1].startswith("*")][0]
     assert "not paired" in hmr_note  # those runs record no evaluation seed
+    # the Table-1-style grid: mean ± population std (seed count), the papers' columns, behaviour
+    grid = _table(md, "## Overview")
+    assert grid[(HMR, "13.0")]["RRPI"] == "60.0 ± 8.2 (3)" and grid[(HMR, "13.0")]["RRPI (paper)"] == f"{paper_rrpi:.1f}"
+    assert grid[(HMR, "13.0")]["BC"] == "40.0 ± 0.0 (1)" and grid[("mydata", "")]["RRPI"] == "2.0 ± 1.0 (2) *raw*"
 
 
 def test_probability_of_improvement_and_aggregates(tmp_path):
