@@ -578,7 +578,7 @@ def optimum_returns(num_episodes: int = 1000, seed: int = 0) -> np.ndarray:
     and the noise keys come from `seed` alone), so every deterministic policy evaluated with the
     same (num_episodes, seed) meets the same price paths; this gives the optimum's return on
     each of them, and optimum_returns - returns is a per-path gap to the optimum whose mean
-    estimates the expected gap with the price noise cancelled.
+    estimates the expected gap with the price noise common to both largely cancelled.
 
     Returns:
       [num_episodes] float64 raw returns of `make_dp_policy()`.
