@@ -1,7 +1,7 @@
 """Where the learned liquidation policies lose against the DP optimum (README, issue 22).
 
-Every policy file of the given run directories is rolled out on the 10,000 price paths of the
-final evaluation (`experiments.results.FINAL_EVAL_SEED`, the paths its score was measured on),
+The DP policy, the fixed schedules, the behaviour policy and every policy file of the given run
+directories are rolled out on the 10,000 price paths of the final evaluation (`experiments.results.FINAL_EVAL_SEED`, the paths its score was measured on),
 beside the DP policy on the same paths. Printed per run directory, averaged over its seeds:
 the money sold per step, the money still held when the episode ends (lost: the MDP drops it),
 the value of that money at the last price (normalized, 100 * m p / 135), the share of actions
@@ -49,6 +49,8 @@ def show(name, rows):
 
 dp = summary(L.rollout(L._Deterministic(L.make_dp_policy()), KEY, N))
 show("DP policy", [dp])
+for name, fn in L.FIXED_POLICIES.items():  # the fixed schedules and the data's behaviour policy
+    show(name, [summary(L.rollout(fn, KEY, N), dp["returns"])])
 for run_dir in sys.argv[1:]:
     rows = []
     for path in policy_lib.policy_files(run_dir):
