@@ -20,7 +20,7 @@ import scipy.stats
 
 from experiments import config, pools
 from experiments.run import seed_keys
-from jaxrl_bayes import algos, buffer
+from jaxrl_bayes import algos, backups, buffer, rollout
 from jaxrl_bayes.algos import targets, train
 from jaxrl_bayes.checkpoint import Checkpointer
 
@@ -49,6 +49,12 @@ for i in range(cfg.run.seeds):
     y = np.asarray(targets.model_target(ctx, k2, pairs.obs, pairs.act, vf)[0])
     my = np.asarray(targets.all_member_targets(ctx, k3, pairs.obs, pairs.act, vf).member_y)
     spread = my.std(axis=0)
+    # the selector applied to these very member targets: its deviation from their mean is the
+    # pessimism (or not) where members disagree, free of the sampling noise of a second draw
+    selector = rollout.SELECTORS[cfg.agent.selector]
+    picked = selector.select(jax.random.PRNGKey(100 + i), targets.selector_inputs(ctx),
+                             jnp.asarray(my) if selector.needs_targets else None, (my.shape[1],))
+    y_same = np.asarray(backups.take_members(jnp.asarray(my), picked))
     obs = np.asarray(pairs.obs)
     money, t, price = obs[:, 1], obs[:, 0], obs[:, 2]
     # within money deciles: the correlation with the money level taken out
@@ -61,7 +67,7 @@ for i in range(cfg.run.seeds):
         rho_y_money=rho(y, money), rho_spread_money=rho(spread, money),
         rho_per_unit=rho(y / np.maximum(money, 1e-3), spread / np.maximum(money, 1e-3)),
         rho_within_money_deciles=float(np.mean(within)),
-        rho_selected_minus_member_mean_vs_spread=rho(y - my.mean(axis=0), spread),
+        rho_selected_minus_member_mean_vs_spread=rho(y_same - my.mean(axis=0), spread),
     ))
     print(json.dumps(rows[-1]), flush=True)
 keys = [k for k in rows[0] if k.startswith("rho")]
