@@ -1,26 +1,38 @@
-"""`python -m experiments.report DIR`: a Table-1-style report of every finished run under DIR.
+"""`python -m experiments.report DIR`: a Table-1-style report, with interval estimates, of every
+finished run under DIR.
 
 It reads only run directories (any folder under DIR with a `results.json`; `metrics.jsonl` for
 the learning curves), so it works on sweep output and on runs made by hand alike. Several run
-directories of the same (dataset, algorithm) each contribute their seeds.
+directories of the same (dataset, algorithm) each contribute their seeds; seeds made by
+different git commits are pooled only with `--allow-mixed` (and the report then says so).
 
 Writes (default into DIR, `--out` elsewhere):
-- `report.md`: dataset x algorithm, normalized score mean ± std over seeds with the seed count,
-  the papers' number beside each of ours (`experiments.plotting.paper_references`), the
-  behaviour policy's score and BC where present, and any dataset-level reference (the
-  liquidation DP ceiling);
-- `report.csv`: the same numbers, one row per (dataset, algorithm), behaviour included;
+- `report.md`: the Table-1-style grid (dataset x algorithm, mean ± std over seeds beside the
+  papers' numbers and the behaviour policy); per (dataset, algorithm) the mean and the IQM over seeds with 95 % stratified-
+  bootstrap intervals, the seed and evaluation-episode counts, the gap to the task's optimum
+  on the same episodes (liquidation: the DP policy on the same 10,000 price paths), the papers'
+  numbers and the behaviour policy's score; across datasets (normalized scores only) the
+  aggregate IQM, mean and optimality gap (to 100); for named pairs (PSPO against `pspo-avg`
+  and `pspo-noreg`, RRPI against `rrpi-random`, every method against BC) the probability of
+  improvement and the mean difference with intervals; which datasets were evaluated paired
+  (every run on the same episodes); the provenance (git commits, package versions, devices);
+- `report.csv` (one row per (dataset, algorithm), behaviour included) and
+  `report_comparisons.csv` (aggregates and pairs): the same numbers;
 - `curves/<dataset>.png`: the learning curves of every algorithm on that dataset (mean over
-  seeds with a ±std band; the papers' numbers and the behaviour score as horizontal lines).
+  seeds with a ±std band; the papers' numbers and the behaviour score as horizontal lines);
+- `performance_profile.png`: per algorithm, the fraction of runs above each normalized score,
+  with a 95 % bootstrap band.
 
+The statistics are `jaxrl_bayes.stats` (scipy's bootstrap and trim_mean; Agarwal et al., 2021).
 Std is the population std over seeds (ddof = 0), as in results.json. Datasets without
 reference scores are reported in raw return.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
+import functools
 import io
 import json
 import math
@@ -28,11 +40,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Annotated, Any, Mapping, Optional, Sequence
 
 import numpy as np
+import tyro
 
+from experiments import cli
 from experiments.plotting import paper_references
+from jaxrl_bayes import stats
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes.logging import read_jsonl
@@ -40,6 +55,11 @@ from jaxrl_bayes.logging import read_jsonl
 # Column order of the papers' methods; any other algorithm follows in name order.
 ALGO_ORDER = ("bc", "rrpi", "pspo", "pmdb")
 _NO_ALGO = "\0"  # paper_references of a name no paper uses: the dataset-level references only
+# (X, Y) pairs whose probability of improvement P(X > Y) the report gives, where both have runs;
+# every method against BC is added to these.
+NAMED_PAIRS = (("pspo", "pspo-avg"), ("pspo", "pspo-noreg"), ("rrpi", "rrpi-random"))
+OPTIMALITY_GAMMA = 100.0  # optimality gap: shortfall below the expert's normalized score
+PROG = "python -m experiments.report"
 
 
 @dataclass
@@ -50,11 +70,27 @@ class Cell:
     algo: str
     normalized: list[float] = field(default_factory=list)  # per seed (empty: no reference scores)
     raw: list[float] = field(default_factory=list)  # per seed
+    gaps: list[float] = field(default_factory=list)  # per seed: mean gap to the optimum (empty: none known)
+    gap_units: Optional[str] = None  # "normalized" or "raw"
+    optimum: Optional[float] = None  # the optimum's score on the same episodes (units of gap_units)
+    episodes: set = field(default_factory=set)  # final evaluation episodes per seed
+    eval_seeds: set = field(default_factory=set)  # final evaluation seeds (None: before paired evaluation)
     run_dirs: list[str] = field(default_factory=list)
+    commits: dict[str, Optional[str]] = field(default_factory=dict)  # run dir -> git commit (None: unknown)
+    provenance: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # run dir -> its record
     presets: set = field(default_factory=set)
     steps: set = field(default_factory=set)
     curve: dict[int, list[float]] = field(default_factory=dict)  # step -> per-seed scores
     curve_normalized: bool = True
+
+    @property
+    def scores(self) -> list[float]:
+        """The per-seed scores the statistics use: normalized where known, else raw."""
+        return self.normalized or self.raw
+
+    @property
+    def seeds(self) -> int:
+        return len(self.scores)
 
 
 @dataclass
@@ -63,6 +99,7 @@ class Report:
     behaviour: dict[str, dict[str, Optional[float]]]  # dataset -> {"normalized", "raw"}
     unfinished: list[str]
     unreadable: list[str]
+    mixed: list[str] = field(default_factory=list)  # cells pooled across commits (with --allow-mixed)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -128,8 +165,12 @@ def _curve_points(rows: Sequence[Mapping]) -> tuple[dict[int, list[float]], bool
     return points, normalized
 
 
-def collect(root: Path) -> Report:
-    """Reads every run directory under `root` into cells keyed by (dataset, algorithm)."""
+def collect(root: Path, allow_mixed: bool = False) -> Report:
+    """Reads every run directory under `root` into cells keyed by (dataset, algorithm).
+
+    Raises:
+      UserError: a cell's seeds come from runs of different git commits and not `allow_mixed`.
+    """
     finished, unfinished = find_run_dirs(root)
     cells: dict[tuple[str, str], Cell] = {}
     behaviour: dict[str, dict[str, Optional[float]]] = {}
@@ -147,6 +188,18 @@ def collect(root: Path) -> Report:
         if all(v is not None for v in norm):
             cell.normalized.extend(norm)
         cell.raw.extend(v for v in (_number(s.get("raw_return")) for s in per_seed) if v is not None)
+        gaps = [_number(s.get("optimality_gap")) for s in per_seed]
+        optimum = results.get("optimum") if isinstance(results.get("optimum"), Mapping) else None
+        if gaps and all(v is not None for v in gaps) and optimum is not None:
+            cell.gaps.extend(gaps)
+            cell.gap_units = str(optimum.get("gap_units"))
+            cell.optimum = _number(optimum.get("normalized_score" if cell.gap_units == "normalized" else "raw_return"))
+        if results.get("eval_episodes") is not None:
+            cell.episodes.add(int(results["eval_episodes"]))
+        cell.eval_seeds.add(results.get("eval_seed"))
+        prov = results.get("provenance") if isinstance(results.get("provenance"), Mapping) else {}
+        cell.commits[str(run_dir)] = prov.get("git_commit")
+        cell.provenance[str(run_dir)] = prov
         cell.run_dirs.append(str(run_dir))
         cell.presets.add(str(results.get("preset", "?")))
         if results.get("total_steps") is not None:
@@ -159,7 +212,20 @@ def collect(root: Path) -> Report:
         b = behaviour_score(results)
         if b["normalized"] is not None or b["raw"] is not None:
             behaviour.setdefault(dataset, b)
-    return Report(cells, behaviour, [str(d) for d in unfinished], unreadable)
+    mixed = []
+    for (dataset, algo), cell in sorted(cells.items()):
+        commits = sorted({_short(c) for c in cell.commits.values()})
+        if len(commits) > 1:
+            if not allow_mixed:
+                raise UserError(f"refusing to pool the seeds of {algo} on {dataset}: its {len(cell.run_dirs)} runs "
+                                f"come from different git commits ({', '.join(commits)}); pass --allow-mixed to "
+                                f"pool them anyway, or report the runs of one commit")
+            mixed.append(f"{dataset} / {algo}: commits {', '.join(commits)}")
+    return Report(cells, behaviour, [str(d) for d in unfinished], unreadable, mixed)
+
+
+def _short(commit: Optional[str]) -> str:
+    return "unknown" if not commit else commit[:12]
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -188,6 +254,13 @@ def dataset_references(dataset: str) -> list[tuple[str, float]]:
     return list(paper_references(dataset, _NO_ALGO))
 
 
+def cell_intervals(cell: Cell) -> dict[str, Any]:
+    """Mean and IQM over seeds with 95 % bootstrap intervals (`stats.run_intervals`) of the
+    cell's normalized score, raw return and gap to the optimum (None where it has none)."""
+    return {key: stats.run_intervals(values) if values else None
+            for key, values in (("normalized", cell.normalized), ("raw", cell.raw), ("gap", cell.gaps))}
+
+
 def rows_of(report: Report) -> list[dict[str, Any]]:
     """One row per (dataset, algorithm), plus a behaviour row where a run recorded it."""
     rows = []
@@ -195,16 +268,86 @@ def rows_of(report: Report) -> list[dict[str, Any]]:
     for dataset in datasets:
         b = report.behaviour.get(dataset)
         if b is not None:
-            rows.append(dict(dataset=dataset, algo="behaviour", seeds="", normalized_mean=b["normalized"],
-                             normalized_std=None, raw_mean=b["raw"], raw_std=None, paper=None, runs=""))
+            rows.append(dict(dataset=dataset, algo="behaviour", normalized_mean=b["normalized"], raw_mean=b["raw"]))
         for algo in algo_order([a for d, a in report.cells if d == dataset]):
             cell = report.cells[(dataset, algo)]
-            nm = mean_std_n(cell.normalized) if cell.normalized else (None, None, None)
-            rm = mean_std_n(cell.raw) if cell.raw else (None, None, None)
-            rows.append(dict(dataset=dataset, algo=algo, seeds=len(cell.normalized or cell.raw),
-                             normalized_mean=nm[0], normalized_std=nm[1], raw_mean=rm[0], raw_std=rm[1],
-                             paper=paper_score(dataset, algo), runs=";".join(cell.run_dirs)))
+            row: dict[str, Any] = dict(dataset=dataset, algo=algo, seeds=cell.seeds,
+                                       episodes=";".join(str(e) for e in sorted(cell.episodes)),
+                                       paper=paper_score(dataset, algo), gap_units=cell.gap_units,
+                                       optimum=cell.optimum,
+                                       commits=";".join(sorted({_short(c) for c in cell.commits.values()})),
+                                       runs=";".join(cell.run_dirs))
+            for key, summary in cell_intervals(cell).items():
+                if summary is None:
+                    continue
+                for stat in ("mean", "iqm"):
+                    iv = summary[stat]
+                    row[f"{key}_{stat}"], row[f"{key}_{stat}_low"], row[f"{key}_{stat}_high"] = iv
+            if cell.normalized:
+                row["normalized_std"] = mean_std_n(cell.normalized)[1]
+            if cell.raw:
+                row["raw_std"] = mean_std_n(cell.raw)[1]
+            rows.append(row)
     return rows
+
+
+def paired_datasets(report: Report) -> dict[str, Optional[str]]:
+    """dataset -> how its runs were evaluated: a description of the shared episodes when every
+    run met the same ones (one evaluation seed and episode count), else None."""
+    out: dict[str, Optional[str]] = {}
+    for dataset in sorted({d for d, _ in report.cells}):
+        cells = [c for (d, _), c in report.cells.items() if d == dataset]
+        seeds = set().union(*(c.eval_seeds for c in cells))
+        episodes = set().union(*(c.episodes for c in cells))
+        ok = len(seeds) == 1 and None not in seeds and len(episodes) == 1
+        out[dataset] = f"{next(iter(episodes)):,} episodes, evaluation seed {next(iter(seeds))}" if ok else None
+    return out
+
+
+def aggregates(report: Report) -> list[dict[str, Any]]:
+    """Per algorithm, across the datasets with normalized scores where it has runs: aggregate
+    IQM, mean and optimality gap (to 100) with stratified-bootstrap intervals."""
+    out = []
+    for algo in algo_order(sorted({a for _, a in report.cells})):
+        cells = [c for (d, a), c in sorted(report.cells.items()) if a == algo and c.normalized]
+        if not cells:
+            continue
+        samples = [c.normalized for c in cells]
+        out.append(dict(algo=algo, datasets=len(cells), runs=sum(len(x) for x in samples),
+                        iqm=stats.interval(stats.aggregate_iqm, samples),
+                        mean=stats.interval(stats.aggregate_mean, samples),
+                        optimality_gap=stats.interval(
+                            functools.partial(stats.optimality_gap, gamma=OPTIMALITY_GAMMA), samples)))
+    return out
+
+
+def named_pairs(algos: Sequence[str]) -> list[tuple[str, str]]:
+    """The (X, Y) pairs compared, of those in `algos`: NAMED_PAIRS, then every method against BC."""
+    pairs = [(x, y) for x, y in NAMED_PAIRS if x in algos and y in algos]
+    if "bc" in algos:
+        pairs += [(a, "bc") for a in algo_order(list(algos)) if a != "bc"]
+    return pairs
+
+
+def comparisons(report: Report) -> list[dict[str, Any]]:
+    """Probability of improvement P(X > Y) and the mean difference of X and Y (normalized where
+    every shared dataset has references, else raw on one dataset), with stratified-bootstrap
+    intervals, over the datasets where both have runs."""
+    out = []
+    for x, y in named_pairs(sorted({a for _, a in report.cells})):
+        shared = [d for d in sorted({d for d, _ in report.cells}) if (d, x) in report.cells and (d, y) in report.cells]
+        if not shared:
+            continue
+        norm = all(report.cells[(d, x)].normalized and report.cells[(d, y)].normalized for d in shared)
+        samples = []
+        for d in shared:
+            samples += [report.cells[(d, x)].scores, report.cells[(d, y)].scores]
+        diff = (stats.interval(stats.mean_difference, samples) if norm or len(shared) == 1 else None)
+        out.append(dict(x=x, y=y, datasets=shared, poi=stats.interval(stats.probability_of_improvement, samples),
+                        difference=diff, units="normalized" if norm else "raw",
+                        seeds=(sum(len(report.cells[(d, x)].scores) for d in shared),
+                               sum(len(report.cells[(d, y)].scores) for d in shared))))
+    return out
 
 
 # ----------------------------------------------------------------------------- writing
@@ -217,8 +360,108 @@ def _fmt(mean: Optional[float], std: Optional[float] = None, n: Optional[int] = 
     return text + (f" ({n})" if n is not None else "")
 
 
-def markdown(report: Report) -> str:
-    """The Table-1-style markdown text."""
+def fmt_interval(iv: Optional[stats.Interval], digits: int = 1) -> str:
+    """"x [lo, hi]", "x" without an interval (one seed), "" without a value."""
+    if iv is None:
+        return ""
+    text = f"{iv.point:.{digits}f}"
+    return text if iv.low is None else f"{text} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+
+
+def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str:
+    """The report's markdown text (`made_by`: the report's own provenance)."""
+    algos = algo_order(sorted({a for _, a in report.cells}))
+    datasets = sorted({d for d, _ in report.cells})
+    paired = paired_datasets(report)
+    lines = [
+        "# Results",
+        "",
+        "Scores are normalized (100 = expert, 0 = random; D4RL's formula) unless marked *raw* (the dataset "
+        "has no reference scores). Every number over seeds is given with its 95 % stratified-bootstrap "
+        "interval in brackets (percentile intervals, 10,000 resamples; `jaxrl_bayes.stats`, after Agarwal "
+        "et al., NeurIPS 2021); IQM is the interquartile mean (scipy's trim_mean, 25 % cut from each end; "
+        "the plain mean below 4 seeds). With one seed there is no interval.",
+        "",
+    ]
+    lines += overview_lines(report)
+    lines += ["", "## Per dataset", ""]
+    header = ["dataset", "algorithm", "seeds", "episodes", "mean [95 % CI]", "IQM [95 % CI]", "std",
+              "gap to optimum, mean [95 % CI]", "paper"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for d in datasets:
+        b = report.behaviour.get(d)
+        if b is not None:
+            text = _fmt(b["normalized"]) if b["normalized"] is not None else _fmt(b["raw"]) + " *raw*"
+            lines.append(f"| {d} | behaviour (the data) |  |  | {text} |  |  |  |  |")
+        for a in algos:
+            cell = report.cells.get((d, a))
+            if cell is None or not cell.scores:
+                continue
+            iv = cell_intervals(cell)
+            key, raw_mark = ("normalized", "") if cell.normalized else ("raw", " *raw*")
+            gap = ""
+            if iv["gap"] is not None:
+                gap = fmt_interval(iv["gap"]["mean"], 2) + ("" if cell.gap_units == "normalized" else " *raw*")
+            p = paper_score(d, a)
+            lines.append("| " + " | ".join([
+                d, a.upper(), str(cell.seeds), ", ".join(f"{e:,}" for e in sorted(cell.episodes)) or "?",
+                fmt_interval(iv[key]["mean"]) + raw_mark, fmt_interval(iv[key]["iqm"]) + raw_mark,
+                f"{mean_std_n(cell.scores)[1]:.1f}", gap, "" if p is None else f"{p:.1f}"]) + " |")
+        refs = dataset_references(d)
+        optimum = [c.optimum for (dd, _), c in report.cells.items() if dd == d and c.optimum is not None]
+        notes = [f"{label} {v:.1f}" for label, v in refs]
+        if optimum:
+            notes.append(f"the optimum on the same evaluation episodes {optimum[0]:.2f}")
+        if paired[d]:
+            notes.append(f"paired evaluation: every run met the same {paired[d]}")
+        else:
+            notes.append("not paired: the runs were evaluated on different episodes")
+        lines.append(f"| {d} | *{'; '.join(notes)}* |  |  |  |  |  |  |  |")
+
+    aggs = aggregates(report)
+    if aggs:
+        lines += ["", "## Across datasets (normalized scores)", "",
+                  f"All runs of an algorithm on the datasets with reference scores pooled; the bootstrap "
+                  f"resamples runs within each dataset. Optimality gap: mean shortfall below "
+                  f"{OPTIMALITY_GAMMA:g} (lower is better).", "",
+                  "| algorithm | datasets | runs | IQM [95 % CI] | mean [95 % CI] | optimality gap [95 % CI] |",
+                  "|---|---|---|---|---|---|"]
+        for g in aggs:
+            lines.append(f"| {g['algo'].upper()} | {g['datasets']} | {g['runs']} | {fmt_interval(g['iqm'])} | "
+                         f"{fmt_interval(g['mean'])} | {fmt_interval(g['optimality_gap'])} |")
+
+    comps = comparisons(report)
+    if comps:
+        lines += ["", "## Probability of improvement", "",
+                  "P(X > Y): the chance that a run of X scores above a run of Y on the same dataset (ties "
+                  "count 1/2), averaged over the datasets both have; 0.5 = no difference. The difference is "
+                  "mean(X) - mean(Y) averaged over those datasets. Both with stratified-bootstrap intervals.",
+                  "", "| X | Y | datasets | seeds X / Y | P(X > Y) [95 % CI] | mean(X) - mean(Y) [95 % CI] |",
+                  "|---|---|---|---|---|---|"]
+        for c in comps:
+            diff = "" if c["difference"] is None else fmt_interval(c["difference"], 2) + (
+                "" if c["units"] == "normalized" else " *raw*")
+            lines.append(f"| {c['x'].upper()} | {c['y'].upper()} | {len(c['datasets'])} | "
+                         f"{c['seeds'][0]} / {c['seeds'][1]} | {fmt_interval(c['poi'], 2)} | {diff} |")
+
+    lines += ["", "Runs:", ""]
+    for (d, a), cell in sorted(report.cells.items()):
+        steps = ", ".join(str(s) for s in sorted(cell.steps)) or "?"
+        lines.append(f"- {d} / {a}: {len(cell.run_dirs)} run(s), preset {', '.join(sorted(cell.presets))}, "
+                     f"{steps} steps: " + ", ".join(f"`{r}`" for r in cell.run_dirs))
+    if report.unfinished:
+        lines += ["", f"Unfinished runs (no results.json; not in the table): {len(report.unfinished)}"]
+        lines += [f"- `{r}`" for r in report.unfinished]
+    if report.unreadable:
+        lines += ["", f"Unreadable results.json (not in the table): {len(report.unreadable)}"]
+        lines += [f"- `{r}`" for r in report.unreadable]
+    lines += ["", "## Provenance", ""] + provenance_lines(report, made_by)
+    return "\n".join(lines) + "\n"
+
+
+def overview_lines(report: Report) -> list[str]:
+    """The Table-1-style grid: dataset x algorithm, mean ± std (seed count), beside the papers'
+    numbers, the behaviour policy's score and the dataset-level references."""
     algos = algo_order(sorted({a for _, a in report.cells}))
     datasets = sorted({d for d, _ in report.cells})
     with_paper = [a for a in algos if any(paper_score(d, a) is not None for d in datasets)]
@@ -231,12 +474,11 @@ def markdown(report: Report) -> str:
     if refs_any:
         header.append("other references")
     lines = [
-        "# Results",
+        "## Overview",
         "",
-        "Normalized score (100 = expert, 0 = random; D4RL's formula), mean ± std over seeds, the seed "
-        "count in parentheses; std is the population std (ddof = 0). A cell marked *raw* is a raw return "
-        "(the dataset has no reference scores). \"(paper)\" columns are the papers' numbers "
-        "(BENCHMARKS.md): other data scale and budget than a CPU preset.",
+        "Mean ± std over seeds, the seed count in parentheses (std: population std, ddof = 0; how sure "
+        "a difference is: the intervals and probabilities of improvement below). \"(paper)\" columns are "
+        "the papers' numbers (BENCHMARKS.md): other data scale and budget than a CPU preset.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -247,44 +489,83 @@ def markdown(report: Report) -> str:
                                         else _fmt(b["raw"]) + " *raw*")]
         for a in algos:
             cell = report.cells.get((d, a))
-            if cell is None:
+            if cell is None or not cell.scores:
                 row.append("")
-            elif cell.normalized:
-                row.append(_fmt(*mean_std_n(cell.normalized)))
-            elif cell.raw:
-                row.append(_fmt(*mean_std_n(cell.raw)) + " *raw*")
             else:
-                row.append("")
+                row.append(_fmt(*mean_std_n(cell.scores)) + ("" if cell.normalized else " *raw*"))
             if a in with_paper:
                 p = paper_score(d, a)
                 row.append("" if p is None else f"{p:.1f}")
         if refs_any:
             row.append("; ".join(f"{label} {v:.1f}" for label, v in dataset_references(d)))
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Runs:", ""]
-    for (d, a), cell in sorted(report.cells.items()):
-        steps = ", ".join(str(s) for s in sorted(cell.steps)) or "?"
-        lines.append(f"- {d} / {a}: {len(cell.run_dirs)} run(s), preset {', '.join(sorted(cell.presets))}, "
-                     f"{steps} steps: " + ", ".join(f"`{r}`" for r in cell.run_dirs))
-    if report.unfinished:
-        lines += ["", f"Unfinished runs (no results.json; not in the table): {len(report.unfinished)}"]
-        lines += [f"- `{r}`" for r in report.unfinished]
-    if report.unreadable:
-        lines += ["", f"Unreadable results.json (not in the table): {len(report.unreadable)}"]
-        lines += [f"- `{r}`" for r in report.unreadable]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-CSV_FIELDS = ("dataset", "algo", "seeds", "normalized_mean", "normalized_std", "raw_mean", "raw_std", "paper", "runs")
+def _describe(prov: Mapping[str, Any]) -> str:
+    commit = _short(prov.get("git_commit"))
+    dirty = {True: " with uncommitted changes", False: "", None: ""}[prov.get("git_dirty")]
+    versions = prov.get("versions") or {}
+    dev = prov.get("device") or {}
+    text = f"commit {commit}{dirty}"
+    if versions:
+        text += "; " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)
+    if dev:
+        text += f"; device {dev.get('platform')} ({dev.get('kind')}) x{dev.get('count')}"
+    return text
+
+
+def provenance_lines(report: Report, made_by: Optional[Mapping[str, Any]]) -> list[str]:
+    """Which code, packages and devices made the runs (grouped), and the report."""
+    groups: dict[str, list[str]] = {}
+    for cell in report.cells.values():
+        for run_dir, prov in cell.provenance.items():
+            groups.setdefault(_describe(prov) if prov else "no provenance recorded (a run before issue 22)",
+                              []).append(run_dir)
+    lines = [f"- {text}: {len(dirs)} run(s)" for text, dirs in sorted(groups.items())]
+    if report.mixed:
+        lines.append("- **seeds pooled across git commits (--allow-mixed)**: " + "; ".join(report.mixed))
+    if made_by:
+        lines.append(f"- this report: {_describe(made_by)}")
+    return lines
+
+
+CSV_FIELDS = ("dataset", "algo", "seeds", "episodes",
+              *(f"{k}_{s}{e}" for k in ("normalized", "raw") for s in ("mean", "iqm") for e in ("", "_low", "_high")),
+              "normalized_std", "raw_std",
+              *(f"gap_{s}{e}" for s in ("mean", "iqm") for e in ("", "_low", "_high")), "gap_units", "optimum",
+              "paper", "commits", "runs")
+COMPARISON_FIELDS = ("kind", "x", "y", "datasets", "runs_x", "runs_y", "statistic", "point", "low", "high", "units")
+
+
+def _csv(fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
+    return buf.getvalue()
 
 
 def csv_text(report: Report) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows_of(report):
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
-    return buf.getvalue()
+    return _csv(CSV_FIELDS, rows_of(report))
+
+
+def comparisons_csv_text(report: Report) -> str:
+    rows = []
+    for g in aggregates(report):
+        for stat in ("iqm", "mean", "optimality_gap"):
+            rows.append(dict(kind="aggregate", x=g["algo"], datasets=g["datasets"], runs_x=g["runs"], statistic=stat,
+                             point=g[stat].point, low=g[stat].low, high=g[stat].high, units="normalized"))
+    for c in comparisons(report):
+        base = dict(kind="pair", x=c["x"], y=c["y"], datasets=";".join(c["datasets"]), runs_x=c["seeds"][0],
+                    runs_y=c["seeds"][1])
+        rows.append(dict(base, statistic="probability_of_improvement", point=c["poi"].point, low=c["poi"].low,
+                         high=c["poi"].high))
+        if c["difference"] is not None:
+            d = c["difference"]
+            rows.append(dict(base, statistic="mean_difference", point=d.point, low=d.low, high=d.high, units=c["units"]))
+    return _csv(COMPARISON_FIELDS, rows)
 
 
 def safe_name(name: str) -> str:
@@ -337,52 +618,110 @@ def plot_curves(report: Report, dataset: str, path: Path) -> None:
         plt.close(fig)
 
 
-def write_report(root: Path, out: Optional[Path] = None) -> dict[str, Any]:
-    """Writes report.md, report.csv and curves/<dataset>.png for the runs under `root`.
+def plot_performance_profile(report: Report, path: Path) -> bool:
+    """Per algorithm, the fraction of runs (averaged over datasets) with a normalized score above
+    tau, with a 95 % stratified-bootstrap band. False (nothing written) without normalized scores."""
+    groups = {a: [c.normalized for (d, aa), c in sorted(report.cells.items()) if aa == a and c.normalized]
+              for a in algo_order(sorted({a for _, a in report.cells}))}
+    groups = {a: g for a, g in groups.items() if g}
+    if not groups:
+        return False
+    import matplotlib
 
-    Returns {"markdown": path, "csv": path, "figures": [paths], "report": Report}.
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    everything = np.concatenate([np.concatenate(g) for g in groups.values()])
+    lo, hi = float(everything.min()), float(everything.max())
+    pad = max(1.0, 0.05 * (hi - lo))
+    taus = np.linspace(lo - pad, hi + pad, 201)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    try:
+        for i, (algo, samples) in enumerate(groups.items()):
+            iv = stats.interval(lambda *x: stats.performance_profile(x, taus), samples, n_resamples=2000)
+            runs = sum(len(x) for x in samples)
+            ax.plot(taus, iv.point, color=f"C{i}", lw=2, label=f"{algo.upper()} ({runs} runs, {len(samples)} datasets)")
+            if iv.low is not None:
+                ax.fill_between(taus, iv.low, iv.high, color=f"C{i}", alpha=0.15, lw=0)
+        ax.set_xlabel("normalized score tau")
+        ax.set_ylabel("fraction of runs with score > tau")
+        ax.set_title("performance profile (95 % stratified-bootstrap bands)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+        fig.tight_layout()
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_report(root: Path, out: Optional[Path] = None, *, allow_mixed: bool = False) -> dict[str, Any]:
+    """Writes report.md, report.csv, report_comparisons.csv, curves/<dataset>.png and
+    performance_profile.png for the runs under `root`.
+
+    Returns {"markdown", "csv", "comparisons_csv": paths, "figures": [paths], "profile": path or
+    None, "report": Report}.
     Raises:
-      UserError: `root` is not a directory or holds no finished run.
+      UserError: `root` is not a directory, holds no finished run, or pools seeds of different
+        commits without `allow_mixed`.
     """
+    from experiments.results import provenance
+
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a directory; give the folder that holds the run directories")
-    report = collect(root)
+    report = collect(root, allow_mixed=allow_mixed)
     if not report.cells:
         hint = f" ({len(report.unfinished)} unfinished)" if report.unfinished else ""
         raise UserError(f"no finished run (a folder with results.json) under {root}{hint}; "
                         f"give the folder of a sweep or of experiments.run --out directories")
     out = Path(out) if out is not None else root
-    md, cv = out / "report.md", out / "report.csv"
+    md, cv, cmp_csv = out / "report.md", out / "report.csv", out / "report_comparisons.csv"
     with atomic_open(md, "w") as f:
-        f.write(markdown(report))
+        f.write(markdown(report, made_by=provenance()))
     with atomic_open(cv, "w") as f:
         f.write(csv_text(report))
+    with atomic_open(cmp_csv, "w") as f:
+        f.write(comparisons_csv_text(report))
     figures = []
     for dataset in sorted({d for d, _ in report.cells}):
         path = out / "curves" / f"{safe_name(dataset)}.png"
         plot_curves(report, dataset, path)
         figures.append(path)
-    return {"markdown": md, "csv": cv, "figures": figures, "report": report}
+    profile = out / "performance_profile.png"
+    return {"markdown": md, "csv": cv, "comparisons_csv": cmp_csv, "figures": figures,
+            "profile": profile if plot_performance_profile(report, profile) else None, "report": report}
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """Report (markdown, CSV, learning curves, performance profile) of every finished run
+    directory under DIR: mean and IQM over seeds with 95 % bootstrap intervals, probabilities of
+    improvement, provenance."""
+
+    dir: tyro.conf.Positional[str]  # folder holding run directories (searched recursively)
+    out: Optional[str] = None  # where to write report.md, report.csv, curves/ (default DIR)
+    allow_mixed: Annotated[bool, tyro.conf.arg(aliases=("--allow-mixed",))] = False  # pool seeds of runs made by different git commits (the report says so)
+    debug: bool = False  # print the traceback of a user error too
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.report",
-        description="Table-1-style report (markdown, CSV, learning curves) of every finished run "
-                    "directory under DIR.")
-    parser.add_argument("dir", metavar="DIR", help="folder holding run directories (searched recursively)")
-    parser.add_argument("--out", default=None, help="where to write report.md, report.csv, curves/ (default DIR)")
-    args = parser.parse_args(argv)
-    try:
-        written = write_report(Path(args.dir), Path(args.out) if args.out else None)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Entry point; returns the exit code (0 done, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    if args is None:  # --help
+        return cli.EXIT_OK
+    written = write_report(Path(args.dir), Path(args.out) if args.out else None, allow_mixed=args.allow_mixed)
     print(written["markdown"].read_text())
-    print(f"wrote {written['markdown']}, {written['csv']} and {len(written['figures'])} figure(s) "
-          f"in {written['markdown'].parent / 'curves'}")
-    return 0
+    print(f"wrote {written['markdown']}, {written['csv']}, {written['comparisons_csv'].name}, "
+          f"{len(written['figures'])} learning-curve figure(s) in {written['markdown'].parent / 'curves'}"
+          + (f" and {written['profile'].name}" if written["profile"] else ""))
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
 """Scores of a run: evaluating every seed's policy, results.json, and the summary table.
 
-Every number comes from the library (`DatasetSpec.evaluate` / `.normalize`); this module only
-collects them per seed and writes them.
+Every number comes from the library (`DatasetSpec.evaluate` / `.normalize`, `jaxrl_bayes.stats`);
+this module only collects them per seed and writes them.
+
+Paired evaluation: the evaluation seed is fixed (`eval_seed`), so every algorithm and training
+seed evaluated on a dataset meets the same episodes (Gymnasium: episode k reset with seed + k;
+liquidation: the same price paths), and the final evaluation keeps every episode's return. On
+liquidation the DP-optimal policy is evaluated on those same paths, so each seed also has a
+per-path gap to the optimum. results.json records the provenance (`provenance`: git commit and
+dirty flag, package versions, device) that `experiments.report` checks before pooling seeds.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from jaxrl_bayes import evaluation
+from jaxrl_bayes import evaluation, stats
 from jaxrl_bayes.checkpoint import atomic_write_json
 from jaxrl_bayes.evaluation import BehaviourScore
 from jaxrl_bayes.logging import to_json_value
@@ -28,10 +35,17 @@ NO_REFERENCES = ("no reference scores for this dataset: only raw returns can be 
                  "(pass --ref-min-score and --ref-max-score to normalize)")
 
 
-def eval_seed(run_seed: int, seed_index: int, final: bool) -> int:
-    """Evaluation episode seed: the same episodes at every periodic evaluation of a seed (common
-    random numbers make the curve less noisy); other episodes for the final evaluation."""
-    return ((run_seed * 100_003 + seed_index) * 2 + (2 if final else 1)) % (2**31 - 1)
+# Paired evaluation: every algorithm, run seed and seed index evaluated on a dataset meets the
+# same episodes (Gymnasium: episode k reset with seed + k; liquidation: the same price paths).
+PERIODIC_EVAL_SEED = 1_000_003
+FINAL_EVAL_SEED = 2_000_003
+
+
+def eval_seed(final: bool) -> int:
+    """Evaluation episode seed. Fixed, so every run on a dataset meets the same episodes (paired
+    evaluation: differences between methods are not differences between episode draws); the
+    periodic evaluations reuse theirs (a less noisy curve), the final one has others."""
+    return FINAL_EVAL_SEED if final else PERIODIC_EVAL_SEED
 
 
 def mean_std(xs: Sequence[float]) -> dict[str, float]:
@@ -43,49 +57,130 @@ def has_references(spec: Any) -> bool:
     return spec.ref_min_score is not None and spec.ref_max_score is not None
 
 
-def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int,
-                   run_seed: int, *, final: bool, units: Optional[tuple[float, float, float]] = None) -> dict[str, Any]:
-    """Evaluates every seed's deterministic policy.
+def optimum_returns(spec: Any, episodes: int, seed: int) -> Optional[np.ndarray]:
+    """Raw returns of the task's known optimal policy on the same episodes (None where none is
+    known): liquidation's DP policy on the same price paths (`liquidation.optimum_returns`)."""
+    if spec.family != "liquidation":
+        return None
+    from jaxrl_bayes.envs import liquidation
+
+    return liquidation.optimum_returns(episodes, seed)
+
+
+def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int, *,
+                   final: bool, units: Optional[tuple[float, float, float]] = None) -> dict[str, Any]:
+    """Evaluates every seed's deterministic policy on the same episodes (`eval_seed(final)`).
 
     Args:
       spec: the dataset's `DatasetSpec` (its evaluator takes `params=`).
       act_fn: (one seed's policy params, obs [B, obs_dim]) -> actions; one object for the whole
         run, so every evaluation of every seed shares one compilation.
       policy_params: policy parameters with a leading seed axis [S, ...].
-      num_seeds, episodes, run_seed: S, episodes per seed, the run's base seed.
-      final: the final evaluation (other episodes than the periodic ones).
+      num_seeds, episodes: S, episodes per seed.
+      final: the final evaluation (other episodes than the periodic ones; per-episode returns
+        and, where an optimum is known, its returns on the same episodes are kept).
       units: (discount, reward shift, reward scale) of the learner: in a Gymnasium environment
         the discounted Monte Carlo return of the episodes is also given in learning units.
     Returns:
       {"raw": [S] mean returns, "raw_std": [S] std over episodes, "normalized": [S] or None (no
       reference scores), "mc_value": [S] mean discounted return in learning units or None,
-      "episodes": n}.
+      "episodes": n, "eval_seed": seed}; when final also "returns": [S][n] per-episode raw
+      returns, "optimum_returns": [n] or None, and "optimality_gap": [S] mean per-episode gap
+      (optimum - policy; normalized where references exist, else raw) or None.
     """
     with_mc = units is not None and spec.eval_env_spec is not None
-    raw, raw_std, norm, mc = [], [], [], []
+    seed = eval_seed(final)
+    raw, raw_std, norm, mc, per_episode = [], [], [], [], []
     for i in range(num_seeds):
         p_i = jax.tree_util.tree_map(lambda x: x[i], policy_params)
-        seed_i = eval_seed(run_seed, i, final)
         if with_mc:  # the registry's Gymnasium evaluator, with per-episode details
-            eps = evaluation.gym_episodes(spec.eval_env_spec, act_fn, episodes, seed_i, params=p_i,
+            eps = evaluation.gym_episodes(spec.eval_env_spec, act_fn, episodes, seed, params=p_i,
                                           discount=units[0])
             returns = eps.returns
             mc.append(float(np.mean(evaluation.value_in_learning_units(eps.discounted_returns, eps.lengths,
                                                                         *units))))
         else:
-            returns = np.asarray(spec.evaluate(act_fn, episodes, seed_i, params=p_i), dtype=np.float64)
+            returns = np.asarray(spec.evaluate(act_fn, episodes, seed, params=p_i), dtype=np.float64)
+        per_episode.append(returns)
         raw.append(float(returns.mean()))
         raw_std.append(float(returns.std()))
         if has_references(spec):
             norm.append(float(np.mean(spec.normalize(returns))))
-    return {"raw": raw, "raw_std": raw_std, "normalized": norm if has_references(spec) else None,
-            "mc_value": mc if with_mc else None, "episodes": episodes}
+    out = {"raw": raw, "raw_std": raw_std, "normalized": norm if has_references(spec) else None,
+           "mc_value": mc if with_mc else None, "episodes": episodes, "eval_seed": seed}
+    if final:
+        best = optimum_returns(spec, episodes, seed)
+        gaps = None
+        if best is not None:
+            to_units = spec.normalize if has_references(spec) else (lambda r: np.asarray(r, np.float64))
+            gaps = [float(np.mean(to_units(best) - to_units(r))) for r in per_episode]
+        out.update(returns=[r.tolist() for r in per_episode],
+                   optimum_returns=None if best is None else best.tolist(), optimality_gap=gaps)
+    return out
 
 
 def device_info() -> dict[str, Any]:
     devs = jax.devices()
     return {"platform": devs[0].platform, "kind": devs[0].device_kind, "count": len(devs),
             "jax_version": jax.__version__}
+
+
+PROVENANCE_PACKAGES = ("jax", "jaxlib", "flax", "optax", "mujoco", "gymnasium", "jaxrl_bayes")
+
+
+def git_state(path: Path) -> dict[str, Any]:
+    """{"commit": HEAD of the git checkout holding `path`, "dirty": whether tracked files differ
+    from it}; both None outside a git checkout (an installed package) or without git."""
+    import subprocess
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    """Installed versions of the packages whose change could change a result (None: not installed)."""
+    import importlib.metadata
+
+    out: dict[str, Optional[str]] = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a result: the code's git commit and dirty flag (of the checkout the running
+    `jaxrl_bayes` is imported from), package versions and the device."""
+    import jaxrl_bayes
+
+    git = git_state(Path(jaxrl_bayes.__file__).resolve().parent)
+    return {"git_commit": git["commit"], "git_dirty": git["dirty"], "versions": package_versions(),
+            "device": device_info()}
+
+
+def interval_json(iv: Any) -> dict[str, Any]:
+    """A `stats.Interval` as {"point", "low", "high"}."""
+    return {"point": iv.point, "low": iv.low, "high": iv.high}
+
+
+def seed_summary(values: Optional[Sequence[float]]) -> Optional[dict[str, Any]]:
+    """Mean and IQM over seeds with their 95 % bootstrap intervals (`stats.run_intervals`)."""
+    if values is None or any(v is None for v in values) or not len(values):
+        return None
+    s = stats.run_intervals(values)
+    return {"seeds": s["runs"], "mean": interval_json(s["mean"]), "iqm": interval_json(s["iqm"])}
 
 
 def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], history: Sequence[Mapping], *,
@@ -99,13 +194,18 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
     run = cfg.run
     final = evals[-1] if evals else {"raw": [None] * run.seeds, "raw_std": [None] * run.seeds,
                                      "normalized": None, "episodes": 0}
+    returns = final.get("returns") or [None] * run.seeds
+    gaps = final.get("optimality_gap")
     per_seed = [{
         "seed_index": i,
         "raw_return": final["raw"][i],
         "raw_return_std_over_episodes": final["raw_std"][i],
         "normalized_score": None if final["normalized"] is None else final["normalized"][i],
+        "optimality_gap": None if gaps is None else gaps[i],
+        "episode_returns": returns[i],  # raw, in episode order: episode k of every run is the same episode
         "policy_file": policy_files[i] if i < len(policy_files) else None,
     } for i in range(run.seeds)]
+    optimum = final.get("optimum_returns")
     timed = [r for r in history if r.get("chunk_time_s")]
     chunk_times = [r["chunk_time_s"] for r in timed if not r.get("includes_compile")] or [
         r["chunk_time_s"] for r in timed]
@@ -117,10 +217,30 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         "total_steps": total_steps,
         "num_chunks": num_chunks,
         "eval_episodes": final["episodes"],
+        "eval_seed": final.get("eval_seed"),
+        "paired_evaluation_note": (f"episode k of every run on this dataset is the same episode: "
+                                   f"{'the same price path' if spec.family == 'liquidation' else 'reset seed'} "
+                                   f"from evaluation seed {final.get('eval_seed')} (experiments.results.eval_seed), "
+                                   f"whatever the algorithm or training seed"),
         "per_seed": per_seed,
         "raw_return": mean_std(final["raw"]) if evals else None,
         "normalized_score": None if final["normalized"] is None else mean_std(final["normalized"]),
         "std_note": "std over seeds (population std, ddof=0)",
+        # mean and IQM over seeds with 95 % stratified-bootstrap intervals (jaxrl_bayes.stats)
+        "intervals": {
+            "normalized_score": seed_summary(final["normalized"]),
+            "raw_return": seed_summary(final["raw"]) if evals else None,
+            "optimality_gap": seed_summary(gaps),
+        },
+        # the task's optimal policy on the same episodes (liquidation: the DP policy), or None;
+        # optimality_gap per seed = mean over episodes of its return minus the policy's
+        "optimum": None if optimum is None else {
+            "policy": "liquidation DP threshold policy (jaxrl_bayes.envs.liquidation.optimum_returns)",
+            "raw_return": float(np.mean(optimum)),
+            "normalized_score": float(np.mean(spec.normalize(optimum))) if has_references(spec) else None,
+            "gap_units": "normalized" if has_references(spec) else "raw",
+            "episode_returns": optimum,
+        },
         "evaluation_note": (None if evals else NO_EVALUATION.format(dataset=run.dataset)) or (
             None if final["normalized"] is not None else NO_REFERENCES),
         "ref_min_score": spec.ref_min_score,
@@ -133,6 +253,7 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         # chunk time only: evaluation, checkpoints and (where possible) compilation excluded
         "train_steps_per_s": (cfg.agent.steps_per_chunk * len(chunk_times) / sum(chunk_times)) if chunk_times else None,
         "device": device_info(),
+        "provenance": provenance(),
         "dynamics_pool": dict(pool_info),
         # deployable policies (jaxrl_bayes.policy), relative to the run directory
         "policy_files": list(policy_files),
@@ -147,6 +268,12 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
 def _fmt_time(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def format_interval(iv: Mapping[str, Any], digits: int = 2) -> str:
+    """"x [lo, hi]" ("x" alone without an interval, e.g. one seed)."""
+    text = f"{iv['point']:.{digits}f}"
+    return text if iv.get("low") is None else text + f" [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
 
 
 def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
@@ -165,6 +292,18 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
             lines.append(f"  {s['seed_index']:>6}  {s['raw_return']:>12.2f}  {seed_norm:>10}")
         norm_txt = "n/a" if norm is None else f"{norm['mean']:.1f} ± {norm['std']:.1f}"
         lines.append(f"  {'mean':>6}  {raw['mean']:>8.2f} ± {raw['std']:<.2f}  {norm_txt:>10}")
+    ivs = results.get("intervals") or {}
+    score_key = "normalized_score" if ivs.get("normalized_score") is not None else "raw_return"
+    for label, key in ((score_key.replace("_", " "), score_key), ("gap to the optimum", "optimality_gap")):
+        iv = ivs.get(key)
+        if iv is not None:
+            lines.append(f"  {label}: mean {format_interval(iv['mean'])}, IQM {format_interval(iv['iqm'])} "
+                         f"over {iv['seeds']} seed(s) (95 % bootstrap intervals)")
+    opt = results.get("optimum")
+    if opt is not None:
+        value = opt["normalized_score"] if opt["normalized_score"] is not None else opt["raw_return"]
+        lines.append(f"  optimum on the same {results['eval_episodes']} episodes: {value:.2f} "
+                     f"({opt['gap_units']}); gap = optimum - policy, episode by episode")
     if results.get("evaluation_note"):
         lines.append(f"  {results['evaluation_note']}")
     b = results.get("behaviour") or {}

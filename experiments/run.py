@@ -322,11 +322,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
                     ev = results.evaluate_seeds(spec, eval_act, jax.device_get(algos.deployed_policy(states, agent)),
-                                                run.seeds, episodes, run.seed, final=final, units=units)
+                                                run.seeds, episodes, final=final, units=units)
                     for other in other_deployments:  # --run.eval_deployments: the same episodes, another policy
                         ev_o = results.evaluate_seeds(
                             spec, eval_act, jax.device_get(algos.deployed_policy(states, dataclasses.replace(agent, deploy=other))),
-                            run.seeds, episodes, run.seed, final=final, units=units)
+                            run.seeds, episodes, final=final, units=units)
                         ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
                         if ev_o["normalized"] is not None:
                             row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
@@ -438,7 +438,7 @@ def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cf
         meta = {
             "algo": run.algo, "dataset": run.dataset, "preset": run.preset, "seed_index": i, "run_seed": run.seed,
             "total_steps": total_steps, "eval_episodes": final["episodes"] if final else 0,
-            "eval_seed": results.eval_seed(run.seed, i, final=True),  # `experiments.evaluate --seed` reproduces it
+            "eval_seed": results.eval_seed(final=True),  # `experiments.evaluate --seed` reproduces it
             "raw_return": final["raw"][i] if final else None,
             "normalized_score": final["normalized"][i] if final and final["normalized"] is not None else None,
             # a local dataset file's evaluation setting, so `experiments.evaluate` can repeat it

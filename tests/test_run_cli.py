@@ -38,10 +38,12 @@ TINY = ["--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics
         "--agent.real_batch", "32", "--agent.model_batch", "32", "--agent.num_candidates", "4",
         "--agent.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",
         "--agent.bc_steps", "20", "--agent.buffer_capacity", "1000", "--dynamics.num_members", "3",
-        "--run.eval_episodes", "20", "--run.eval_every_chunks", "1", "--run.no_progress"]
+        "--run.eval_episodes", "20", "--run.final_eval_episodes", "20", "--run.eval_every_chunks", "1",
+        "--run.no_progress"]
 # bc trains no model: the model fields of TINY would be refused ("has no effect on --algo bc")
 TINY_BC = ["--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--agent.policy_hidden", "32", "32",
-           "--run.eval_episodes", "20", "--run.eval_every_chunks", "1", "--run.no_progress"]
+           "--run.eval_episodes", "20", "--run.final_eval_episodes", "20", "--run.eval_every_chunks", "1",
+           "--run.no_progress"]
 
 
 class _Stop(Exception):
@@ -212,7 +214,7 @@ def test_seed_keys_and_evaluation_seeds_do_not_depend_on_the_number_of_seeds():
     assert k1.shape == (1, 2) and k3.shape == (3, 2) and np.array_equal(k1[0], k3[0])
     assert not np.array_equal(k3[0], k3[1])
     assert np.array_equal(k3[1], jax.random.fold_in(jax.random.PRNGKey(0), 1))
-    assert results.eval_seed(0, 0, final=True) != results.eval_seed(0, 0, final=False)
+    assert results.eval_seed(final=True) != results.eval_seed(final=False)
 
 
 # ----------------------------------------------------------------------------- a real run
@@ -483,7 +485,7 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     row = _rows(out)[-1]
     cfg = json.loads((out / "config.json").read_text())["agent"]
     policy = policy_lib.load_policy(out / "policy_seed0.npz")
-    eps = gym_episodes("Hopper-v4", policy_lib.act_fn_for(policy.module), 20, results.eval_seed(0, 0, final=True),
+    eps = gym_episodes("Hopper-v4", policy_lib.act_fn_for(policy.module), 20, results.eval_seed(final=True),
                        params=policy.bundle, discount=cfg["discount"])
     rewards = np.asarray(h5py.File(tmp_path / "hopper_mine.hdf5")["rewards"])
     shift, scale = reward_normalizer(float(rewards.min()), float(rewards.max()), cfg["reward_normalization"])
@@ -496,7 +498,7 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     from experiments import evaluate as evaluate_mod
 
     capsys.readouterr()
-    assert evaluate_mod.main(["--policy", str(out), "--episodes", "20", "--seed", str(results.eval_seed(0, 0, True))]) == 0
+    assert evaluate_mod.main(["--policy", str(out), "--episodes", "20", "--seed", str(results.eval_seed(True))]) == 0
     printed = capsys.readouterr().out
     assert f"{eps.returns.mean():10.3f}" in printed and f"{eps.returns.mean() / 2:10.2f}" in printed
     # experiments.diagnose reads the run: its pool rolled along the file's stretches, Q against the MC return

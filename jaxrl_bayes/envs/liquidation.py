@@ -21,7 +21,8 @@ This module holds
   friendly, `LiquidationState` pytree);
 - the behaviour policy and `generate_dataset` (D4RL schema);
 - `evaluate_policy` (vmap over episodes, lax.scan over the 20 steps, jit; optional traced
-  `params` so one compilation serves many parameter sets) and `score_summary`;
+  `params` so one compilation serves many parameter sets), `score_summary`, and
+  `optimum_returns` (the DP policy on the same price paths: a per-path gap to the optimum);
 - the exact optimum `dp_optimum` (dynamic programming, see `liquidation_dp`), the threshold
   policy `make_dp_policy`, fixed schedules, their closed-form values and `reference_table`.
 """
@@ -562,6 +563,27 @@ def evaluate_policy(act_fn: ActFn | ParamActFn, num_episodes: int = 1000, seed: 
     if params is None:
         return monte_carlo_returns(_Deterministic(act_fn), num_episodes, seed)
     return monte_carlo_returns(_DeterministicWithParams(act_fn), num_episodes, seed, params=params)
+
+
+@functools.lru_cache(maxsize=1)
+def _dp_act_fn() -> ThresholdPolicy:
+    return make_dp_policy()  # one object: the rollout compiles once per episode count
+
+
+def optimum_returns(num_episodes: int = 1000, seed: int = 0) -> np.ndarray:
+    """Returns of the DP-optimal policy on the very episodes `evaluate_policy(., num_episodes, seed)`
+    draws for any other policy.
+
+    The rate path of an episode does not depend on the actions (p' uses only p and the noise,
+    and the noise keys come from `seed` alone), so every deterministic policy evaluated with the
+    same (num_episodes, seed) meets the same price paths; this gives the optimum's return on
+    each of them, and optimum_returns - returns is a per-path gap to the optimum whose mean
+    estimates the expected gap with the price noise common to both largely cancelled.
+
+    Returns:
+      [num_episodes] float64 raw returns of `make_dp_policy()`.
+    """
+    return evaluate_policy(_dp_act_fn(), num_episodes, seed)
 
 
 def normalize_score(raw_return: Any) -> Any:
