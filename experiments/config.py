@@ -61,7 +61,7 @@ class RunConfig:
     algo: Annotated[str, _alias("--algo")] = "rrpi"  # algorithm name (see --list)
     preset: Annotated[str, _alias("--preset")] = "cpu"  # preset in experiments/configs/<family>.json (cpu, paper)
     seeds: Annotated[int, _alias("--seeds")] = 1  # seeds trained together with jax.vmap
-    seed: int = 0  # base seed: seed i uses fold_in(PRNGKey(seed), i)
+    seed: Annotated[int, _alias("--seed")] = 0  # base seed: seed i uses fold_in(PRNGKey(seed), i)
     total_steps: int = 20_000  # train steps per seed, rounded up to whole chunks (preset sets it)
     eval_every_chunks: int = 5  # periodic evaluation (0 = only the final one)
     eval_episodes: int = 1000  # BENCHMARKS.md: liquidation >= 1000, locomotion >= 10
