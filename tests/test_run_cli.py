@@ -33,7 +33,8 @@ from jaxrl_bayes import policy as policy_lib
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = ["--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics.max_epochs", "2",
+# short rollouts on every dataset (the locomotion presets' persistent scheme would refuse rollout_batch)
+TINY = ["--agent.rollout_scheme", "short", "--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics.max_epochs", "2",
         "--dynamics.hidden", "32", "32", "--agent.num_active", "3", "--agent.rollout_batch", "50",
         "--agent.real_batch", "32", "--agent.model_batch", "32", "--agent.num_candidates", "4",
         "--agent.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",

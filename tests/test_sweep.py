@@ -24,7 +24,8 @@ pytest.importorskip("ray", reason="the sweep runs on Ray: pip install -e '.[swee
 from experiments import sweep  # noqa: E402
 
 # tiny runs (as tests/test_run_cli.py's TINY): 2 chunks of 10 steps, 2 evaluation episodes
-TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
+TINY = ["--agent.rollout_scheme", "short", "--run.final_eval_episodes", "2",
+        "--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
         "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
         "--dynamics.num_members", "3", "--agent.num_active", "3",
         "--agent.rollout_batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
