@@ -24,14 +24,15 @@ pytest.importorskip("ray", reason="the sweep runs on Ray: pip install -e '.[swee
 from experiments import sweep  # noqa: E402
 
 # tiny runs (as tests/test_run_cli.py's TINY): 2 chunks of 10 steps, 2 evaluation episodes
-TINY = ["--agent.rollout_scheme", "short", "--run.final_eval_episodes", "2",
-        "--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
+TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
         "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
         "--dynamics.num_members", "3", "--agent.num_active", "3",
         "--agent.rollout_batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
         "--agent.num_candidates", "4", "--agent.num_next_samples", "2", "--agent.bc_steps", "10",
         "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout_horizon", "1",
-        "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1"]
+        "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1",
+        "--run.final_eval_episodes", "2",
+        "--agent.rollout_scheme", "short"]  # the hopper preset's persistent scheme would refuse rollout_batch
 ALGOS = ["rrpi", "bc"]
 
 
