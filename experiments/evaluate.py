@@ -6,7 +6,7 @@
 
 Policies are `jaxrl_bayes.policy` files, written by `python -m experiments.run` into each
 finished run directory. The evaluation goes through the dataset registry
-(`jaxrl_bayes.data.registry.get_spec(name).evaluate` and `.normalize`); the dataset defaults to
+(`jaxrl_bayes.evaluation.evaluate_on(get_spec(name), ...)` and `normalize_for`); the dataset defaults to
 the one recorded in the policy file. Printed per policy: the raw return mean ± std over
 episodes, the normalized score mean ± std and, on liquidation, the fraction of the exact DP
 optimum's expected return; with several policies also the mean ± std over policies.
@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from experiments import cli
+from jaxrl_bayes import evaluation
 from jaxrl_bayes import policy as policy_lib
 from jaxrl_bayes.data import registry
 from jaxrl_bayes.errors import UserError
@@ -89,15 +90,16 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
 
 def evaluate_one(policy: Any, spec: Any, episodes: int, seed: int) -> dict[str, Any]:
     """Raw and normalized returns of one loaded policy on `spec` (population std over episodes)."""
-    if spec.evaluator is None:
+    if evaluation.evaluator_for(spec) is None:
         raise UsageError(f"dataset {spec.name!r} has no evaluation environment; pass --eval-env ID "
                          f"(a Gymnasium id) or choose another --dataset")
     policy_lib.check_widths(policy, spec.obs_dim, spec.act_dim, f"dataset {spec.name!r}")
-    returns = spec.evaluate(policy_lib.act_fn_for(policy.module), episodes, seed, params=policy.bundle)
+    returns = evaluation.evaluate_on(spec, policy_lib.act_fn_for(policy.module), episodes, seed,
+                                     params=policy.bundle)
     out: dict[str, Any] = {"policy": policy.path, "dataset": spec.name, "episodes": int(returns.size), "seed": seed,
                            "raw": _mean_std(returns), "normalized": None, "fraction_of_optimum": None}
     if spec.ref_min_score is not None and spec.ref_max_score is not None:
-        out["normalized"] = _mean_std(spec.normalize(returns))
+        out["normalized"] = _mean_std(evaluation.normalize_for(spec, returns))
     if spec.family == "liquidation":
         from jaxrl_bayes.envs import liquidation
 

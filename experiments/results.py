@@ -1,6 +1,6 @@
 """Scores of a run: evaluating every seed's policy, results.json, and the summary table.
 
-Every number comes from the library (`DatasetSpec.evaluate` / `.normalize`, `jaxrl_bayes.stats`);
+Every number comes from the library (`evaluation.evaluate_on` / `.normalize_for`, `jaxrl_bayes.stats`);
 this module only collects them per seed and writes them.
 
 Paired evaluation: the evaluation seed is fixed (`eval_seed`), so every algorithm and training
@@ -72,7 +72,7 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
     """Evaluates every seed's deterministic policy on the same episodes (`eval_seed(final)`).
 
     Args:
-      spec: the dataset's `DatasetSpec` (its evaluator takes `params=`).
+      spec: the dataset's `DatasetSpec` (`evaluation.evaluate_on` evaluates on it with `params=`).
       act_fn: (one seed's policy params, obs [B, obs_dim]) -> actions; one object for the whole
         run, so every evaluation of every seed shares one compilation.
       policy_params: policy parameters with a leading seed axis [S, ...].
@@ -100,19 +100,20 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
             mc.append(float(np.mean(evaluation.value_in_learning_units(eps.discounted_returns, eps.lengths,
                                                                         *units))))
         else:
-            returns = np.asarray(spec.evaluate(act_fn, episodes, seed, params=p_i), dtype=np.float64)
+            returns = np.asarray(evaluation.evaluate_on(spec, act_fn, episodes, seed, params=p_i), dtype=np.float64)
         per_episode.append(returns)
         raw.append(float(returns.mean()))
         raw_std.append(float(returns.std()))
         if has_references(spec):
-            norm.append(float(np.mean(spec.normalize(returns))))
+            norm.append(float(np.mean(evaluation.normalize_for(spec, returns))))
     out = {"raw": raw, "raw_std": raw_std, "normalized": norm if has_references(spec) else None,
            "mc_value": mc if with_mc else None, "episodes": episodes, "eval_seed": seed}
     if final:
         best = optimum_returns(spec, episodes, seed)
         gaps = None
         if best is not None:
-            to_units = spec.normalize if has_references(spec) else (lambda r: np.asarray(r, np.float64))
+            to_units = ((lambda r: evaluation.normalize_for(spec, r)) if has_references(spec)
+                        else (lambda r: np.asarray(r, np.float64)))
             gaps = [float(np.mean(to_units(best) - to_units(r))) for r in per_episode]
         out.update(returns=[r.tolist() for r in per_episode],
                    optimum_returns=None if best is None else best.tolist(), optimality_gap=gaps)
@@ -237,7 +238,7 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         "optimum": None if optimum is None else {
             "policy": "liquidation DP threshold policy (jaxrl_bayes.envs.liquidation.optimum_returns)",
             "raw_return": float(np.mean(optimum)),
-            "normalized_score": float(np.mean(spec.normalize(optimum))) if has_references(spec) else None,
+            "normalized_score": float(np.mean(evaluation.normalize_for(spec, optimum))) if has_references(spec) else None,
             "gap_units": "normalized" if has_references(spec) else "raw",
             "episode_returns": optimum,
         },

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from experiments import cli, config, pools, results, rundir
 from experiments.config import Config, RunConfig
 from experiments.plotting import paper_references, plot_learning_curve
-from jaxrl_bayes import algos, sharding
+from jaxrl_bayes import algos, evaluation, sharding
 from jaxrl_bayes import policy as policy_lib
 from jaxrl_bayes.checkpoint import Checkpointer, atomic_write_json
 from jaxrl_bayes.data import registry
@@ -254,7 +254,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     eval_act = functools.partial(trainer.act, data=trainer.data)  # one object: evaluation compiles once
     trainer = sharding.replicate_data(trainer, mesh)  # training: the data on every device
     keys = seed_keys(run.seed, run.seeds)
-    can_evaluate = spec.evaluator is not None
+    can_evaluate = evaluation.evaluator_for(spec) is not None
     data = trainer.data  # the learner's reward units, for the Monte Carlo check of its critic
     units = ((agent.discount, float(data.reward_shift), float(data.reward_scale))
              if trainer.nets.critic is not None else None)

@@ -12,6 +12,10 @@ next episode's seed; sub-environments with no episode left keep running but are 
 
 `normalized_score` is D4RL's score (Fu et al., 2020, `d4rl.get_normalized_score`) times 100:
 100 (R - R_random) / (R_expert - R_random). It is the only implementation in the project.
+
+A dataset's task: `jaxrl_bayes.data.registry.DatasetSpec` holds facts only (evaluation
+environment, reference scores, widths); `evaluator_for(spec)`, `evaluate_on(spec, ...)` and
+`normalize_for(spec, returns)` build the evaluation and the normalised score from them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from typing import Any, Callable, NamedTuple, Optional
 import numpy as np
 
 from jaxrl_bayes.data.dataset import episode_breaks
+from jaxrl_bayes.errors import UserError
 
 ActFn = Callable[[Any], Any]
+# evaluator(act_fn, num_episodes, seed) -> returns; evaluators that take a `params` keyword
+# also accept evaluator(act_fn, num_episodes, seed, params=p) with act_fn(params, obs).
+EvalFn = Callable[..., np.ndarray]
 # At most this many sub-environments unless asked (BENCHMARKS.md: >= 10 locomotion episodes).
 DEFAULT_NUM_ENVS = 10
 
@@ -218,3 +226,77 @@ def behaviour_score(dataset: Any, ref_min: Optional[float], ref_max: Optional[fl
     mean = float(returns.mean())
     norm = None if ref_min is None or ref_max is None else float(normalized_score(mean, ref_min, ref_max))
     return BehaviourScore(int(returns.size), mean, float(returns.std()), norm)
+
+
+# ----------------------------------------------------------------------------- a dataset's task
+
+
+def evaluator_for(spec: Any) -> Optional[EvalFn]:
+    """The evaluator of a dataset's task, built from its `DatasetSpec`'s facts.
+
+    Args:
+      spec: a `jaxrl_bayes.data.registry.DatasetSpec` (family, eval_env_spec are read).
+
+    Returns:
+      (act_fn, num_episodes, seed, params=None) -> raw returns [num_episodes]: the pure-JAX
+      liquidation environment (`jaxrl_bayes.envs.liquidation`, imported when called) for the
+      liquidation family, `evaluate_gym` in `spec.eval_env_spec` where there is one, else None
+      (no evaluation environment: returns cannot be measured).
+    """
+    if spec.family == "liquidation":
+        return _liquidation_evaluate
+    if spec.eval_env_spec is not None:
+        return functools.partial(_gym_evaluate, spec.eval_env_spec)
+    return None
+
+
+def _gym_evaluate(env: Any, act_fn, num_episodes, seed, params=None):
+    return evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed, params=params)
+
+
+def _liquidation_evaluate(act_fn, num_episodes, seed, params=None):
+    from jaxrl_bayes.envs import liquidation
+
+    if params is None:  # the old call form (also what stand-in modules implement)
+        return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed)
+    return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed, params=params)
+
+
+def evaluate_on(spec: Any, act_fn: Callable[..., Any], num_episodes: int = 10, seed: int = 0,
+                params: Any = None) -> np.ndarray:
+    """Raw returns [num_episodes] of the deterministic policy `act_fn` on a dataset's task.
+
+    Args:
+      spec: the dataset's `DatasetSpec` (`evaluator_for`).
+      act_fn: observations [batch, obs_dim] -> actions [batch, act_dim], JAX-traceable;
+        with `params`, (params, observations) -> actions.
+      num_episodes: episodes (BENCHMARKS.md: >= 10 locomotion, >= 1000 liquidation).
+      seed: evaluation seed.
+      params: optional pytree of arrays handed to act_fn as a traced argument: evaluating
+        many parameter sets with one act_fn object compiles the evaluation once. The
+        evaluator is called with a `params=` keyword only when params are given.
+
+    Raises:
+      UserError: the dataset has no evaluation environment.
+    """
+    evaluator = evaluator_for(spec)
+    if evaluator is None:
+        raise UserError(f"dataset {spec.name!r} has no evaluation environment, so returns "
+                        f"cannot be measured; give one (a Gymnasium id) with eval_env")
+    if params is None:
+        returns = evaluator(act_fn, num_episodes, seed)
+    else:
+        returns = evaluator(act_fn, num_episodes, seed, params=params)
+    return np.asarray(returns, dtype=np.float64)
+
+
+def normalize_for(spec: Any, returns) -> np.ndarray:
+    """`normalized_score` of raw returns with a dataset's reference scores.
+
+    Raises:
+      UserError: the `DatasetSpec` has no reference scores.
+    """
+    if spec.ref_min_score is None or spec.ref_max_score is None:
+        raise UserError(f"no reference scores for {spec.name!r}; report raw returns, or give "
+                        f"ref_min_score and ref_max_score")
+    return normalized_score(returns, spec.ref_min_score, spec.ref_max_score)

@@ -138,7 +138,7 @@ _act_jit = jax.jit(deployed_action, static_argnums=0)
 def act_fn_for(module: networks.TanhGaussianPolicy) -> Callable[[Any, jax.Array], jax.Array]:
     """A stable (bundle, obs) -> actions function for `module` (the same object per module).
 
-    Hand it with `params=policy.bundle` to the evaluators (`DatasetSpec.evaluate`,
+    Hand it with `params=policy.bundle` to the evaluators (`evaluation.evaluate_on`,
     `envs.liquidation.evaluate_policy`, `evaluate_gym`): policies of one architecture then
     share one compiled evaluation.
     """

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxrl_bayes import termination
+from jaxrl_bayes import evaluation, termination
 from jaxrl_bayes.data import d4rl, registry
 from jaxrl_bayes.data.dataset import MIN_TRANSITIONS, DatasetError
 from jaxrl_bayes.errors import UserError
@@ -141,10 +141,10 @@ def test_local_hdf5_with_an_eval_env(tmp_path):
     assert (spec.obs_dim, spec.act_dim) == (11, 3)  # from Hopper-v4's spaces
     ds = spec.load()
     assert ds.size == ROWS - 1 and ds.obs_dim == 11  # the timeout row is dropped (D4RL's view)
-    returns = spec.evaluate(lambda o: np.zeros((o.shape[0], 3), np.float32), num_episodes=1)
+    returns = evaluation.evaluate_on(spec, lambda o: np.zeros((o.shape[0], 3), np.float32), num_episodes=1)
     assert returns.shape == (1,) and np.isfinite(returns).all()
     given = registry.spec_for_path(path, eval_env="Hopper-v4", ref_min_score=0.0, ref_max_score=10.0)
-    np.testing.assert_allclose(given.normalize([5.0]), [50.0])
+    np.testing.assert_allclose(evaluation.normalize_for(given, [5.0]), [50.0])
 
 
 def test_local_hdf5_env_from_its_metadata(tmp_path):
@@ -163,12 +163,12 @@ def test_local_hdf5_without_env_trains_but_cannot_evaluate(tmp_path):
     path = write(tmp_path / "robot.h5", hopper_rows(obs_dim=4, act_dim=2))
     with pytest.warns(UserWarning, match="never terminate"):
         spec = registry.get_spec(str(path))
-    assert (spec.family, spec.eval_env_id, spec.evaluator) == ("other", None, None)
+    assert (spec.family, spec.eval_env_id, evaluation.evaluator_for(spec)) == ("other", None, None)
     assert (spec.obs_dim, spec.act_dim) == (None, None)
     assert (spec.ref_min_score, spec.ref_max_score) == (None, None)
     assert spec.termination_fn is termination.no_termination
     assert spec.load().obs_dim == 4
-    one_line_error(lambda: spec.evaluate(lambda o: o), "has no evaluation environment")
+    one_line_error(lambda: evaluation.evaluate_on(spec, lambda o: o), "has no evaluation environment")
 
 
 def test_local_file_argument_errors(tmp_path):

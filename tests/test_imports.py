@@ -46,3 +46,39 @@ def test_every_module_imports_first():
     r = subprocess.run([sys.executable, "-c", CHECK.format(packages=set(PACKAGES)), *names],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"modules that fail when imported first:\n{r.stdout}{r.stderr[-2000:]}"
+
+
+def _imported_modules(path: Path, module: str) -> set[str]:
+    """Every module an `import` or `from ... import` in `path` names (at any depth: function-level
+    imports too), relative imports resolved against `module`; `from a import b` gives a and a.b."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_data_does_not_import_evaluation():
+    """The data package reads datasets; building evaluators and scores from its facts is
+    `jaxrl_bayes.evaluation`'s job, so nothing under jaxrl_bayes/data/ imports it."""
+    data = ROOT / "jaxrl_bayes" / "data"
+    files = sorted(data.rglob("*.py"))
+    assert files
+    offenders = []
+    for path in files:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        names = _imported_modules(path, module)
+        if any(n == "jaxrl_bayes.evaluation" or n.startswith("jaxrl_bayes.evaluation.") for n in names):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"modules under jaxrl_bayes/data/ that import jaxrl_bayes.evaluation: {offenders}"

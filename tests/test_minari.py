@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from jaxrl_bayes import termination
+from jaxrl_bayes import evaluation, termination
 from jaxrl_bayes.data import d4rl, minari_data, registry
 from jaxrl_bayes.errors import UserError
 
@@ -74,7 +74,7 @@ def test_collected_dataset_loads_through_the_registry(store):
     assert (spec.ref_min_score, spec.ref_max_score) == (d4rl.REF_MIN_SCORE["hopper"],
                                                         d4rl.REF_MAX_SCORE["hopper"])
     # Evaluation uses the recorded spec, time limit included (25 steps, standing still).
-    returns = spec.evaluate(lambda o: 0.0 * o[:, :3], num_episodes=2, seed=0)
+    returns = evaluation.evaluate_on(spec, lambda o: 0.0 * o[:, :3], num_episodes=2, seed=0)
     env = gym.make("Hopper-v4", max_episode_steps=25)
     expected = []
     for k in range(2):
@@ -89,7 +89,7 @@ def test_v5_dataset_gets_no_d4rl_reference(store):
     assert spec.family == "hopper" and spec.eval_env_id == "Hopper-v5"
     assert spec.ref_min_score is None and spec.ref_max_score is None
     with pytest.raises(ValueError, match="no reference scores"):
-        spec.normalize([1.0])
+        evaluation.normalize_for(spec, [1.0])
 
 
 def test_missing_dataset_fails_fast_and_says_what_to_do(store):

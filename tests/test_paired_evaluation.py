@@ -70,10 +70,8 @@ def test_gym_runs_of_the_same_policy_meet_the_same_reset_seeds():
     def act_b(params, obs):  # another algorithm's act_fn, the same function
         return jnp.tanh(obs @ params)
 
-    spec = types.SimpleNamespace(
-        family="other", eval_env_spec=None, ref_min_score=None, ref_max_score=None,
-        evaluate=lambda act_fn, n, seed, params=None: evaluation.evaluate_gym("Pendulum-v1", act_fn, n, seed,
-                                                                              params=params))
+    spec = types.SimpleNamespace(name="pendulum", family="other", eval_env_spec="Pendulum-v1",
+                                 ref_min_score=None, ref_max_score=None)
     a = results.evaluate_seeds(spec, act_a, w[None], 1, 3, final=True)
     b = results.evaluate_seeds(spec, act_b, w[None], 1, 3, final=True)
     assert a["returns"] == b["returns"] and a["optimum_returns"] is None and a["optimality_gap"] is None

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from jaxrl_bayes import termination
+from jaxrl_bayes import evaluation, termination
 from jaxrl_bayes.data import d4rl, registry
 from jaxrl_bayes.data.dataset import DatasetError
 
@@ -37,7 +37,7 @@ def test_d4rl_specs(env, env_id, obs_dim, act_dim, ref_min, ref_max):
     made = gym.make(env_id)  # the table's widths agree with Gymnasium's spaces
     assert (spec.obs_dim, spec.act_dim) == (made.observation_space.shape[0],
                                             made.action_space.shape[0]) == (obs_dim, act_dim)
-    np.testing.assert_allclose(spec.normalize([ref_min, ref_max]), [0.0, 100.0])
+    np.testing.assert_allclose(evaluation.normalize_for(spec, [ref_min, ref_max]), [0.0, 100.0])
 
 
 def test_unknown_name_suggests_the_closest():
@@ -110,9 +110,9 @@ def test_liquidation_entry_uses_the_env_module(monkeypatch):
     assert spec.termination_fn is termination.liquidation_termination
     ds = registry.load_dataset("liquidation-random-v0")
     assert ds.size == 12 and calls["seed"] == 0 and ds.start_observations.shape == (6, 3)
-    returns = spec.evaluate(lambda o: o[:, :1], num_episodes=7, seed=3)
+    returns = evaluation.evaluate_on(spec, lambda o: o[:, :1], num_episodes=7, seed=3)
     assert calls["eval"] == (7, 3) and returns.shape == (7,)
-    np.testing.assert_allclose(spec.normalize(returns), 50.0)
+    np.testing.assert_allclose(evaluation.normalize_for(spec, returns), 50.0)
 
 
 def test_liquidation_real_module_contract():
@@ -124,7 +124,7 @@ def test_liquidation_real_module_contract():
     assert (spec.obs_dim, spec.act_dim) == (3, 1)
 
 
-def test_evaluate_forwards_params_and_keeps_the_old_form():
+def test_evaluate_forwards_params_and_keeps_the_old_form(monkeypatch):
     import jax.numpy as jnp
 
     seen = []
@@ -138,15 +138,17 @@ def test_evaluate_forwards_params_and_keeps_the_old_form():
         return np.ones(num_episodes)
 
     base = registry.get_spec("liquidation-random-v0")
-    old = dataclass_replace(base, evaluator=old_evaluator)
-    assert old.evaluate(lambda o: o[:, :1] * 2, 3, 0).shape == (3,) and seen[-1] == ("old", 2.0)
-    new = dataclass_replace(base, evaluator=new_evaluator)
-    out = new.evaluate(lambda p, o: o[:, :1] * p, 4, 0, params=jnp.float32(5.0))
-    assert out.dtype == np.float64 and out.shape == (4,) and seen[-1] == ("new", 5.0)
+    with monkeypatch.context() as m:
+        m.setattr(evaluation, "evaluator_for", lambda spec: old_evaluator)
+        assert evaluation.evaluate_on(base, lambda o: o[:, :1] * 2, 3, 0).shape == (3,)
+        assert seen[-1] == ("old", 2.0)
+        m.setattr(evaluation, "evaluator_for", lambda spec: new_evaluator)
+        out = evaluation.evaluate_on(base, lambda p, o: o[:, :1] * p, 4, 0, params=jnp.float32(5.0))
+        assert out.dtype == np.float64 and out.shape == (4,) and seen[-1] == ("new", 5.0)
 
     # the real liquidation entry: params form == closure form
     def act(p, o):
         return jnp.where(o[:, 2:3] > p, 1.0, -1.0)
 
-    np.testing.assert_array_equal(base.evaluate(act, 200, 5, params=jnp.float32(1.2)),
-                                  base.evaluate(lambda o: act(jnp.float32(1.2), o), 200, 5))
+    np.testing.assert_array_equal(evaluation.evaluate_on(base, act, 200, 5, params=jnp.float32(1.2)),
+                                  evaluation.evaluate_on(base, lambda o: act(jnp.float32(1.2), o), 200, 5))

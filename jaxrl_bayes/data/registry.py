@@ -1,4 +1,4 @@
-"""One registry of dataset names: what each is, how to load it and how to evaluate on it.
+"""One registry of dataset names: what each is, how to load it and what it is evaluated in.
 
 Names (BENCHMARKS.md, "Dataset names the CLI accepts"):
 
@@ -20,11 +20,11 @@ wrong name is refused before any training.
 
 A local file's evaluation environment is the `eval_env` argument (any Gymnasium id), else the
 one the file records (an hdf5 root attribute `env_id` or dataset `metadata/env_id`; Minari's
-eval_env_spec / env_spec), else none: then `spec.evaluator` is None and `spec.evaluate` raises
-(training works; only the caller can say that no returns can be measured). Its reference
-scores are the `ref_min_score`/`ref_max_score` arguments (both or neither), else D4RL's when the
-environment is a D4RL robot at v3/v4, else a Minari directory's own metadata, else None (raw
-returns only). Its termination function is the robot's (hopper, walker2d, halfcheetah) when
+eval_env_spec / env_spec), else none: then `evaluation.evaluator_for(spec)` is None and
+`evaluation.evaluate_on` raises (training works; only the caller can say that no returns can be
+measured). Its reference scores are the `ref_min_score`/`ref_max_score` arguments (both or
+neither), else D4RL's when the environment is a D4RL robot at v3/v4, else a Minari directory's
+own metadata, else None (raw returns only). Its termination function is the robot's (hopper, walker2d, halfcheetah) when
 the environment is one of them, else `termination.no_termination`: model rollouts never
 terminate (they only stop at non-finite states), with a warning.
 
@@ -35,6 +35,10 @@ alive bonus), where D4RL's references do not apply: for those the dataset's own
 `ref_min_score`/`ref_max_score` metadata is used if present (Minari's, not comparable with
 D4RL-normalised numbers in the papers), else the scores are unknown (None) and only raw
 returns can be reported.
+
+A spec holds facts only (environment, reference scores, widths): `jaxrl_bayes.evaluation` builds
+the evaluator (`evaluator_for`, `evaluate_on`) and the normalised score (`normalize_for`) from
+them, so this package never imports the evaluation code.
 """
 
 from __future__ import annotations
@@ -53,19 +57,12 @@ from jaxrl_bayes import termination
 from jaxrl_bayes.data import d4rl
 from jaxrl_bayes.data.dataset import Dataset, Widths
 from jaxrl_bayes.errors import UserError
-# the module, not its names: evaluation imports jaxrl_bayes.data.dataset, so importing
-# jaxrl_bayes.evaluation first runs this file while evaluation is still half-initialized
-from jaxrl_bayes import evaluation
 
 LIQUIDATION_NAME = "liquidation-random-v0"
 ROBOT_FAMILIES = {"hopper": "hopper", "walker2d": "walker2d", "halfcheetah": "halfcheetah"}
 # Environment versions that share the model of D4RL's v2 data (v3 collected it; v4 = v3 on
 # the new mujoco bindings).
 D4RL_COMPATIBLE_VERSIONS = (3, 4)
-
-# evaluator(act_fn, num_episodes, seed) -> returns; evaluators that take a `params` keyword
-# also accept evaluator(act_fn, num_episodes, seed, params=p) with act_fn(params, obs).
-EvalFn = Callable[..., np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +79,6 @@ class DatasetSpec:
       termination_fn: (obs, act, next_obs) -> bool, from `jaxrl_bayes.termination`.
       eval_env_id: Gymnasium id of the evaluation env, or None (liquidation: a JAX env).
       obs_dim, act_dim: widths where known, else None.
-      evaluator: (act_fn, num_episodes, seed) -> raw returns [num_episodes]; called with a
-        `params=` keyword only when `evaluate` is given params.
       eval_env_spec: what `gym.make` gets for evaluation and width checks: the id, or the
         full `EnvSpec` recorded by Minari (keeps its kwargs and time limit); None if none.
     """
@@ -98,7 +93,6 @@ class DatasetSpec:
     eval_env_id: Optional[str]
     obs_dim: Optional[int] = None
     act_dim: Optional[int] = None
-    evaluator: Optional[EvalFn] = dataclasses.field(default=None, repr=False)
     eval_env_spec: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def expected_widths(self) -> Optional[Widths]:
@@ -120,45 +114,10 @@ class DatasetSpec:
         """
         return self.loader(widths=self.expected_widths())
 
-    def evaluate(self, act_fn: Callable[..., Any], num_episodes: int = 10,
-                 seed: int = 0, params: Any = None) -> np.ndarray:
-        """Raw returns [num_episodes] of the deterministic policy `act_fn`.
-
-        Args:
-          act_fn: observations [batch, obs_dim] -> actions [batch, act_dim], JAX-traceable;
-            with `params`, (params, observations) -> actions.
-          num_episodes: episodes (BENCHMARKS.md: >= 10 locomotion, >= 1000 liquidation).
-          seed: evaluation seed.
-          params: optional pytree of arrays handed to act_fn as a traced argument: evaluating
-            many parameter sets with one act_fn object compiles the evaluation once.
-        """
-        if self.evaluator is None:
-            raise UserError(f"dataset {self.name!r} has no evaluation environment, so returns "
-                            f"cannot be measured; give one (a Gymnasium id) with eval_env")
-        if params is None:
-            returns = self.evaluator(act_fn, num_episodes, seed)
-        else:
-            returns = self.evaluator(act_fn, num_episodes, seed, params=params)
-        return np.asarray(returns, dtype=np.float64)
-
-    def normalize(self, returns) -> np.ndarray:
-        """Normalised score 100 (R - ref_min) / (ref_max - ref_min) (`normalized_score`)."""
-        if self.ref_min_score is None or self.ref_max_score is None:
-            raise UserError(f"no reference scores for {self.name!r}; report raw returns, or give "
-                            f"ref_min_score and ref_max_score")
-        return evaluation.normalized_score(returns, self.ref_min_score, self.ref_max_score)
-
 
 def list_datasets() -> list[str]:
     """The fixed names (D4RL v2 and liquidation); any id with '/' is also accepted (Minari)."""
     return list(d4rl.NAMES) + [LIQUIDATION_NAME]
-
-
-def _gym_evaluator(env: Any) -> EvalFn:
-    def evaluate(act_fn, num_episodes, seed, params=None):
-        return evaluation.evaluate_gym(env, act_fn, num_episodes=num_episodes, seed=seed, params=params)
-
-    return evaluate
 
 
 def _env_widths(env: Any) -> tuple[int, int]:
@@ -209,8 +168,7 @@ def _d4rl_spec(name: str) -> DatasetSpec:
         name=name, family=env, source="d4rl", loader=functools.partial(d4rl.load, name),
         ref_min_score=d4rl.REF_MIN_SCORE[env], ref_max_score=d4rl.REF_MAX_SCORE[env],
         termination_fn=termination.get_termination_fn(env), eval_env_id=env_id,
-        obs_dim=d4rl.OBS_DIMS[env], act_dim=d4rl.ACT_DIMS[env],
-        evaluator=_gym_evaluator(env_id), eval_env_spec=env_id)
+        obs_dim=d4rl.OBS_DIMS[env], act_dim=d4rl.ACT_DIMS[env], eval_env_spec=env_id)
 
 
 def _liquidation_spec() -> DatasetSpec:
@@ -220,18 +178,12 @@ def _liquidation_spec() -> DatasetSpec:
         raw = liquidation.generate_dataset(seed=0)
         return Dataset.from_arrays(**raw, name=LIQUIDATION_NAME, widths=widths)
 
-    def evaluate(act_fn, num_episodes, seed, params=None):
-        if params is None:  # the old call form (also what stand-in modules implement)
-            return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed)
-        return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed,
-                                           params=params)
-
     return DatasetSpec(
         name=LIQUIDATION_NAME, family="liquidation", source="liquidation", loader=load,
         ref_min_score=float(liquidation.REF_MIN_SCORE),
         ref_max_score=float(liquidation.REF_MAX_SCORE),
         termination_fn=termination.liquidation_termination, eval_env_id=None,
-        obs_dim=int(liquidation.OBS_DIM), act_dim=int(liquidation.ACT_DIM), evaluator=evaluate)
+        obs_dim=int(liquidation.OBS_DIM), act_dim=int(liquidation.ACT_DIM))
 
 
 def family_of_env(env_id: Optional[str]) -> tuple[str, Optional[int]]:
@@ -299,9 +251,7 @@ def _spec_of_minari(mds: Any, name: str, source: str, loader: Callable[..., Data
         name=name, family=family, source=source, loader=loader,
         ref_min_score=ref_min, ref_max_score=ref_max,
         termination_fn=_termination_for(family, env_id, name),
-        eval_env_id=env_id, obs_dim=obs_dim, act_dim=act_dim,
-        evaluator=_gym_evaluator(env_spec) if env_spec is not None else None,
-        eval_env_spec=env_spec)
+        eval_env_id=env_id, obs_dim=obs_dim, act_dim=act_dim, eval_env_spec=env_spec)
 
 
 def _gym_spec(env_id: str, where: str) -> Any:
@@ -340,8 +290,8 @@ def spec_for_path(path: str | os.PathLike, eval_env: Optional[str] = None,
     Returns:
       The spec; `name` is the path as given, `source` 'hdf5' or 'minari-dir'; obs_dim and
       act_dim those of the evaluation environment (hdf5) or of the recorded spaces (Minari),
-      None when unknown; without an evaluation environment `evaluator` is None. The data is
-      read (validated) by `load()`.
+      None when unknown; without an evaluation environment `eval_env_spec` is None. The data
+      is read (validated) by `load()`.
 
     Raises:
       UserError: no such path, not a dataset, an unregistered `eval_env`, only one reference
@@ -381,10 +331,8 @@ def spec_for_path(path: str | os.PathLike, eval_env: Optional[str] = None,
             loader=functools.partial(d4rl.load_file, full, name),
             ref_min_score=ref_min, ref_max_score=ref_max,
             termination_fn=_termination_for(family, env_id, name), eval_env_id=env_id,
-            obs_dim=obs_dim, act_dim=act_dim,
-            evaluator=_gym_evaluator(env_spec) if env_spec is not None else None,
-            eval_env_spec=env_spec)
-    if spec.evaluator is None and refs != (None, None):
+            obs_dim=obs_dim, act_dim=act_dim, eval_env_spec=env_spec)
+    if spec.eval_env_spec is None and refs != (None, None):
         raise UserError(f"{where}: reference scores need an evaluation environment to measure "
                         f"returns in; give eval_env (a Gymnasium id) as well")
     return spec
