@@ -1,6 +1,6 @@
 """Seeds per second against the number of devices (jaxrl_bayes.sharding), one process each.
 
-    python -m benchmarks.devices --devices 1 2 4 --seeds 4 --size tiny
+    python -m benchmarks.devices --devices 1 2 4 --seeds 4
 
 The device count of a JAX process is fixed when JAX starts, so every count runs in its own
 subprocess; on CPU the devices are `--xla_force_host_platform_device_count` host devices, which
@@ -9,20 +9,29 @@ GPUs each device is a chip). Each process trains the same S seeds (same keys, sa
 laid over its D devices and times `run_chunk_seeds` after compilation, best of `reps` calls.
 
 Numbers: `seed_steps_per_s` = S x R / chunk time (train steps of all seeds per second).
+
+Each subprocess is this module run as `python -m benchmarks.devices --worker SPEC` (SPEC: the
+JSON of `devices_row`); `--worker` is internal, handled before the options are parsed, and not
+shown by --help.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
+
+from experiments import cli
 
 REPO = Path(__file__).resolve().parents[1]
+PROG = "python -m benchmarks.devices"
+WORKER = "--worker"  # devices_row's subprocesses: `--worker SPEC`, not a user option
 
 
 def _worker(seeds: int, steps: int, reps: int, agent: dict, num_data: int) -> dict:
@@ -79,7 +88,7 @@ def devices_row(device_counts: Sequence[int], *, seeds: int, steps: int, reps: i
         else:  # accelerators: the first d of them
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(d))
         spec = json.dumps({"seeds": seeds, "steps": steps, "reps": reps, "agent": agent, "num_data": num_data})
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.devices", "--worker", spec], cwd=REPO, env=env,
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.devices", WORKER, spec], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             rows.append({"devices": d, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
@@ -94,29 +103,54 @@ def _has_accelerator() -> bool:
     return jax.devices()[0].platform != "cpu"
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Seeds per second against the number of devices (jaxrl_bayes.sharding), one process per
+    device count."""
+
+    devices: tuple[int, ...] = (1, 2, 4)  # device counts, one process each; each must divide --seeds
+    seeds: int = 4  # S: seeds trained together, laid over the devices
+    steps: int = 5  # R: train steps per chunk
+    reps: int = 3  # timed calls per device count (the best is kept)
+    algo: str = "rrpi"  # algorithm to train
+    debug: bool = False  # print the traceback of a user error too
+
+
+def _worker_spec(argv: Sequence[str]) -> Optional[str]:
+    """SPEC of `--worker SPEC` / `--worker=SPEC` (devices_row's subprocesses), else None."""
+    if len(argv) == 2 and argv[0] == WORKER:
+        return argv[1]
+    if len(argv) == 1 and argv[0].startswith(WORKER + "="):
+        return argv[0][len(WORKER) + 1:]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.devices", description=__doc__.split("\n")[0])
-    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--seeds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--algo", default="rrpi")
-    args = p.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
+    """Entry point; returns the exit code (0 done, 2 bad options)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    spec = _worker_spec(argv)
+    if spec:
+        spec = json.loads(spec)
         print(json.dumps(_worker(spec["seeds"], spec["steps"], spec["reps"], spec["agent"], spec["num_data"])))
         return 0
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    args = cli.parse(Options, argv, prog=PROG, description=" ".join(Options.__doc__.split()))
+    if args is None:  # --help
+        return cli.EXIT_OK
+    if not args.devices:
+        raise cli.UsageError("--devices needs at least one device count")
     bad = [d for d in args.devices if d < 1 or args.seeds % d]
     if bad:
-        print(f"error: --seeds {args.seeds} must be a multiple of every --devices count (not of {bad})", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"--seeds {args.seeds} must be a multiple of every --devices count (not of {bad})")
     agent = dict(algo=args.algo, num_active=2, num_next_samples=1, num_candidates=2, real_batch=8, model_batch=8,
                  critic_hidden=[16], policy_hidden=[16], rollout_batch=8, rollout_horizon=2, buffer_capacity=256)
-    rows = devices_row(args.devices, seeds=args.seeds, steps=args.steps, reps=args.reps, agent=agent)
+    rows = devices_row(list(args.devices), seeds=args.seeds, steps=args.steps, reps=args.reps, agent=agent)
     for r in rows:
         print(json.dumps(r))
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,27 +11,56 @@ Prints, and writes as JSON with `--out`, the best and median chunk time of each 
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
 import os
 import statistics
 import sys
 import time
+from typing import Literal, Optional, Sequence
 
 import jax
 
 from benchmarks import throughput as tp
+from experiments import cli
+
+PROG = "python -m benchmarks.value_chunking"
+SizeName = Literal[tuple(sorted(tp.SIZES))]  # the sizes benchmarks.throughput offers (its --sizes)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.value_chunking", description=__doc__.split("\n")[0])
-    p.add_argument("--algo", default="pmdb")
-    p.add_argument("--size", default="paper", choices=sorted(tp.SIZES))
-    p.add_argument("--chunks", type=int, nargs="+", default=[64, 256, 1024], help="states per chunk")
-    p.add_argument("--steps", type=int, default=2, help="train steps per timed call")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", default=None, help="JSON file to write")
-    o = p.parse_args(sys.argv[1:] if argv is None else argv)
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Interleaved A/B of the fused soft value against chunked evaluation (issue 8's
+    inefficiency): best and median chunk time of each variant."""
+
+    algo: str = "pmdb"  # algorithm whose step trainer is timed
+    size: SizeName = "paper"  # benchmark size (benchmarks.throughput.SIZES)
+    chunks: tuple[int, ...] = (64, 256, 1024)  # states per chunk
+    steps: int = 2  # train steps per timed call
+    rounds: int = 3  # timed calls of every variant, in alternation
+    out: Optional[str] = None  # JSON file to write
+    debug: bool = False  # print the traceback of a user error too
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (0 done, 2 bad options)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
+
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    o = cli.parse(Options, argv, prog=PROG, description=" ".join(Options.__doc__.split()))
+    if o is None:  # --help
+        return cli.EXIT_OK
+    if not o.chunks:
+        raise cli.UsageError("--chunks needs at least one chunk size")
+    run(o)
+    return cli.EXIT_OK
+
+
+def run(o: Options) -> dict:
+    """Times the variants; prints the table and writes `o.out`. Returns the result."""
     size = tp.SIZES[o.size]
     dataset = tp.synthetic_dataset(size.num_data)
     pool, _ = tp.dynamics_bench(dataset, size, size.num_active)
@@ -64,4 +93,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

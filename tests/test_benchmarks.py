@@ -1,5 +1,6 @@
 """Tests of benchmarks/throughput.py: the --quick run's output structure (never a speed),
-option checking, and the chunked soft-value helper against an exact answer."""
+option checking, and the chunked soft-value helper against an exact answer; and the command
+lines of benchmarks/devices.py and benchmarks/value_chunking.py."""
 
 from __future__ import annotations
 
@@ -51,6 +52,37 @@ def test_chunked_value_fn_small_input_is_one_call():
 def test_bad_options_raise_one_clear_error(argv, words):
     with pytest.raises(throughput.BenchmarkError, match=words.replace("(", r"\(")):
         throughput.parse_args(argv)
+
+
+@pytest.mark.parametrize("module, argv, line", [
+    ("devices", ["--seeds", "3", "--devices", "2"],
+     "error: --seeds 3 must be a multiple of every --devices count (not of [2])"),
+    ("devices", ["--devices"], "error: --devices needs at least one device count"),
+    ("devices", ["--seedz", "2"], "error: unknown option --seedz; did you mean --seeds?"),
+    ("value_chunking", ["--chunks"], "error: --chunks needs at least one chunk size"),
+    ("value_chunking", ["--size", "huge"], "error: invalid choice 'huge' for argument '--size'."),
+])
+def test_devices_and_value_chunking_options_end_in_one_line_and_exit_2(module, argv, line, capsys):
+    """Their tyro options (experiments/cli.py): a bad option is one line and exit status 2,
+    before anything is built."""
+    import importlib
+
+    main = importlib.import_module(f"benchmarks.{module}").main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1
+    assert main(["--help"]) == 0 and "usage: python -m benchmarks." in capsys.readouterr().out
+
+
+def test_devices_worker_flag_is_internal(capsys):
+    """devices_row runs `python -m benchmarks.devices --worker SPEC`: read before the options,
+    never shown by --help."""
+    from benchmarks import devices
+
+    assert devices._worker_spec([devices.WORKER, '{"seeds": 1}']) == '{"seeds": 1}'
+    assert devices._worker_spec([devices.WORKER + '={"seeds": 1}']) == '{"seeds": 1}'
+    assert devices._worker_spec(["--seeds", "2"]) is None
+    assert devices.main(["--help"]) == 0 and "--worker" not in capsys.readouterr().out
 
 
 def test_quick_run_writes_json_markdown_and_plots(tmp_path):
