@@ -11,8 +11,9 @@ atomically; nothing else in the run directory changes):
   action sequences of the dataset (`dynamics.open_loop_error`), state RMSE in data-std units
   and reward error against the data's reward std, per step h = 1 .. --horizon, marking the
   run's rollout horizon;
-- the value against reality: mean Q on model states (`q_model_mean`) and on real states next to
-  the discounted Monte Carlo return of the evaluation episodes (`eval/mc_value_mean`), both in
+- the value against reality: Q at the evaluation episodes' first states under the deployed action
+  (`eval/q_start_mean`, the critic's prediction for those very episodes) next to their discounted
+  Monte Carlo return (`eval/mc_value_mean`), with mean Q on model and real states beside them, all in
   learning units, at every evaluation (PSPO Figure 2 / RRPI: predicted above actual is the
   healthy sign; far below means the value has not propagated);
 - the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
@@ -126,7 +127,8 @@ def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
     """(Q against the Monte Carlo return at each evaluation, last-chunk training figures)."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
     evals = [{"step": r["step"], "q_model_mean": r.get("q_model_mean"), "q_real_mean": r.get("q_real_mean"),
-              "mc_value_mean": r["eval/mc_value_mean"], "normalized_mean": r.get("eval/normalized_mean"),
+              "mc_value_mean": r["eval/mc_value_mean"], "q_start_mean": r.get("eval/q_start_mean"),
+              "normalized_mean": r.get("eval/normalized_mean"),
               "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature"),
               "ref_kl": r.get("ref_kl"), "picked_done_frac": r.get("picked_done_frac"),
               "member_done_frac": r.get("member_done_frac"),
@@ -163,14 +165,18 @@ def markdown(report: dict) -> str:
         others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})
         lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return), "
                   "KL(pi || mu), and how often the selected member's successor terminates against all members':", "",
-                  "| step | Q model states | Q real states | MC return of eval episodes | Q / MC | temperature | "
+                  "| step | Q model states | Q real states | Q eval first states | MC return of eval episodes | "
+                  "Q first states / MC | temperature | "
                   "KL(pi‖mu) | picked / all terminal | score |" + "".join(f" score, {o} |" for o in others),
-                  "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
+                  "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
         for e in report["value_vs_return"]:
-            ratio = (e["q_model_mean"] / e["mc_value_mean"]) if e["q_model_mean"] is not None and e["mc_value_mean"] else None
+            # the same states on both sides: Q at the evaluation episodes' first states against their return
+            q0 = e.get("q_start_mean")
+            ratio = (q0 / e["mc_value_mean"]) if q0 is not None and e["mc_value_mean"] else None
             done = (f"{e['picked_done_frac']:.3f} / {e['member_done_frac']:.3f}"
                     if e.get("picked_done_frac") is not None and e.get("member_done_frac") is not None else "-")
-            lines.append(f"| {e['step']} | {_f(e['q_model_mean'])} | {_f(e['q_real_mean'])} | {_f(e['mc_value_mean'])} | "
+            lines.append(f"| {e['step']} | {_f(e['q_model_mean'])} | {_f(e['q_real_mean'])} | {_f(q0)} | "
+                         f"{_f(e['mc_value_mean'])} | "
                          f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e.get('ref_kl'))} | {done} | "
                          f"{_f(e['normalized_mean'], '.1f')} |"
                          + "".join(f" {_f(e.get('deployments', {}).get(o), '.1f')} |" for o in others))

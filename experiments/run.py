@@ -48,6 +48,7 @@ from experiments.config import Config, RunConfig
 from experiments.plotting import paper_references, plot_learning_curve
 from jaxrl_bayes import algos, evaluation, sharding
 from jaxrl_bayes import policy as policy_lib
+from jaxrl_bayes.algos.diagnostics import start_value
 from jaxrl_bayes.checkpoint import Checkpointer, atomic_write_json
 from jaxrl_bayes.data import registry
 from jaxrl_bayes.dynamics import DynamicsConfig
@@ -258,6 +259,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     data = trainer.data  # the learner's reward units, for the Monte Carlo check of its critic
     units = ((agent.discount, float(data.reward_shift), float(data.reward_scale))
              if trainer.nets.critic is not None else None)
+    # Q at the evaluation episodes' first states under the deployed action, per seed: the critic's
+    # prediction of the discounted return that the episodes measure (issue 21's calibration check)
+    # (the data is an argument, not a constant of the jitted function)
+    start_q = (jax.jit(jax.vmap(functools.partial(start_value, trainer.nets, agent), in_axes=(None, 0, 0, None)))
+               if units is not None and spec.eval_env_spec is not None else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
     # --run.eval_deployments: every deployment the learner has besides the configured one
@@ -340,6 +346,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                             row["eval/normalized/seeds"] = ev["normalized"]
                     if ev["mc_value"] is not None:  # discounted return of the episodes, learning units
                         row["eval/mc_value_mean"] = results.mean_std(ev["mc_value"])["mean"]
+                    if start_q is not None:
+                        first = evaluation.initial_observations(spec.eval_env_spec, episodes, ev["eval_seed"])
+                        ev["q_start"] = [float(q) for q in jax.device_get(start_q(
+                            trainer.data, states.critic, algos.deployed_policy(states, agent), jnp.asarray(first)))]
+                        row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
                 row["wall_time_s"] = elapsed()
                 row = to_json_value(row)
                 history.append(row)

@@ -154,6 +154,19 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
     return out
 
 
+def initial_observations(env_id: Any, num_episodes: int, seed: int = 0) -> np.ndarray:
+    """The first observation of each episode of `gym_episodes(env_id, ..., num_episodes, seed)`
+    (episode k is reset with seed + k): float32 [num_episodes, obs_dim]. The states at which a
+    critic's value is compared with the episodes' Monte Carlo return."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    try:
+        return np.stack([np.asarray(env.reset(seed=seed + k)[0], np.float32) for k in range(num_episodes)])
+    finally:
+        env.close()
+
+
 def value_in_learning_units(discounted_returns, lengths, discount: float, shift: float, scale: float) -> np.ndarray:
     """Discounted raw returns in a learner's reward units r~ = (r - shift) / scale.
 

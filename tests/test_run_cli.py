@@ -495,6 +495,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert row["eval/mc_value_mean"] == pytest.approx(
         value_in_learning_units(eps.discounted_returns, eps.lengths, cfg["discount"], shift, scale).mean(), rel=1e-5)
     assert "q_model_mean" in row and res["behaviour"]["episodes"] == 3
+    # the critic's value at the same episodes' first states, one per seed, beside their return
+    assert np.isfinite(row["eval/q_start_mean"]) and 0.0 <= row["eval/q_start_mean"] <= 1.0 / (1.0 - cfg["discount"])
     # experiments.evaluate repeats the evaluation from what the policy file records (file, env, references)
     from experiments import evaluate as evaluate_mod
 
@@ -511,7 +513,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert sorted(p.name for p in out.iterdir()) == sorted(before + ["diagnosis.json"])
     assert report["model_error"]["members"] == 3 and len(report["model_error"]["obs_rmse_in_data_std"]["median"]) == 3
     assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
-    assert "Q / MC" in capsys.readouterr().out
+    assert report["value_vs_return"][-1]["q_start_mean"] == pytest.approx(row["eval/q_start_mean"])
+    assert "Q first states / MC" in capsys.readouterr().out
 
 
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):

@@ -15,9 +15,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrl_bayes import buffer, stats
+from jaxrl_bayes import buffer, networks, stats
 from jaxrl_bayes.algos import targets
-from jaxrl_bayes.algos.common import Ctx
+from jaxrl_bayes.algos.common import Ctx, Networks, TrainData, critic_values, policy_dist
 
 # model states per chunk on which the rank correlation is measured (one all-member target
 # pass per chunk: negligible next to a chunk's train steps)
@@ -60,3 +60,17 @@ def chunk_diagnostics(ctx: Ctx, key: chex.PRNGKey, value_fn, chunk_metrics: dict
     out = target_uncertainty(ctx, k_diag, pairs.obs, pairs.act, value_fn)
     out["posterior_argmax"] = jnp.argmax(chunk_metrics["posterior_belief"]).astype(jnp.int32)
     return out
+
+
+def start_value(nets: Networks, config, data: TrainData, critic_params, policy_params, obs: jax.Array) -> jax.Array:
+    """Mean over states of the critic's Q(s, a) at the deployed policy's action a = tanh(mean pi(s)):
+    the min of the twin critics, clipped as in the targets (learning units).
+
+    At the evaluation episodes' first states this is the value the critic predicts for the
+    episodes, the number to set beside their discounted Monte Carlo return
+    (`evaluation.value_in_learning_units`); Q on model states is not comparable with it, as
+    those states come from other distributions (the persistent scheme's adversarial paths).
+    One seed's parameters; vmap over seeds.
+    """
+    act = networks.tanh_gaussian_mode(policy_dist(nets, policy_params, data, obs))
+    return jnp.mean(critic_values(nets, critic_params, data, obs, act, config))
