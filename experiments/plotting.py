@@ -101,7 +101,8 @@ def plot_learning_curve(
         the papers' scores, behaviour cloning and the behaviour policy as horizontal lines;
     (b) where the rows hold them: the mean Q on model states (`q_model_mean`, learning units)
         against the discounted Monte Carlo return of the evaluation episodes in the same units
-        (`eval/mc_value_mean`) — the check that predicted returns stay above actual ones;
+        (`eval/mc_value_mean`) — the check that predicted returns stay above actual ones — and
+        the critic's Q at those episodes' first states (`eval/q_start_mean`), the same states;
     (c) where present: PSPO's posterior diagnostics (`POSTERIOR_KEYS`).
 
     Args:
@@ -130,6 +131,7 @@ def plot_learning_curve(
         values = values.reshape(0, 1)
     q_steps, q_values = _scalar_series(history, "q_model_mean")
     mc_steps, mc_values = _scalar_series(history, "eval/mc_value_mean")
+    q0_steps, q0_values = _scalar_series(history, "eval/q_start_mean")
     diagnostics = {k: _scalar_series(history, k) for k in POSTERIOR_KEYS} if posterior else {}
     diagnostics = {k: v for k, v in diagnostics.items() if v[0].size}
     panels = 1 + bool(q_steps.size or mc_steps.size) + bool(diagnostics)
@@ -166,6 +168,9 @@ def plot_learning_curve(
             row += 1
             if q_steps.size:
                 ax.plot(q_steps, q_values, lw=1.5, color="C0", label="mean Q on model states")
+            if q0_steps.size:  # the same states as the return beside it
+                ax.plot(q0_steps, q0_values, lw=1.5, color="C2", marker="s", ms=3,
+                        label="Q at the evaluation episodes' first states")
             if mc_steps.size:
                 ax.plot(mc_steps, mc_values, lw=1.5, color="C3", marker="o", ms=3,
                         label="discounted return of the evaluation episodes")
