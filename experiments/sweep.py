@@ -78,17 +78,43 @@ def _option_groups(extra: Sequence[str]) -> list[list[str]]:
     return groups
 
 
-def options_for(algo: str, extra: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The extra experiments.run options that apply to `algo`, and the names of those left out.
-
-    experiments.run refuses an option that has no effect on its algorithm (a `--dynamics.*`
-    for bc, which trains no model; an `--agent.*` field the algorithm never reads), so a grid
-    that mixes bc with the model-based methods passes each trial only what it reads; the sweep
-    prints what it left out of which trials.
-    """
+def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: str | None):
+    """The AgentConfig a trial's new run starts from: the algorithm's, with the preset of the
+    dataset's family where both are given (the locomotion presets choose the persistent rollout
+    scheme, which reads other fields than the short one), and the extra options' own
+    `--agent.rollout_scheme`, which decides which scheme fields are read."""
     from jaxrl_bayes import algos as algos_lib
 
     agent = algos_lib.algo_config(algo)
+    if dataset is not None and preset is not None:
+        from experiments import config as config_mod
+
+        try:
+            run = config_mod.RunConfig(dataset=dataset, algo=algo, preset=preset)
+            agent = config_mod.base_config(run, preset_explicit=True)[0].agent
+        except UserError:  # a missing file, an unknown preset: the trial itself says so
+            pass
+    for group in _option_groups(extra):
+        name, _, inline = group[0][2:].partition("=")
+        if name.replace("-", "_") == "agent.rollout_scheme" and (inline or len(group) > 1):
+            agent = dataclasses.replace(agent, rollout_scheme=inline or group[1])
+    return agent
+
+
+def options_for(algo: str, extra: Sequence[str], dataset: str | None = None,
+                preset: str | None = None) -> tuple[list[str], list[str]]:
+    """The extra experiments.run options that apply to `algo`, and the names of those left out.
+
+    experiments.run refuses an option that has no effect on its algorithm (a `--dynamics.*`
+    for bc, which trains no model; an `--agent.*` field the algorithm never reads, such as
+    `--agent.rollout_batch` under the persistent rollout scheme of the locomotion presets), so a
+    grid that mixes bc with the model-based methods passes each trial only what it reads; the
+    sweep prints what it left out of which trials. With `dataset` and `preset` the check is
+    against the preset the trial's run resolves (`_trial_agent`), else the algorithm's defaults.
+    """
+    from jaxrl_bayes import algos as algos_lib
+
+    agent = _trial_agent(algo, extra, dataset, preset)
     keep: list[str] = []
     dropped: list[str] = []
     for group in _option_groups(extra):
@@ -113,7 +139,7 @@ def trial_argv(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> l
     if (run_dir / "config.json").is_file():
         return ["--resume", str(run_dir)]
     return ["--algo", trial.algo, "--dataset", trial.dataset, "--seeds", str(seeds), "--preset", preset,
-            "--out", str(run_dir), *options_for(trial.algo, extra)[0]]
+            "--out", str(run_dir), *options_for(trial.algo, extra, trial.dataset, preset)[0]]
 
 
 def is_finished(trial: Trial) -> bool:
@@ -256,9 +282,14 @@ def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: 
     trials = plan(out, algos, datasets)
     outcomes: dict[Trial, dict[str, Any]] = {}
     for a in algos:
-        dropped = options_for(a, extra)[1]
-        if dropped:
-            _print(f"{a} trials: {', '.join(dropped)} left out (no effect on {a})")
+        dropped = {d: options_for(a, extra, d, preset)[1] for d in datasets}
+        if len({tuple(v) for v in dropped.values()}) == 1:  # the same on every dataset
+            if dropped[datasets[0]]:
+                _print(f"{a} trials: {', '.join(dropped[datasets[0]])} left out (no effect on {a})")
+        else:
+            for d, names in dropped.items():
+                if names:
+                    _print(f"{a} trials on {d}: {', '.join(names)} left out (no effect on {a} there)")
     client = bool(address) and address.startswith("ray://")  # the driver may not see OUT
     todo = []
     for t in trials:

@@ -180,3 +180,18 @@ def test_trial_argv_is_the_run_command_and_resumes_unfinished_runs(tmp_path):
     Path(t.run_dir).mkdir(parents=True)
     (Path(t.run_dir) / "config.json").write_text("{}")
     assert sweep.trial_argv(t, 4, "cpu", []) == ["--resume", t.run_dir]
+
+
+def test_trials_are_checked_against_the_preset_their_run_resolves(tmp_path):
+    """The hopper presets run the persistent rollout scheme, which never reads rollout_batch: a
+    hopper trial is not passed it (experiments.run would refuse it), a liquidation trial (short
+    scheme) is, and an extra option that picks the short scheme itself brings it back."""
+    hopper = str(_hopper_file(tmp_path / "tiny-hopper.hdf5"))
+    extra = ["--agent.rollout_batch", "16", "--agent.num_candidates", "4"]
+    assert sweep.options_for("rrpi", extra, hopper, "cpu") == (["--agent.num_candidates", "4"], ["--agent.rollout_batch"])
+    assert sweep.options_for("rrpi", extra, "liquidation-random-v0", "cpu") == (extra, [])
+    short = ["--agent.rollout_scheme", "short", *extra]
+    assert sweep.options_for("rrpi", short, hopper, "cpu") == (short, [])
+    assert sweep.options_for("rrpi", ["--agent.rollout-scheme=short", *extra], hopper, "cpu")[1] == []
+    # a dataset that cannot be resolved: the algorithm's defaults decide, the trial reports the file
+    assert sweep.options_for("rrpi", extra, str(tmp_path / "missing.hdf5"), "cpu") == (extra, [])
