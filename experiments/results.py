@@ -205,6 +205,13 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         "optimality_gap": None if gaps is None else gaps[i],
         "episode_returns": returns[i],  # raw, in episode order: episode k of every run is the same episode
         "policy_file": policy_files[i] if i < len(policy_files) else None,
+        # the critic's Q at the final episodes' first states (learning units; `eval/q_start_mean`)
+        "q_start": None if final.get("q_start") is None else final["q_start"][i],
+        "mc_value": None if final.get("mc_value") is None else final["mc_value"][i],
+        # --run.eval_deployments: the other deployments on the same episodes
+        "deployments": {name: {"raw_return": d["raw"][i],
+                               "normalized_score": None if d["normalized"] is None else d["normalized"][i]}
+                        for name, d in (final.get("deployments") or {}).items()},
     } for i in range(run.seeds)]
     optimum = final.get("optimum_returns")
     timed = [r for r in history if r.get("chunk_time_s")]

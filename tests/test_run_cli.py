@@ -585,3 +585,19 @@ def test_full_disk_at_a_checkpoint_then_at_a_policy_file_loses_nothing_and_resum
     a, b = (policy_lib.load_policy(d / "policy_seed0.npz") for d in (ref, out))
     assert all(np.asarray(x).tobytes() == np.asarray(y).tobytes()
                for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)))
+
+
+def test_eval_deployments_score_the_other_policy_on_the_same_episodes(caches, tmp_path):
+    """--run.eval_deployments scores pi_ref beside pi on the same episodes, per seed in results.json:
+    a run that deploys pi_ref (same seed, so the same training) scores exactly what the pi run
+    reported for its reference, and the other way round."""
+    short = [*TINY, "--run.total_steps", "40", "--run.eval_deployments", "--run.eval_every_chunks", "0"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_mod.main([*short, "--out", str(tmp_path / "pi")]) == 0
+        assert run_mod.main([*short, "--agent.deploy", "reference", "--out", str(tmp_path / "ref")]) == 0
+    pi, ref = (json.loads((tmp_path / d / "results.json").read_text())["per_seed"][0] for d in ("pi", "ref"))
+    assert set(pi["deployments"]) == {"reference"} and set(ref["deployments"]) == {"policy"}
+    assert pi["deployments"]["reference"]["raw_return"] == pytest.approx(ref["raw_return"], rel=1e-9)
+    assert ref["deployments"]["policy"]["raw_return"] == pytest.approx(pi["raw_return"], rel=1e-9)
+    assert pi["deployments"]["reference"]["normalized_score"] == pytest.approx(ref["normalized_score"], rel=1e-9)
+    assert "eval/reference/normalized_mean" in _rows(tmp_path / "pi")[-1]
