@@ -148,7 +148,7 @@ def test_full_disk_during_a_save_keeps_earlier_steps_and_leaves_no_temp_dir(tmp_
 
     import orbax.checkpoint as ocp
 
-    from faults import orbax_full_disk
+    from tests.faults import orbax_full_disk
 
     tree = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
     ck = ckpt_lib.Checkpointer(tmp_path / "ck", max_to_keep=3)

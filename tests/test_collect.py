@@ -344,7 +344,7 @@ def test_full_disk_while_exporting_hdf5_loses_nothing_and_resume_writes_the_same
     exit 74, no partial file; --resume then writes the same data as an uninterrupted run; an
     --overwrite that hits a full disk keeps the previous file byte for byte."""
     from experiments import collect
-    from faults import full_disk
+    from tests.faults import full_disk
     from jaxrl_bayes.collect import writers
     from jaxrl_bayes.data.d4rl import load_hdf5
 

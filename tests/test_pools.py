@@ -78,7 +78,7 @@ def test_full_disk_while_caching_leaves_no_partial_pool_and_the_retry_trains_the
         cache, tmp_path, monkeypatch):
     """The retried pool equals, array for array, the one the failed save was writing (what an
     uninterrupted run would have cached)."""
-    from faults import full_disk
+    from tests.faults import full_disk
 
     writer = full_disk(dynamics.atomic_open, on_call=1, after_bytes=1000)
     monkeypatch.setattr(dynamics, "atomic_open", writer)

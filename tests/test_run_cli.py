@@ -542,7 +542,7 @@ def test_full_disk_at_a_checkpoint_then_at_a_policy_file_loses_nothing_and_resum
     ends bit-identical to the uninterrupted one, policy included."""
     import orbax.checkpoint as ocp
 
-    from faults import full_disk, orbax_full_disk
+    from tests.faults import full_disk, orbax_full_disk
 
     ref, _ = finished
     out = _copy_run(ref, tmp_path / "full")
