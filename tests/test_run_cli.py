@@ -497,6 +497,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert "q_model_mean" in row and res["behaviour"]["episodes"] == 3
     # the critic's value at the same episodes' first states, one per seed, beside their return
     assert np.isfinite(row["eval/q_start_mean"]) and 0.0 <= row["eval/q_start_mean"] <= 1.0 / (1.0 - cfg["discount"])
+    assert res["per_seed"][0]["q_start"] == pytest.approx(row["eval/q_start_mean"])
+    assert res["per_seed"][0]["mc_value"] == pytest.approx(row["eval/mc_value_mean"])
     # experiments.evaluate repeats the evaluation from what the policy file records (file, env, references)
     from experiments import evaluate as evaluate_mod
 

@@ -1,9 +1,11 @@
 """Seeds sharded over devices (jaxrl_bayes.sharding) with forced CPU host devices.
 
 `--xla_force_host_platform_device_count=N` must be set before JAX initializes, so every check
-runs in a subprocess (`_WORKER` below) with N = 1, 2 and 4 devices. Each worker trains the same
+runs in a subprocess (`_WORKER` below) with N = 1 and 2 devices (2 seeds per device; one seed
+per device is the same code path with a shorter shard, and a third compiling process cost the
+suite about 35 s on 2 cores). Each worker trains the same
 tiny liquidation RRPI learner for 4 seeds from the same keys for a few chunks and reports:
-- the final parameters (compared here: N = 2 and 4 equal N = 1 to float tolerance);
+- the final parameters (compared here: N = 2 equals N = 1 to float tolerance);
 - how many devices the state is spread over (`.sharding`);
 - how many XLA compilations the chunks after the first caused (0: the chunk compiles once);
 - a checkpoint save/restore of the sharded state (restored, placed again, trained on: equal to
@@ -120,7 +122,7 @@ def runs(tmp_path_factory):
     dynamics.save_pool(pool, shared / "pool.npz")
     (shared / "agent.json").write_text(json.dumps(AGENT))
     procs = {}
-    for n in (1, 2, 4):
+    for n in (1, 2):
         out = tmp_path_factory.mktemp(f"dev{n}")
         procs[n] = (out, subprocess.Popen([sys.executable, "-c", _WORKER, str(out), str(SEEDS), str(shared)], cwd=REPO,
                                           env=_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -134,7 +136,7 @@ def runs(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("n", [2, 4])
+@pytest.mark.parametrize("n", [2])
 def test_sharded_seeds_equal_the_single_device_run(runs, n):
     facts, params = runs[n]
     _, ref = runs[1]
@@ -145,7 +147,7 @@ def test_sharded_seeds_equal_the_single_device_run(runs, n):
         np.testing.assert_allclose(params[name], ref[name], rtol=2e-5, atol=2e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("n", [1, 2])
 def test_state_is_sharded_data_replicated_and_the_chunk_compiles_once(runs, n):
     facts, _ = runs[n]
     assert facts["state_shards"] == n and facts["resumed_shards"] == n
@@ -154,7 +156,7 @@ def test_state_is_sharded_data_replicated_and_the_chunk_compiles_once(runs, n):
     assert facts["compiles_after_restore"] == 0
 
 
-@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("n", [1, 2])
 def test_checkpoint_of_a_sharded_state_resumes_exactly(runs, n):
     facts, _ = runs[n]
     assert facts["meta_chunk"] == 2 and facts["resume_equal"]
