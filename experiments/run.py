@@ -336,6 +336,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                         ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
                         if ev_o["normalized"] is not None:
                             row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
+                    if start_q is not None:  # before the record is stored: results.json reads it per seed
+                        first = evaluation.initial_observations(spec.eval_env_spec, episodes, ev["eval_seed"])
+                        ev["q_start"] = [float(q) for q in jax.device_get(start_q(
+                            trainer.data, states.critic, algos.deployed_policy(states, agent), jnp.asarray(first)))]
+                        row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))
                     row["eval/raw_mean"] = results.mean_std(ev["raw"])["mean"]
@@ -346,11 +351,6 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                             row["eval/normalized/seeds"] = ev["normalized"]
                     if ev["mc_value"] is not None:  # discounted return of the episodes, learning units
                         row["eval/mc_value_mean"] = results.mean_std(ev["mc_value"])["mean"]
-                    if start_q is not None:
-                        first = evaluation.initial_observations(spec.eval_env_spec, episodes, ev["eval_seed"])
-                        ev["q_start"] = [float(q) for q in jax.device_get(start_q(
-                            trainer.data, states.critic, algos.deployed_policy(states, agent), jnp.asarray(first)))]
-                        row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
                 row["wall_time_s"] = elapsed()
                 row = to_json_value(row)
                 history.append(row)
