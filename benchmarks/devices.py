@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
 
 
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    args = cli.parse(Options, argv, prog=PROG, description=" ".join(Options.__doc__.split()))
+    args = cli.parse(Options, argv, prog=PROG)
     if args is None:  # --help
         return cli.EXIT_OK
     if not args.devices:

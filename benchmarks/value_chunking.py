@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    o = cli.parse(Options, argv, prog=PROG, description=" ".join(Options.__doc__.split()))
+    o = cli.parse(Options, argv, prog=PROG)
     if o is None:  # --help
         return cli.EXIT_OK
     if not o.chunks:

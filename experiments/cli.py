@@ -105,13 +105,16 @@ def _one_line(tyro_text: str) -> str:
 
 
 def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, prog: str,
-          description: str) -> Optional[T]:
-    """Parses `argv` into `cls` with tyro; None when --help was printed.
+          description: Optional[str] = None) -> Optional[T]:
+    """Parses `argv` into `cls` with tyro; None when --help was printed. The --help text's
+    description is `description`, by default `cls`'s docstring on one line.
 
     Raises:
       UsageError: an unknown option (naming the closest one) or a bad value, as one line.
     """
     argv = list(argv)
+    if description is None:
+        description = " ".join((cls.__doc__ or "").split())
     if "-h" not in argv and "--help" not in argv:
         _check_unknown(cls, argv)
     err = io.StringIO()

@@ -142,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    args = cli.parse(Args, argv, prog=PROG)
     if args is None:  # --help
         return cli.EXIT_OK
     logging.basicConfig(level=logging.INFO, format="%(message)s")

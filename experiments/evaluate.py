@@ -132,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    ns = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    ns = cli.parse(Args, argv, prog=PROG)
     if ns is None:  # --help
         return EXIT_OK
     if ns.episodes is not None and ns.episodes < 1:

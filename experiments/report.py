@@ -713,7 +713,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    args = cli.parse(Args, argv, prog=PROG)
     if args is None:  # --help
         return cli.EXIT_OK
     written = write_report(Path(args.dir), Path(args.out) if args.out else None, allow_mixed=args.allow_mixed)

@@ -405,7 +405,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(argv: list[str], extra: list[str], ctx: cli.Context) -> int:
-    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    args = cli.parse(Args, argv, prog=PROG)
     if args is None:  # --help
         return EXIT_OK
     out = Path(args.out)

@@ -416,7 +416,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(argv: list[str], inst: dict, ctx: Any) -> int:
     from experiments import cli
 
-    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    args = cli.parse(Args, argv, prog=PROG)
     if args is None:
         return 0
     out_s = args.out or os.environ.get("OUT", "")

@@ -176,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(argv: list[str], ctx: Any) -> int:
     from experiments import cli
 
-    args = cli.parse(Args, argv, prog=PROG, description=" ".join(Args.__doc__.split()))
+    args = cli.parse(Args, argv, prog=PROG)
     if args is None:
         return 0
     m = gather(args)
