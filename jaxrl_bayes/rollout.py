@@ -151,6 +151,12 @@ class Rollout(NamedTuple):
     member: jax.Array  # (H, B) int32
 
 
+def inside_box(obs: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Whether each state (..., S) lies within [low, high] in every coordinate (False for a
+    non-finite state): the data's box that ends an imagined path. Shape (...,)."""
+    return jnp.all((obs >= low) & (obs <= high), axis=-1)
+
+
 def rollout(
     key: chex.PRNGKey,
     start_obs: jax.Array,
@@ -192,8 +198,7 @@ def rollout(
         chosen_done = backups.take_members(dones[:, 0], member)
         valid = alive
         if obs_bounds is not None:
-            inside = jnp.all((chosen_next >= obs_bounds[0]) & (chosen_next <= obs_bounds[1]), axis=-1)
-            valid = valid & inside
+            valid = valid & inside_box(chosen_next, *obs_bounds)
         out = (Transition(obs, act, chosen_reward, chosen_next, chosen_done), valid, member)
         alive = valid & ~chosen_done
         # A stopped path keeps its last state (its transitions are masked out anyway).

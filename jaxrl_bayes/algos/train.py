@@ -246,7 +246,7 @@ def advance(learner: Learner, data: TrainData, obs: jax.Array, act: jax.Array, b
     member = jnp.where(explore, jax.random.randint(k_member, steps.shape, 0, config.num_active), backup.member)
     nxt = backups.take_members(backup.successors, member)
     done = learner.termination_fn(obs, act, nxt)
-    inside = jnp.all((nxt >= data.obs_low) & (nxt <= data.obs_high), axis=-1)
+    inside = rollout.inside_box(nxt, data.obs_low, data.obs_high)
     steps = steps + 1
     restart = done | ~inside | (steps >= config.rollout_horizon)
     fresh = restart_states(k_restart, data, steps.shape[0])
