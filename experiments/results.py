@@ -68,7 +68,8 @@ def optimum_returns(spec: Any, episodes: int, seed: int) -> Optional[np.ndarray]
 
 
 def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int, *,
-                   final: bool, units: Optional[tuple[float, float, float]] = None) -> dict[str, Any]:
+                   final: bool, units: Optional[tuple[float, float, float]] = None,
+                   start_q: Optional[Callable[[np.ndarray], Any]] = None) -> dict[str, Any]:
     """Evaluates every seed's deterministic policy on the same episodes (`eval_seed(final)`).
 
     Args:
@@ -81,22 +82,28 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
         and, where an optimum is known, its returns on the same episodes are kept).
       units: (discount, reward shift, reward scale) of the learner: in a Gymnasium environment
         the discounted Monte Carlo return of the episodes is also given in learning units.
+      start_q: with `units` in a Gymnasium environment, called once after the episodes with the
+        first observations they recorded (`Episodes.first_obs`), float32 [S, n, obs_dim], each
+        seed's own; gives [S] the critic's Q there (learning units). The liquidation evaluator
+        records returns only: there it is not called and the record has no "q_start".
     Returns:
       {"raw": [S] mean returns, "raw_std": [S] std over episodes, "normalized": [S] or None (no
       reference scores), "mc_value": [S] mean discounted return in learning units or None,
-      "episodes": n, "eval_seed": seed}; when final also "returns": [S][n] per-episode raw
-      returns, "optimum_returns": [n] or None, and "optimality_gap": [S] mean per-episode gap
+      "episodes": n, "eval_seed": seed}; "q_start": [S] where start_q was called; when final
+      also "returns": [S][n] per-episode raw returns, "optimum_returns": [n] or None, and
+      "optimality_gap": [S] mean per-episode gap
       (optimum - policy; normalized where references exist, else raw) or None.
     """
     with_mc = units is not None and spec.eval_env_spec is not None
     seed = eval_seed(final)
-    raw, raw_std, norm, mc, per_episode = [], [], [], [], []
+    raw, raw_std, norm, mc, per_episode, first_obs = [], [], [], [], [], []
     for i in range(num_seeds):
         p_i = jax.tree_util.tree_map(lambda x: x[i], policy_params)
         if with_mc:  # the registry's Gymnasium evaluator, with per-episode details
             eps = evaluation.gym_episodes(spec.eval_env_spec, act_fn, episodes, seed, params=p_i,
                                           discount=units[0])
             returns = eps.returns
+            first_obs.append(eps.first_obs)
             mc.append(float(np.mean(evaluation.value_in_learning_units(eps.discounted_returns, eps.lengths,
                                                                         *units))))
         else:
@@ -108,6 +115,8 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
             norm.append(float(np.mean(evaluation.normalize_for(spec, returns))))
     out = {"raw": raw, "raw_std": raw_std, "normalized": norm if has_references(spec) else None,
            "mc_value": mc if with_mc else None, "episodes": episodes, "eval_seed": seed}
+    if with_mc and start_q is not None:
+        out["q_start"] = [float(q) for q in np.asarray(jax.device_get(start_q(np.stack(first_obs))))]
     if final:
         best = optimum_returns(spec, episodes, seed)
         gaps = None

@@ -261,8 +261,10 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
              if trainer.nets.critic is not None else None)
     # Q at the evaluation episodes' first states under the deployed action, per seed: the critic's
     # prediction of the discounted return that the episodes measure (issue 21's calibration check)
-    # (the data is an argument, not a constant of the jitted function)
-    start_q = (jax.jit(jax.vmap(functools.partial(start_value, trainer.nets, agent), in_axes=(None, 0, 0, None)))
+    # (the data is an argument, not a constant of the jitted function); each seed at the first
+    # states its own episodes recorded (`evaluation.Episodes.first_obs`). None on liquidation: its
+    # evaluator gives returns only
+    start_q = (jax.jit(jax.vmap(functools.partial(start_value, trainer.nets, agent), in_axes=(None, 0, 0, 0)))
                if units is not None and spec.eval_env_spec is not None else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
@@ -327,8 +329,11 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 final = c == num_chunks
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
+                    # Q at the episodes' first states, after them, with the critic of the deployed policy
+                    q_at = (None if start_q is None else functools.partial(
+                        start_q, trainer.data, states.critic, algos.deployed_policy(states, agent)))
                     ev = results.evaluate_seeds(spec, eval_act, jax.device_get(algos.deployed_policy(states, agent)),
-                                                run.seeds, episodes, final=final, units=units)
+                                                run.seeds, episodes, final=final, units=units, start_q=q_at)
                     for other in other_deployments:  # --run.eval_deployments: the same episodes, another policy
                         ev_o = results.evaluate_seeds(
                             spec, eval_act, jax.device_get(algos.deployed_policy(states, dataclasses.replace(agent, deploy=other))),
@@ -336,10 +341,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                         ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
                         if ev_o["normalized"] is not None:
                             row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
-                    if start_q is not None:  # before the record is stored: results.json reads it per seed
-                        first = evaluation.initial_observations(spec.eval_env_spec, episodes, ev["eval_seed"])
-                        ev["q_start"] = [float(q) for q in jax.device_get(start_q(
-                            trainer.data, states.critic, algos.deployed_policy(states, agent), jnp.asarray(first)))]
+                    if "q_start" in ev:  # in the stored record: results.json reads it per seed
                         row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
                     ev.update(chunk=c, step=c * spc, final=final)
                     evals.append(to_json_value(ev))

@@ -4,6 +4,8 @@
 1.x `SyncVectorEnv` and returns each episode's raw return. Episode k (k = 0 .. num_episodes-1)
 starts from `reset(seed=seed + k)`, whichever sub-environment runs it, so the returns do not
 depend on `num_envs` and equal stepping one environment by hand with the same seeds.
+`gym_episodes` gives per episode also the discounted return, the length and the observation it
+started from (`Episodes`).
 
 Gymnasium 1.x vector envs autoreset on the step *after* an episode ends (`NEXT_STEP`), which
 would add a dummy step with reward 0 and an unseeded reset. We use `AutoresetMode.DISABLED`
@@ -58,11 +60,14 @@ def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]
 
 
 class Episodes(NamedTuple):
-    """Per-episode statistics of an evaluation, each float64 [num_episodes] in episode order."""
+    """Per-episode records of an evaluation, in episode order (episode k = 0 .. num_episodes-1)."""
 
-    returns: np.ndarray  # undiscounted raw returns
-    discounted_returns: np.ndarray  # sum_t discount^t r_t (raw units) from the first state
-    lengths: np.ndarray  # steps per episode
+    returns: np.ndarray  # float64 [num_episodes]: undiscounted raw returns
+    discounted_returns: np.ndarray  # float64 [num_episodes]: sum_t discount^t r_t (raw units) from the first state
+    lengths: np.ndarray  # float64 [num_episodes]: steps per episode
+    # float32 [num_episodes, obs_dim]: the observation episode k started from (its reset with
+    # seed + k), as the policy saw it; where a critic's value is set beside the episode's return
+    first_obs: np.ndarray
 
 
 def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
@@ -92,7 +97,7 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
       discount: gamma of `discounted_returns`.
 
     Returns:
-      Episodes, in episode order.
+      Episodes, in episode order, with each episode's first observation.
 
     Raises:
       ValueError: num_episodes or num_envs < 1, or act_fn returns a wrong shape or NaN.
@@ -116,11 +121,13 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
                                     autoreset_mode=AutoresetMode.DISABLED)
     try:
         space = envs.single_action_space
-        out = Episodes(*(np.zeros(num_episodes, dtype=np.float64) for _ in range(3)))
+        out = Episodes(*(np.zeros(num_episodes, dtype=np.float64) for _ in range(3)),
+                       first_obs=np.zeros((num_episodes,) + envs.single_observation_space.shape, np.float32))
         running, running_disc, steps = (np.zeros(n, dtype=np.float64) for _ in range(3))
         episode_of = np.arange(n)  # episode each sub-env is running; -1 when idle
         next_episode, completed = n, 0
         obs, _ = envs.reset(seed=[seed + k for k in range(n)])
+        out.first_obs[:n] = obs
         while completed < num_episodes:
             actions = np.asarray(act_fn(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
             if actions.shape != (n,) + space.shape:
@@ -149,22 +156,12 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
                 else:
                     episode_of[i] = -1
             obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended})
+            for i in np.flatnonzero(ended):
+                if seeds[i] is not None:  # episode episode_of[i] starts here
+                    out.first_obs[episode_of[i]] = obs[i]
     finally:
         envs.close()
     return out
-
-
-def initial_observations(env_id: Any, num_episodes: int, seed: int = 0) -> np.ndarray:
-    """The first observation of each episode of `gym_episodes(env_id, ..., num_episodes, seed)`
-    (episode k is reset with seed + k): float32 [num_episodes, obs_dim]. The states at which a
-    critic's value is compared with the episodes' Monte Carlo return."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    try:
-        return np.stack([np.asarray(env.reset(seed=seed + k)[0], np.float32) for k in range(num_episodes)])
-    finally:
-        env.close()
 
 
 def value_in_learning_units(discounted_returns, lengths, discount: float, shift: float, scale: float) -> np.ndarray:

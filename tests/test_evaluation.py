@@ -159,20 +159,24 @@ def test_value_in_learning_units_of_a_constant_reward():
     np.testing.assert_allclose(value_in_learning_units(r * t, t, 1.0, shift, scale), (r - shift) / scale * t)
 
 
-def test_initial_observations_are_the_first_states_the_episodes_act_in():
-    """Episode k of `gym_episodes` starts where `initial_observations` says (reset with seed + k):
-    the first observation the policy sees after each episode's start, one environment at a time."""
-    from jaxrl_bayes.evaluation import gym_episodes, initial_observations
+def test_gym_episodes_record_the_first_states_the_episodes_act_in():
+    """`Episodes.first_obs[k]` is the first observation the policy sees in episode k (reset with
+    seed + k), one environment at a time, and the same with two sub-environments."""
+    from jaxrl_bayes.evaluation import gym_episodes
 
     seen = []
 
     def act_fn(obs):
         seen.append(np.array(obs[0]))
-        return np.full((1, 1), 0.5, np.float32)
+        return np.full((obs.shape[0], 1), 0.5, np.float32)
 
     eps = gym_episodes("Pendulum-v1", act_fn, num_episodes=3, seed=40, num_envs=1, jit=False)
     starts = np.cumsum(np.concatenate([[0], eps.lengths[:-1]])).astype(int)
-    first = initial_observations("Pendulum-v1", 3, seed=40)
+    first = eps.first_obs
     assert first.shape == (3, 3) and first.dtype == np.float32
     np.testing.assert_allclose(np.stack([seen[i] for i in starts]), first, rtol=1e-6)
     assert not np.allclose(first[0], first[1])  # other seeds, other states
+    env = gym.make("Pendulum-v1")
+    np.testing.assert_allclose([env.reset(seed=40 + k)[0] for k in range(3)], first, rtol=1e-6)
+    two = gym_episodes("Pendulum-v1", act_fn, num_episodes=3, seed=40, num_envs=2, jit=False)
+    np.testing.assert_array_equal(two.first_obs, first)

@@ -79,3 +79,17 @@ def test_gym_runs_of_the_same_policy_meet_the_same_reset_seeds():
     by_hand = evaluation.evaluate_gym("Pendulum-v1", lambda obs: jnp.tanh(obs @ w), 3, results.FINAL_EVAL_SEED)
     np.testing.assert_array_equal(a["returns"][0], by_hand)
     assert len(set(a["returns"][0])) == 3  # three different episodes
+    # Q at the first states: start_q gets each seed's episodes' own first observations, once
+    seen = []
+
+    def start_q(first):
+        seen.append(first)
+        return first[:, :, 0].mean(axis=1)
+
+    c = results.evaluate_seeds(spec, act_a, np.stack([w, -w]), 2, 3, final=False, units=(0.9, 0.0, 1.0),
+                               start_q=start_q)
+    want = evaluation.gym_episodes("Pendulum-v1", act_a, 3, results.PERIODIC_EVAL_SEED, params=w).first_obs
+    assert len(seen) == 1 and seen[0].shape == (2, 3, 3)
+    np.testing.assert_array_equal(seen[0], np.stack([want, want]))  # the same resets for every seed
+    assert c["q_start"] == pytest.approx([want[:, 0].mean()] * 2)
+    assert "q_start" not in a  # no start_q, no Q
