@@ -98,7 +98,7 @@ def evaluate_one(policy: Any, spec: Any, episodes: int, seed: int) -> dict[str, 
                                      params=policy.bundle)
     out: dict[str, Any] = {"policy": policy.path, "dataset": spec.name, "episodes": int(returns.size), "seed": seed,
                            "raw": _mean_std(returns), "normalized": None, "fraction_of_optimum": None}
-    if spec.ref_min_score is not None and spec.ref_max_score is not None:
+    if evaluation.has_references(spec):
         out["normalized"] = _mean_std(evaluation.normalize_for(spec, returns))
     if spec.family == "liquidation":
         from jaxrl_bayes.envs import liquidation

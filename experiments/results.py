@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxrl_bayes import evaluation, stats
 from jaxrl_bayes.checkpoint import atomic_write_json
-from jaxrl_bayes.evaluation import BehaviourScore
+from jaxrl_bayes.evaluation import BehaviourScore, has_references
 from jaxrl_bayes.logging import to_json_value
 
 logger = logging.getLogger("experiments.results")
@@ -51,10 +51,6 @@ def eval_seed(final: bool) -> int:
 def mean_std(xs: Sequence[float]) -> dict[str, float]:
     a = np.asarray(xs, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std())}
-
-
-def has_references(spec: Any) -> bool:
-    return spec.ref_min_score is not None and spec.ref_max_score is not None
 
 
 def optimum_returns(spec: Any, episodes: int, seed: int) -> Optional[np.ndarray]:

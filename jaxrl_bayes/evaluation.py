@@ -17,7 +17,8 @@ next episode's seed; sub-environments with no episode left keep running but are 
 
 A dataset's task: `jaxrl_bayes.data.registry.DatasetSpec` holds facts only (evaluation
 environment, reference scores, widths); `evaluator_for(spec)`, `evaluate_on(spec, ...)` and
-`normalize_for(spec, returns)` build the evaluation and the normalised score from them.
+`normalize_for(spec, returns)` (where `has_references(spec)`) build the evaluation and the
+normalised score from them.
 """
 
 from __future__ import annotations
@@ -267,9 +268,15 @@ def _gym_evaluate(env: Any, act_fn, num_episodes, seed, params=None):
 def _liquidation_evaluate(act_fn, num_episodes, seed, params=None):
     from jaxrl_bayes.envs import liquidation
 
-    if params is None:  # the old call form (also what stand-in modules implement)
-        return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed)
-    return liquidation.evaluate_policy(act_fn, num_episodes=num_episodes, seed=seed, params=params)
+    return _call_evaluator(liquidation.evaluate_policy, act_fn, num_episodes, seed, params)
+
+
+def _call_evaluator(evaluator: EvalFn, act_fn, num_episodes, seed, params):
+    """evaluator(act_fn, num_episodes, seed), with a `params=` keyword only when params are given:
+    evaluators without one (the old call form, also what stand-in modules implement) still work."""
+    if params is None:
+        return evaluator(act_fn, num_episodes, seed)
+    return evaluator(act_fn, num_episodes, seed, params=params)
 
 
 def evaluate_on(spec: Any, act_fn: Callable[..., Any], num_episodes: int = 10, seed: int = 0,
@@ -293,20 +300,21 @@ def evaluate_on(spec: Any, act_fn: Callable[..., Any], num_episodes: int = 10, s
     if evaluator is None:
         raise UserError(f"dataset {spec.name!r} has no evaluation environment, so returns "
                         f"cannot be measured; give one (a Gymnasium id) with eval_env")
-    if params is None:
-        returns = evaluator(act_fn, num_episodes, seed)
-    else:
-        returns = evaluator(act_fn, num_episodes, seed, params=params)
-    return np.asarray(returns, dtype=np.float64)
+    return np.asarray(_call_evaluator(evaluator, act_fn, num_episodes, seed, params), dtype=np.float64)
+
+
+def has_references(spec: Any) -> bool:
+    """Whether a `DatasetSpec` has both reference scores, so that `normalize_for` can normalise."""
+    return spec.ref_min_score is not None and spec.ref_max_score is not None
 
 
 def normalize_for(spec: Any, returns) -> np.ndarray:
     """`normalized_score` of raw returns with a dataset's reference scores.
 
     Raises:
-      UserError: the `DatasetSpec` has no reference scores.
+      UserError: the `DatasetSpec` has no reference scores (`has_references`).
     """
-    if spec.ref_min_score is None or spec.ref_max_score is None:
+    if not has_references(spec):
         raise UserError(f"no reference scores for {spec.name!r}; report raw returns, or give "
                         f"ref_min_score and ref_max_score")
     return normalized_score(returns, spec.ref_min_score, spec.ref_max_score)
