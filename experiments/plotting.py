@@ -13,7 +13,7 @@ Sources (all normalized scores, BENCHMARKS.md):
 `plot_learning_curve` draws the evaluation history (per-seed thin lines, the mean with a ±std
 band) beside the papers', BC's and the behaviour policy's scores, the critic against Monte
 Carlo returns, and PSPO's posterior diagnostics, with matplotlib's Agg backend (no display
-needed), and writes a PNG atomically.
+needed), and writes a PNG atomically (`save_png`, also the report's figures).
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def paper_references(dataset: str, algo: str) -> list[tuple[str, float]]:
 
 
 POSTERIOR_KEYS = ("posterior_entropy", "posterior_max", "posterior_argmax", "target_uncertainty_spearman")
+
+
+def save_png(fig: Any, path: str | os.PathLike) -> None:
+    """Writes a matplotlib figure to `path` as a PNG, atomically (`jaxrl_bayes.io.atomic_open`):
+    a failed or interrupted save leaves `path` as it was and no temporary file behind."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
 
 
 def _scalar_series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +195,6 @@ def plot_learning_curve(
             ax.grid(alpha=0.3)
             ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png")
+        save_png(fig, path)
     finally:
         plt.close(fig)

@@ -46,7 +46,7 @@ import numpy as np
 import tyro
 
 from experiments import cli
-from experiments.plotting import paper_references
+from experiments.plotting import paper_references, save_png
 from jaxrl_bayes import stats
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
@@ -612,8 +612,7 @@ def plot_curves(report: Report, dataset: str, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=7)
         fig.tight_layout()
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png")
+        save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -649,8 +648,7 @@ def plot_performance_profile(report: Report, path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=7)
         fig.tight_layout()
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png")
+        save_png(fig, path)
     finally:
         plt.close(fig)
     return True
