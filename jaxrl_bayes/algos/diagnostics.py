@@ -7,6 +7,11 @@ model states of the buffer: rho between the algorithm's own model-state target (
 member selector: a posterior sample for PSPO, the k-th minimum for RRPI) and the standard
 deviation of the N member targets on the same (s, a). `chunk_diagnostics` adds it to a chunk's
 metrics, with the belief's argmax (which active member holds the largest chunk-mean weight).
+
+`greedy_gain` asks whether the policy step or the critic limits a run: how much Q the critic
+still offers above the deployed action, over the best of M actions drawn from the policy. Near
+zero, the projection has caught up with the critic (the critic is flat around the policy, and a
+better policy needs a better critic); large, the policy lags its critic.
 """
 
 from __future__ import annotations
@@ -42,6 +47,29 @@ def target_uncertainty(ctx: Ctx, key: chex.PRNGKey, obs: jax.Array, act: jax.Arr
     spread = jnp.std(member_y, axis=0)
     return {"target_uncertainty_spearman": stats.spearman_correlation(y, spread),
             "member_target_std": jnp.mean(spread)}
+
+
+GREEDY_SAMPLES = 32  # M actions of pi per state in the chunk's greedy_gain
+
+
+def greedy_gain(q_fn, dist: networks.GaussianParams, key: chex.PRNGKey, num_samples: int) -> jax.Array:
+    """Mean over states of max(Q(s, mode), max_i Q(s, a_i)) - Q(s, mode), a_i ~ pi(.|s), i <= M.
+
+    The Q that a greedy step over M policy samples would gain at each state above the deployed
+    action tanh(mean) (never negative: the mode is one of the choices).
+
+    Args:
+      q_fn: actions (..., B, A) -> Q (..., B) at the B states `dist` belongs to.
+      dist: the policy's tanh-Gaussian at those states, (B, A) parameters.
+      key: PRNG key for the samples.
+      num_samples: M (static).
+    Returns:
+      a scalar, in the critic's units.
+    """
+    mode = networks.tanh_gaussian_mode(dist)
+    samples = networks.tanh_gaussian_sample(key, dist, (num_samples,))[0]  # (M, B, A)
+    q_mode = q_fn(mode)
+    return jnp.mean(jnp.maximum(jnp.max(q_fn(samples), axis=0), q_mode) - q_mode)
 
 
 def chunk_diagnostics(ctx: Ctx, key: chex.PRNGKey, value_fn, chunk_metrics: dict) -> dict:

@@ -294,6 +294,8 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
 
     Metrics: the train steps' means, plus policy_kl (KL between the policies at the start and
     the end of the chunk on dataset states), ref_kl (KL(pi || pi_ref) on dataset states),
+    greedy_gain (on the same states: the Q a greedy pick among `diagnostics.GREEDY_SAMPLES` policy
+    samples gains above the deployed action),
     member_pick_frac (N,), rollout_valid_frac (rollout_path_len for the persistent scheme),
     buffer_count, eta (after PSPO's dual update when trust_rate > 0) and the Figure-3
     diagnostics (`diagnostics.chunk_diagnostics`: target_uncertainty_spearman,
@@ -326,12 +328,16 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
     kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, old_policy, data, kl_obs)))
     # KL(pi || mu) to the reference policy: how far the projection has moved pi from mu
     ref_kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, state.ref_policy, data, kl_obs)))
+    # Q the critic still offers above the deployed action on the same dataset states
+    gain = diagnostics.greedy_gain(lambda a: critic_values(nets, state.critic, data, kl_obs, a, config), pi_now,
+                                   jax.random.fold_in(k_kl, 2), diagnostics.GREEDY_SAMPLES)
     if config.trust_rate > 0:
         state = state.replace(eta=value.trust_region_multiplier_update(
             state.eta, kl, config.trust_epsilon, config.trust_rate))
     metrics.update(
         policy_kl=kl,
         ref_kl=ref_kl,
+        greedy_gain=gain,
         **rollout_metrics,
         buffer_count=state.buffer.count,
         eta=state.eta,
