@@ -45,7 +45,6 @@ trained for two epochs only: throughput does not depend on what the numbers mean
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import functools
@@ -57,7 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Container, Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +65,7 @@ import numpy as np
 from benchmarks import devices as devices_bench
 from benchmarks.flops import count_flops, interleaved_reference
 from benchmarks.synthetic import ACT_DIM, OBS_DIM, synthetic_dataset
+from experiments import cli
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes import buffer, dynamics, posterior
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
@@ -83,8 +83,9 @@ REFERENCE_ROWS = [
 ]
 
 
-class BenchmarkError(ValueError):
-    """Bad benchmark options; the message says which and what to use instead."""
+class BenchmarkError(cli.UsageError):
+    """Bad benchmark options; the message says which and what to use instead (one line, exit
+    status 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +158,7 @@ for _family in ("hopper", "walker2d", "halfcheetah"):
     except (OSError, KeyError, ValueError):  # no such preset file: that size is not offered
         pass
 
+SizeName = Literal[tuple(sorted(SIZES))]  # the sizes above, as --sizes and --scaling-size choices
 ALGOS = ("rrpi", "pspo", "pmdb")
 DEFAULT_SCALING = {
     "num_active": (2, 5, 10),
@@ -703,13 +705,14 @@ def _save_fig(fig, path):
 # ----------------------------------------------------------------------------- main
 
 
-def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
-    """Runs the benchmark described by `options` (see `parse_args`); writes and returns the result."""
+def run(options: Options, argv: Sequence[str] = ()) -> dict:
+    """Runs the benchmark described by `options` (see `parse_options`); writes and returns the result."""
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not options.silent else (lambda *a: None)
     out_dir = options.out or os.path.join("benchmarks", "results", _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
-    result: dict[str, Any] = {"argv": " ".join(argv), "options": vars(options).copy(), "environment": environment(),
-                              "reference_rows": REFERENCE_ROWS}
+    result: dict[str, Any] = {"argv": " ".join(argv),
+                              "options": {**dataclasses.asdict(options), "scaling_grid": options.scaling_grid},
+                              "environment": environment(), "reference_rows": REFERENCE_ROWS}
     log(f"device {result['environment']['device_kind']}, load {result['environment']['load_average_start']}")
     result["matmul"] = matmul_throughput(options.matmul_n, options.reps + 2)
     peak = result["matmul"]["flops_per_s"]
@@ -759,9 +762,9 @@ def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
         agent = {**dataclasses.asdict(size), "algo": options.algos[0]}
         agent = {k: (list(v) if isinstance(v, tuple) else v) for k, v in agent.items()
                  if k in size.agent_overrides() or k == "algo"}
-        result["devices"] = devices_bench.devices_row(options.devices, seeds=max(options.devices), steps=options.steps,
-                                                      reps=options.reps, agent=agent)
-        log(f"[{size.name}] devices {options.devices}: " + ", ".join(
+        result["devices"] = devices_bench.devices_row(list(options.devices), seeds=max(options.devices),
+                                                      steps=options.steps, reps=options.reps, agent=agent)
+        log(f"[{size.name}] devices {list(options.devices)}: " + ", ".join(
             f"{d.get('seed_steps_per_s', float('nan')):.3g}" for d in result["devices"])
             + f" seed-steps/s ({time.perf_counter() - t0:.1f} s)")
     result["load_average_end"] = list(os.getloadavg())
@@ -783,40 +786,52 @@ def run(options: argparse.Namespace, argv: Sequence[str] = ()) -> dict:
     return result
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
-    p.add_argument("--algos", nargs="+", default=list(ALGOS), help=f"of {ALGOS} (and other named algorithms)")
-    p.add_argument("--sizes", nargs="+", default=["small", "paper"], help=f"of {sorted(SIZES)}")
-    p.add_argument("--steps", type=int, default=5, help="R: train steps per chunk (>= 2 to separate dispatch)")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions (best is reported)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8], help="seed counts to vmap")
-    p.add_argument("--variants", nargs="+", default=["fused"], help="fused (the library) | chunked (experiment)")
-    p.add_argument("--chunk-states", type=int, default=256, help="states per chunk of the chunked variant")
-    p.add_argument("--no-parts", dest="parts", action="store_false", help="skip the per-part breakdown")
-    p.add_argument("--no-rollouts", dest="rollouts", action="store_false", help="skip rollout throughput")
-    p.add_argument("--no-scaling", dest="scaling", action="store_false", help="skip the scaling curves")
-    p.add_argument("--scaling-size", default="small", help="base size of the scaling curves")
-    p.add_argument("--scaling-algo", default="pmdb")
-    p.add_argument("--scaling-steps", type=int, default=2)
-    p.add_argument("--matmul-n", type=int, default=2048)
-    p.add_argument("--noisy", type=float, default=0.2,
-                   help="flag a row noisy when its interleaved matmul readings spread by more than this fraction")
-    p.add_argument("--devices", type=int, nargs="*", default=[1, 2, 4],
-                   help="device counts of the devices row (forced host devices on CPU; none: skip it)")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only, devices 1, 2, 4 (--devices with no count skips them)")
-    p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<timestamp>/); exit status 2: bad options, 74: the folder cannot be written (read-only, full disk)")
-    p.add_argument("--silent", action="store_true", help="no progress or table on the terminal")
-    o = p.parse_args(list(argv))
-    o.scaling_grid = dict(DEFAULT_SCALING)
-    if o.quick:  # every distinct trainer costs a ~10 s compile here: few of them
-        if not any(a == "--algos" or a.startswith("--algos=") for a in argv):
-            o.algos = ["pmdb", "pspo"]
-        o.steps, o.reps, o.seeds, o.matmul_n = 2, 2, [1, 2], 512
-        if not any(a == "--sizes" or a.startswith("--sizes=") for a in argv):
-            o.sizes = ["tiny"]
-        o.scaling_size, o.scaling_steps = "tiny", 2
-        o.scaling_grid = {"num_candidates": (2, 4)}
+PROG = "python -m benchmarks.throughput"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Throughput of the jitted train step, model rollouts and dynamics training (issue 8)."""
+
+    algos: tuple[str, ...] = ALGOS  # of rrpi, pspo, pmdb (and other named algorithms)
+    sizes: tuple[SizeName, ...] = ("small", "paper")  # problem sizes (SIZES; cpu-* from the cpu presets)
+    steps: int = 5  # R: train steps per chunk (>= 2 to separate dispatch)
+    reps: int = 3  # timed repetitions (best is reported)
+    seeds: tuple[int, ...] = (1, 2, 4, 8)  # seed counts to vmap
+    variants: tuple[Literal["fused", "chunked"], ...] = ("fused",)  # fused (the library) | chunked (experiment)
+    chunk_states: int = 256  # states per chunk of the chunked variant
+    parts: bool = True  # the per-part breakdown
+    rollouts: bool = True  # rollout throughput
+    scaling: bool = True  # the scaling curves
+    scaling_size: SizeName = "small"  # base size of the scaling curves (one of --sizes)
+    scaling_algo: str = "pmdb"  # algorithm of the scaling curves
+    scaling_steps: int = 2  # R of the scaling curves' chunks
+    matmul_n: int = 2048  # size of the dense float32 matmul reference
+    noisy: float = 0.2  # flag a row noisy when its interleaved matmul readings spread by more than this fraction
+    devices: tuple[int, ...] = (1, 2, 4)  # device counts of the devices row (forced host devices on CPU; none: skip it)
+    quick: bool = False  # tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only, devices 1, 2, 4 (--devices with no count skips them)
+    out: Optional[str] = None  # output folder (None: benchmarks/results/<timestamp>/); exit status 2: bad options, 74: the folder cannot be written (read-only, full disk)
+    silent: bool = False  # no progress or table on the terminal
+    debug: bool = False  # print the traceback of a user error too
+
+    @property
+    def scaling_grid(self) -> dict:
+        """The scaling curves' values of each parameter: DEFAULT_SCALING, M only with --quick."""
+        return {"num_candidates": (2, 4)} if self.quick else dict(DEFAULT_SCALING)
+
+
+def quick_options(o: Options, given: Container[str] = ()) -> Options:
+    """`o` with --quick's values (every distinct trainer costs a ~10 s compile there: few of
+    them). --algos and --sizes keep theirs where `given` (the fields the command line set) holds
+    them; R, repetitions, seeds, the matmul size and the scaling curves' size and R are always
+    --quick's."""
+    return dataclasses.replace(
+        o, algos=o.algos if "algos" in given else ("pmdb", "pspo"), sizes=o.sizes if "sizes" in given else ("tiny",),
+        steps=2, reps=2, seeds=(1, 2), matmul_n=512, scaling_size="tiny", scaling_steps=2)
+
+
+def check_options(o: Options) -> None:
+    """Raises BenchmarkError naming every problem of `o` at once (before anything is built)."""
     problems = []
     from jaxrl_bayes.algos import ALGORITHMS
 
@@ -830,9 +845,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if v not in ("fused", "chunked"):
             problems.append(f"unknown variant {v!r} (choose fused or chunked)")
     if o.scaling and o.scaling_size not in o.sizes:
-        problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {o.sizes} (or pass --no-scaling)")
+        problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {list(o.sizes)} "
+                        f"(or pass --no-scaling)")
     if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):
-        problems.append(f"--devices {o.devices}: each count must divide the largest (its seed count)")
+        problems.append(f"--devices {list(o.devices)}: each count must divide the largest (its seed count)")
     if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):
         problems.append("--steps, --reps, --scaling-steps and --seeds must be >= 1")
     if "pmdb" in o.algos or (o.scaling and o.scaling_algo == "pmdb"):
@@ -841,26 +857,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 problems.append(f"pmdb uses the 2nd smallest member target: size {s!r} needs N >= 2")
     if problems:
         raise BenchmarkError("; ".join(problems))
+
+
+def parse_options(argv: Sequence[str]) -> Optional[Options]:
+    """The options of a command line, --quick applied and checked; None when --help was printed.
+
+    Raises:
+      cli.UsageError: an unknown option or a bad value (BenchmarkError: bad names or counts), as
+        one line.
+    """
+    argv = list(argv)
+    o = cli.parse(Options, argv, prog=PROG)
+    if o is None:
+        return None
+    if o.quick:
+        o = quick_options(o, cli.given_fields(Options, argv))
+    check_options(o)
     return o
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from experiments import cli  # the one-line message of a filesystem fault
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 done, 2 bad options, 74 --out cannot be written)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return cli.front_door(functools.partial(_main, argv), argv)
 
-    try:
-        options = parse_args(argv)
-    except BenchmarkError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(cli.EXIT_USAGE)
-    try:
-        return run(options, argv)
-    except OSError as e:  # a read-only or full --out: one line, exit 74 (experiments/cli.py)
-        if not cli.is_filesystem_fault(e):
-            raise
-        print(f"error: {cli.filesystem_message(e)}", file=sys.stderr)
-        raise SystemExit(cli.EXIT_IO)
+
+def _main(argv: list[str], ctx: cli.Context) -> int:
+    options = parse_options(argv)
+    if options is None:  # --help
+        return cli.EXIT_OK
+    run(options, argv)
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

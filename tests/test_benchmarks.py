@@ -42,16 +42,41 @@ def test_chunked_value_fn_small_input_is_one_call():
     np.testing.assert_array_equal(np.asarray(got), 2.0 * np.ones(3))
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--sizes", "huge"], "unknown size 'huge'"),
-    (["--algos", "dqn"], "unknown algorithm 'dqn'"),
-    (["--variants", "fast"], "unknown variant 'fast'"),
-    (["--sizes", "tiny", "--scaling-size", "paper"], "--scaling-size 'paper'"),
-    (["--steps", "0", "--no-scaling"], "must be >= 1"),
+@pytest.mark.parametrize("argv, line", [
+    (["--sizes", "huge"], "error: invalid choice 'huge' for argument '--sizes'."),
+    (["--algos", "dqn"], "error: unknown algorithm 'dqn' (choose from ["),
+    (["--variants", "fast"], "error: invalid choice 'fast' for argument '--variants'."),
+    (["--sizes", "tiny", "--scaling-size", "paper"], "error: --scaling-size 'paper' must be one of --sizes ['tiny']"),
+    (["--steps", "0", "--no-scaling"], "error: --steps, --reps, --scaling-steps and --seeds must be >= 1"),
+    (["--devices", "2", "3"], "error: --devices [2, 3]: each count must divide the largest"),
+    (["--chunk-statez", "8"], "error: unknown option --chunk-statez; did you mean --chunk_states?"),
 ])
-def test_bad_options_raise_one_clear_error(argv, words):
-    with pytest.raises(throughput.BenchmarkError, match=words.replace("(", r"\(")):
-        throughput.parse_args(argv)
+def test_bad_options_end_in_one_line_and_exit_2(argv, line, capsys):
+    """Its tyro options (experiments/cli.py): a bad option is one line and exit status 2, before
+    anything is built; the checks after parsing raise BenchmarkError, a cli.UsageError."""
+    assert throughput.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1
+    with pytest.raises(throughput.cli.UsageError):
+        throughput.parse_options(argv)
+    assert throughput.main(["--help"]) == 0 and "usage: python -m benchmarks.throughput" in capsys.readouterr().out
+
+
+def test_quick_sets_the_tiny_sizes_but_keeps_given_algos_and_sizes():
+    """--quick's values, the same flags spelled with - or _, and --devices with no count."""
+    o = throughput.parse_options(["--quick"])
+    assert (o.algos, o.sizes, o.steps, o.reps, o.seeds, o.matmul_n) == (("pmdb", "pspo"), ("tiny",), 2, 2, (1, 2), 512)
+    assert (o.scaling_size, o.scaling_steps, o.scaling_grid) == ("tiny", 2, {"num_candidates": (2, 4)})
+    assert o.devices == (1, 2, 4) and o.parts and o.rollouts and o.scaling
+    o = throughput.parse_options(["--quick", "--algos=rrpi", "--sizes", "small", "tiny", "--scaling-size=small",
+                                  "--no-parts", "--no_rollouts", "--devices"])
+    assert (o.algos, o.sizes, o.scaling_size, o.devices) == (("rrpi",), ("small", "tiny"), "tiny", ())
+    assert not o.parts and not o.rollouts
+    o = throughput.parse_options(["--chunk-states", "8", "--matmul_n", "64", "--variants", "fused", "chunked"])
+    assert (o.chunk_states, o.matmul_n, o.variants) == (8, 64, ("fused", "chunked"))
+    assert o == throughput.Options(chunk_states=8, matmul_n=64, variants=("fused", "chunked"))
+    assert o.scaling_grid == throughput.DEFAULT_SCALING
+    assert throughput.parse_options(["--help"]) is None
 
 
 @pytest.mark.parametrize("module, argv, line", [
@@ -89,7 +114,7 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
     out = str(tmp_path / "bench")
     # the devices row (one process per device count) is covered by tests/test_sharding.py
     argv = ["--quick", "--algos", "pspo", "--scaling-algo", "pspo", "--out", out, "--silent", "--devices"]
-    result = throughput.run(throughput.parse_args(argv), argv)
+    result = throughput.run(throughput.parse_options(argv), argv)
 
     files = sorted(os.listdir(out))
     assert {"throughput.json", "throughput.md", "scaling.png", "seeds.png"} <= set(files)

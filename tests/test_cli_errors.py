@@ -263,14 +263,8 @@ def _entry_point(name: str, argv: list[str]) -> int:
     from experiments import collect as collect_mod
     from experiments import sweep as sweep_mod
 
-    if name == "benchmark":
-        try:
-            throughput.main(argv)
-        except SystemExit as e:
-            return e.code
-        return 0
     main = {"run": run_mod.main, "sweep": sweep_mod.main, "collect": collect_mod.main,
-            "evaluate": evaluate_mod.main}[name]
+            "evaluate": evaluate_mod.main, "benchmark": throughput.main}[name]
     return main([*argv, "--run.no_progress"] if name == "run" else argv)
 
 

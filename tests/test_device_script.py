@@ -79,8 +79,8 @@ def test_the_gpu_commands_parse_to_the_paper_sizes(tmp_path, capsys):
     for algo in script.ALGOS:
         (cmd,) = stages[f"throughput-{algo}"].commands
         assert cmd[1:3] == ["-m", "benchmarks.throughput"]
-        o = throughput.parse_args(cmd[3:])
-        assert (o.algos, o.sizes, o.seeds, o.steps, o.devices) == ([algo], ["paper"], [1, 8], 20, [])
+        o = throughput.parse_options(cmd[3:])
+        assert (o.algos, o.sizes, o.seeds, o.steps, o.devices) == ((algo,), ("paper",), (1, 8), 20, ())
         assert not o.scaling and o.matmul_n == 8192
     make_file, run_cmd = stages["rrpi-run"].commands
     assert make_file[1:4] == ["-m", "benchmarks.device.worker", "hopper-file"] and make_file[5] == "20000"
