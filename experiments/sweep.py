@@ -132,14 +132,18 @@ def options_for(algo: str, extra: Sequence[str], dataset: str | None = None,
     return keep, dropped
 
 
-def trial_argv(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> list[str]:
+def trial_argv(trial: Trial, seeds: int, preset: str, extra: Sequence[str],
+               options: Optional[Sequence[str]] = None) -> list[str]:
     """experiments.run's argv for a trial: a new run (with the extra options that apply to its
-    algorithm, `options_for`), or `--resume` of an unfinished one."""
+    algorithm: `options`, the kept list of `options_for` where the caller has it, else resolved
+    here from `extra`), or `--resume` of an unfinished one."""
     run_dir = Path(trial.run_dir)
     if (run_dir / "config.json").is_file():
         return ["--resume", str(run_dir)]
+    if options is None:
+        options = options_for(trial.algo, extra, trial.dataset, preset)[0]
     return ["--algo", trial.algo, "--dataset", trial.dataset, "--seeds", str(seeds), "--preset", preset,
-            "--out", str(run_dir), *options_for(trial.algo, extra, trial.dataset, preset)[0]]
+            "--out", str(run_dir), *options]
 
 
 def is_finished(trial: Trial) -> bool:
@@ -154,8 +158,9 @@ def mem_fraction(gpus_per_trial: float) -> Optional[float]:
     return round(min(JAX_DEFAULT_MEM_FRACTION, GPU_HEADROOM * gpus_per_trial), 4)
 
 
-def run_trial(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> dict[str, Any]:
-    """Runs one trial in this process (the body of the Ray task).
+def run_trial(trial: Trial, seeds: int, preset: str, extra: Sequence[str],
+              options: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Runs one trial in this process (the body of the Ray task); `options` as in `trial_argv`.
 
     Returns {"status": "finished" | "skipped" | "failed" | "interrupted", "error": str | None,
     "seconds": float}; stdout and stderr go to the trial's log file.
@@ -164,7 +169,7 @@ def run_trial(trial: Trial, seeds: int, preset: str, extra: Sequence[str]) -> di
     if is_finished(trial):
         return {"status": "skipped", "error": None, "seconds": 0.0}
     Path(trial.log_file).parent.mkdir(parents=True, exist_ok=True)
-    argv = trial_argv(trial, seeds, preset, extra)
+    argv = trial_argv(trial, seeds, preset, extra, options)
     error = None
     with open(trial.log_file, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
@@ -281,8 +286,11 @@ def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: 
     """
     trials = plan(out, algos, datasets)
     outcomes: dict[Trial, dict[str, Any]] = {}
+    # each trial's extra options, checked once against the preset its run resolves: the kept ones
+    # go into its argv, the left-out ones are printed here
+    chosen = {t: options_for(t.algo, extra, t.dataset, preset) for t in trials}
     for a in algos:
-        dropped = {d: options_for(a, extra, d, preset)[1] for d in datasets}
+        dropped = {t.dataset: chosen[t][1] for t in trials if t.algo == a}
         if len({tuple(v) for v in dropped.values()}) == 1:  # the same on every dataset
             if dropped[datasets[0]]:
                 _print(f"{a} trials: {', '.join(dropped[datasets[0]])} left out (no effect on {a})")
@@ -314,7 +322,10 @@ def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: 
 
         def submit(ts):
             for t in ts:
-                pending[task.remote(t, seeds, preset, list(extra))] = t
+                # a Ray client's driver may not see a dataset file the cluster sees (as with OUT):
+                # there the trial checks its options itself, where its run resolves them
+                kept = None if client else chosen[t][0]
+                pending[task.remote(t, seeds, preset, list(extra), kept)] = t
                 _print(f"start {t.algo} on {t.dataset} -> {t.run_dir}")
 
         # Trials of one dataset share its cached dynamics pool: the first trains it, the others

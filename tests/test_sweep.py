@@ -178,6 +178,9 @@ def test_trial_argv_is_the_run_command_and_resumes_unfinished_runs(tmp_path):
     argv = sweep.trial_argv(t, 4, "cpu", ["--run.total_steps", "10"])
     assert argv[:8] == ["--algo", "pmdb", "--dataset", "liquidation-random-v0", "--seeds", "4", "--preset", "cpu"]
     assert argv[8:] == ["--out", t.run_dir, "--run.total_steps", "10"]
+    # the options the sweep already chose for the trial are passed as they are
+    assert sweep.trial_argv(t, 4, "cpu", ["--run.total_steps", "10"], ["--run.total_steps", "20"])[8:] == [
+        "--out", t.run_dir, "--run.total_steps", "20"]
     Path(t.run_dir).mkdir(parents=True)
     (Path(t.run_dir) / "config.json").write_text("{}")
     assert sweep.trial_argv(t, 4, "cpu", []) == ["--resume", t.run_dir]
@@ -196,3 +199,59 @@ def test_trials_are_checked_against_the_preset_their_run_resolves(tmp_path):
     assert sweep.options_for("rrpi", ["--agent.rollout-scheme=short", *extra], hopper, "cpu")[1] == []
     # a dataset that cannot be resolved: the algorithm's defaults decide, the trial reports the file
     assert sweep.options_for("rrpi", extra, str(tmp_path / "missing.hdf5"), "cpu") == (extra, [])
+
+
+class _FakeRay:
+    """Just enough of Ray for the sweep's driver: every task's arguments are kept, and every task
+    ends finished without running."""
+
+    def __init__(self):
+        self.calls = []
+
+    def remote(self, **_):
+        fake = self
+
+        class Task:
+            def options(self, **_):
+                return self
+
+            def remote(self, *args):
+                fake.calls.append(args)
+                return len(fake.calls) - 1
+
+        return lambda fn: Task()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return {"status": "finished", "error": None, "seconds": 1.0}
+
+
+@pytest.mark.parametrize("address", [None, "ray://head:10001"])
+def test_each_trial_is_checked_once_and_its_task_gets_the_kept_options(address, tmp_path, monkeypatch, capsys):
+    """The sweep checks a trial's extra options against its preset once (`options_for`): what it
+    prints as left out and what the trial's task is passed come from that one check. A Ray
+    client's driver may not see the dataset files: there each trial checks its own (None)."""
+    hopper = str(_hopper_file(tmp_path / "tiny-hopper.hdf5"))
+    datasets = [hopper, "liquidation-random-v0"]
+    extra = ["--agent.rollout_batch", "16", "--agent.num_candidates", "4"]
+    checks, check = [], sweep.options_for
+    monkeypatch.setattr(sweep, "options_for", lambda *a: checks.append(a) or check(*a))
+    fake = _FakeRay()
+    monkeypatch.setattr(sweep, "_ray_init", lambda *a: (fake, False))
+    outcomes = sweep.sweep(ALGOS, datasets, seeds=1, preset="cpu", out=tmp_path / "out", address=address,
+                           extra=extra, report=False)
+    assert sorted((a, d) for a, _, d, _ in checks) == sorted((a, d) for a in ALGOS for d in datasets)
+    assert sorted((t.algo, t.dataset) for t in outcomes) == sorted((a, d) for a in ALGOS for d in datasets)
+    assert {o["status"] for o in outcomes.values()} == {"finished"}
+    passed = {(t.algo, t.dataset): (list(rest), kept) for t, _, _, rest, kept in fake.calls}
+    if address is None:
+        assert passed == {("rrpi", hopper): (extra, ["--agent.num_candidates", "4"]),
+                          ("rrpi", "liquidation-random-v0"): (extra, extra),
+                          ("bc", hopper): (extra, []), ("bc", "liquidation-random-v0"): (extra, [])}
+    else:
+        assert passed == {k: (extra, None) for k in passed} and len(passed) == 4
+    printed = capsys.readouterr().out
+    assert f"rrpi trials on {hopper}: --agent.rollout_batch left out (no effect on rrpi there)" in printed
+    assert "bc trials: --agent.rollout_batch, --agent.num_candidates left out (no effect on bc)" in printed
