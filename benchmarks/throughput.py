@@ -29,7 +29,8 @@ What is measured (all after compilation, every call ended by `jax.block_until_re
   forced host devices on CPU).
 - **CPU presets.** Sizes `cpu-hopper`, `cpu-walker2d`, `cpu-halfcheetah` are read from the
   `cpu` presets in experiments/configs/ (preset values over the config defaults).
-- **Scaling.** Step time and FLOPs against N, M, K and the batch, one at a time.
+- **Scaling.** Step time and FLOPs against N, M, K and the batch, one at a time, from the first
+  of `--sizes` (or `--scaling-size`, one of them).
 - **Chunked soft value** (`--variants chunked`): the same step with the N x K x B successors'
   soft value evaluated in chunks (`lax.map`) that keep the critic's activations in cache: an
   experiment on the library's hot spot through `make_trainer(parts=...)`, not a library change.
@@ -803,7 +804,7 @@ class Options:
     parts: bool = True  # the per-part breakdown
     rollouts: bool = True  # rollout throughput
     scaling: bool = True  # the scaling curves
-    scaling_size: SizeName = "small"  # base size of the scaling curves (one of --sizes)
+    scaling_size: Optional[SizeName] = None  # base size of the scaling curves: one of --sizes (None: the first of them)
     scaling_algo: str = "pmdb"  # algorithm of the scaling curves
     scaling_steps: int = 2  # R of the scaling curves' chunks
     matmul_n: int = 2048  # size of the dense float32 matmul reference
@@ -814,6 +815,10 @@ class Options:
     silent: bool = False  # no progress or table on the terminal
     debug: bool = False  # print the traceback of a user error too
 
+    def __post_init__(self):
+        if self.scaling_size is None and self.sizes:  # not given: the first size measured
+            object.__setattr__(self, "scaling_size", self.sizes[0])
+
     @property
     def scaling_grid(self) -> dict:
         """The scaling curves' values of each parameter: DEFAULT_SCALING, M only with --quick."""
@@ -822,12 +827,14 @@ class Options:
 
 def quick_options(o: Options, given: Container[str] = ()) -> Options:
     """`o` with --quick's values (every distinct trainer costs a ~10 s compile there: few of
-    them). --algos and --sizes keep theirs where `given` (the fields the command line set) holds
-    them; R, repetitions, seeds, the matmul size and the scaling curves' size and R are always
-    --quick's."""
+    them). --algos, --sizes and --scaling-size keep theirs where `given` (the fields the command
+    line set) holds them; the scaling curves' size is otherwise the first of the sizes (tiny
+    unless --sizes is given); R, repetitions, seeds, the matmul size and the scaling curves' R
+    are always --quick's."""
     return dataclasses.replace(
         o, algos=o.algos if "algos" in given else ("pmdb", "pspo"), sizes=o.sizes if "sizes" in given else ("tiny",),
-        steps=2, reps=2, seeds=(1, 2), matmul_n=512, scaling_size="tiny", scaling_steps=2)
+        scaling_size=o.scaling_size if "scaling_size" in given else None,
+        steps=2, reps=2, seeds=(1, 2), matmul_n=512, scaling_steps=2)
 
 
 def check_options(o: Options) -> None:
@@ -846,7 +853,7 @@ def check_options(o: Options) -> None:
             problems.append(f"unknown variant {v!r} (choose fused or chunked)")
     if o.scaling and o.scaling_size not in o.sizes:
         problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {list(o.sizes)} "
-                        f"(or pass --no-scaling)")
+                        f"(leave it out for the first of them, or pass --no-scaling)")
     if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):
         problems.append(f"--devices {list(o.devices)}: each count must divide the largest (its seed count)")
     if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):

@@ -70,13 +70,61 @@ def test_quick_sets_the_tiny_sizes_but_keeps_given_algos_and_sizes():
     assert o.devices == (1, 2, 4) and o.parts and o.rollouts and o.scaling
     o = throughput.parse_options(["--quick", "--algos=rrpi", "--sizes", "small", "tiny", "--scaling-size=small",
                                   "--no-parts", "--no_rollouts", "--devices"])
-    assert (o.algos, o.sizes, o.scaling_size, o.devices) == (("rrpi",), ("small", "tiny"), "tiny", ())
+    assert (o.algos, o.sizes, o.scaling_size, o.devices) == (("rrpi",), ("small", "tiny"), "small", ())
     assert not o.parts and not o.rollouts
     o = throughput.parse_options(["--chunk-states", "8", "--matmul_n", "64", "--variants", "fused", "chunked"])
     assert (o.chunk_states, o.matmul_n, o.variants) == (8, 64, ("fused", "chunked"))
     assert o == throughput.Options(chunk_states=8, matmul_n=64, variants=("fused", "chunked"))
     assert o.scaling_grid == throughput.DEFAULT_SCALING
     assert throughput.parse_options(["--help"]) is None
+
+
+def test_the_scaling_size_is_the_first_of_the_sizes_unless_given():
+    """--scaling-size left out is the first of --sizes (also with --quick); given, it must be one of them."""
+    assert throughput.parse_options([]).scaling_size == "small"  # of small, paper
+    assert throughput.parse_options(["--sizes", "paper", "tiny"]).scaling_size == "paper"
+    assert throughput.parse_options(["--sizes", "paper", "tiny", "--scaling-size", "tiny"]).scaling_size == "tiny"
+    assert throughput.parse_options(["--quick", "--sizes", "paper"]).scaling_size == "paper"
+    assert throughput.Options(sizes=("tiny",)).scaling_size == "tiny"  # built without the parser too
+    with pytest.raises(throughput.BenchmarkError, match="--scaling-size 'small' must be one of --sizes"):
+        throughput.parse_options(["--quick", "--scaling-size", "small"])  # --quick's sizes are tiny only
+
+
+# Every `python -m benchmarks.throughput` command line of the docs, as written there.
+DOCUMENTED_COMMANDS = {
+    "README.md": ["--quick", "--algos pmdb pspo rrpi --sizes paper --steps 3",
+                  "--sizes cpu-hopper --algos pmdb --no-scaling",
+                  "--sizes cpu-hopper --algos pmdb rrpi pspo --no-scaling --steps 20 --reps 3 --seeds 1 3"],
+    "the module docstring": ["", "--quick", "--algos pmdb --sizes paper --steps 3 --reps 2 --seeds 1"],
+}
+
+
+@pytest.mark.parametrize("doc", sorted(DOCUMENTED_COMMANDS))
+def test_the_documented_command_lines_parse(doc):
+    """The README's and the module docstring's examples are accepted (parsed and checked, not run)."""
+    import shlex
+
+    if doc == "the module docstring":
+        text = throughput.__doc__
+    else:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), doc)) as f:
+            text = f.read()
+    text = " ".join(text.split())  # a command line broken over two lines reads as one
+    prefix = "python -m benchmarks.throughput"
+    assert text.count(prefix) == len(DOCUMENTED_COMMANDS[doc]), f"{doc}'s examples changed: update this list"
+    for args in DOCUMENTED_COMMANDS[doc]:
+        assert f"{prefix} {args}".strip() in text
+        o = throughput.parse_options(shlex.split(args))
+        assert o is not None and (not o.scaling or o.scaling_size in o.sizes), args
+
+
+def test_the_value_chunking_docstring_example_parses():
+    from benchmarks import value_chunking
+    from experiments import cli
+
+    line = value_chunking.__doc__.split("python -m benchmarks.value_chunking", 1)[1].splitlines()[0]
+    o = cli.parse(value_chunking.Options, line.split(), prog=value_chunking.PROG)
+    assert (o.algo, o.size, o.chunks, o.rounds) == ("pmdb", "paper", (64, 256, 1024), 3)
 
 
 @pytest.mark.parametrize("module, argv, line", [
