@@ -810,7 +810,7 @@ class Options:
     matmul_n: int = 2048  # size of the dense float32 matmul reference
     noisy: float = 0.2  # flag a row noisy when its interleaved matmul readings spread by more than this fraction
     devices: tuple[int, ...] = (1, 2, 4)  # device counts of the devices row (forced host devices on CPU; none: skip it)
-    quick: bool = False  # tiny size, pmdb + pspo, R = 2, seeds 1 and 2, scaling in M only, devices 1, 2, 4 (--devices with no count skips them)
+    quick: bool = False  # tiny size, pmdb + pspo, R = 2, 2 reps, seeds 1 and 2, matmul 512, scaling in M only, devices 1, 2, 4; options given beside it keep their values (--devices with no count skips them)
     out: Optional[str] = None  # output folder (None: benchmarks/results/<timestamp>/); exit status 2: bad options, 74: the folder cannot be written (read-only, full disk)
     silent: bool = False  # no progress or table on the terminal
     debug: bool = False  # print the traceback of a user error too
@@ -825,16 +825,19 @@ class Options:
         return {"num_candidates": (2, 4)} if self.quick else dict(DEFAULT_SCALING)
 
 
+# --quick's values; a field the command line sets keeps its own (every distinct trainer costs a
+# ~10 s compile there: few of them)
+QUICK = dict(algos=("pmdb", "pspo"), sizes=("tiny",), steps=2, reps=2, seeds=(1, 2), matmul_n=512, scaling_steps=2)
+
+
 def quick_options(o: Options, given: Container[str] = ()) -> Options:
-    """`o` with --quick's values (every distinct trainer costs a ~10 s compile there: few of
-    them). --algos, --sizes and --scaling-size keep theirs where `given` (the fields the command
-    line set) holds them; the scaling curves' size is otherwise the first of the sizes (tiny
-    unless --sizes is given); R, repetitions, seeds, the matmul size and the scaling curves' R
-    are always --quick's."""
+    """`o` with --quick's values (`QUICK`) for the fields that `given` (the fields the command
+    line set) does not hold: an explicit --algos, --sizes, --steps, --reps, --seeds, --matmul-n
+    or --scaling-steps wins. The scaling curves' size is a given --scaling-size, else the first
+    of the sizes (tiny unless --sizes is given); their grid is M only (`Options.scaling_grid`)."""
     return dataclasses.replace(
-        o, algos=o.algos if "algos" in given else ("pmdb", "pspo"), sizes=o.sizes if "sizes" in given else ("tiny",),
-        scaling_size=o.scaling_size if "scaling_size" in given else None,
-        steps=2, reps=2, seeds=(1, 2), matmul_n=512, scaling_steps=2)
+        o, **{k: v for k, v in QUICK.items() if k not in given},
+        scaling_size=o.scaling_size if "scaling_size" in given else None)
 
 
 def check_options(o: Options) -> None:

@@ -79,6 +79,20 @@ def test_quick_sets_the_tiny_sizes_but_keeps_given_algos_and_sizes():
     assert throughput.parse_options(["--help"]) is None
 
 
+def test_options_given_beside_quick_keep_their_values():
+    """--quick sets only what the command line leaves out: no given value is silently replaced."""
+    o = throughput.parse_options(["--quick", "--steps", "5", "--reps=4", "--seeds", "1", "3", "--matmul-n", "256",
+                                  "--scaling_steps", "3", "--sizes", "tiny", "small", "--scaling-size", "small"])
+    assert (o.steps, o.reps, o.seeds, o.matmul_n, o.scaling_steps) == (5, 4, (1, 3), 256, 3)
+    assert (o.algos, o.sizes, o.scaling_size) == (("pmdb", "pspo"), ("tiny", "small"), "small")
+    assert o.scaling_grid == {"num_candidates": (2, 4)}  # still --quick's
+    # one given, the rest --quick's
+    o = throughput.parse_options(["--quick", "--reps", "1"])
+    assert (o.steps, o.reps, o.seeds, o.matmul_n, o.scaling_steps, o.scaling_size) == (2, 1, (1, 2), 512, 2, "tiny")
+    # a given value equal to the default is given all the same
+    assert throughput.parse_options(["--quick", "--steps", "5"]).steps == 5 == throughput.Options().steps
+
+
 def test_the_scaling_size_is_the_first_of_the_sizes_unless_given():
     """--scaling-size left out is the first of --sizes (also with --quick); given, it must be one of them."""
     assert throughput.parse_options([]).scaling_size == "small"  # of small, paper
