@@ -844,10 +844,14 @@ def check_options(o: Options) -> None:
     """Raises BenchmarkError naming every problem of `o` at once (before anything is built)."""
     problems = []
     from jaxrl_bayes.algos import ALGORITHMS
+    from jaxrl_bayes.registry import closest
 
     for a in o.algos:
         if a not in ALGORITHMS:
-            problems.append(f"unknown algorithm {a!r} (choose from {sorted(ALGORITHMS)})")
+            problems.append(f"unknown algorithm {a!r} (choose from {sorted(ALGORITHMS)}){closest(a, ALGORITHMS)}")
+    if o.scaling_algo not in ALGORITHMS:  # checked with --no-scaling too: a typo is never right
+        problems.append(f"--scaling-algo: unknown algorithm {o.scaling_algo!r} (choose from {sorted(ALGORITHMS)})"
+                        f"{closest(o.scaling_algo, ALGORITHMS)}")
     for s in o.sizes:
         if s not in SIZES:
             problems.append(f"unknown size {s!r} (choose from {sorted(SIZES)})")

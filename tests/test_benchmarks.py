@@ -45,6 +45,9 @@ def test_chunked_value_fn_small_input_is_one_call():
 @pytest.mark.parametrize("argv, line", [
     (["--sizes", "huge"], "error: invalid choice 'huge' for argument '--sizes'."),
     (["--algos", "dqn"], "error: unknown algorithm 'dqn' (choose from ["),
+    (["--algos", "pmdbb"], "error: unknown algorithm 'pmdbb' (choose from ["),
+    (["--scaling-algo", "psop"], "error: --scaling-algo: unknown algorithm 'psop' (choose from ["),
+    (["--no-scaling", "--scaling-algo", "dqn"], "error: --scaling-algo: unknown algorithm 'dqn' (choose from ["),
     (["--variants", "fast"], "error: invalid choice 'fast' for argument '--variants'."),
     (["--sizes", "tiny", "--scaling-size", "paper"], "error: --scaling-size 'paper' must be one of --sizes ['tiny']"),
     (["--steps", "0", "--no-scaling"], "error: --steps, --reps, --scaling-steps and --seeds must be >= 1"),
@@ -77,6 +80,19 @@ def test_quick_sets_the_tiny_sizes_but_keeps_given_algos_and_sizes():
     assert o == throughput.Options(chunk_states=8, matmul_n=64, variants=("fused", "chunked"))
     assert o.scaling_grid == throughput.DEFAULT_SCALING
     assert throughput.parse_options(["--help"]) is None
+
+
+def test_algorithm_names_are_checked_against_the_registry_with_the_closest_one():
+    """--algos and --scaling-algo are refused at parse time (not after minutes of benchmarking),
+    naming the closest registered algorithm; every registered one is accepted."""
+    from jaxrl_bayes.algos import ALGORITHMS
+
+    with pytest.raises(throughput.BenchmarkError, match=r"unknown algorithm 'pmdbb' .*did you mean 'pmdb'\?$"):
+        throughput.parse_options(["--algos", "pmdbb"])
+    with pytest.raises(throughput.BenchmarkError, match=r"^--scaling-algo: unknown algorithm 'psop' .*did you mean 'pspo'\?$"):
+        throughput.parse_options(["--scaling-algo", "psop"])
+    for name in ALGORITHMS:
+        assert throughput.parse_options(["--algos", name, "--scaling-algo", name]).scaling_algo == name
 
 
 def test_options_given_beside_quick_keep_their_values():
