@@ -18,7 +18,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 
@@ -26,7 +26,6 @@ from benchmarks import throughput as tp
 from experiments import cli
 
 PROG = "python -m benchmarks.value_chunking"
-SizeName = Literal[tuple(sorted(tp.SIZES))]  # the sizes benchmarks.throughput offers (its --sizes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Options:
     inefficiency): best and median chunk time of each variant."""
 
     algo: str = "pmdb"  # algorithm whose step trainer is timed
-    size: SizeName = "paper"  # benchmark size (benchmarks.throughput.SIZES)
+    size: tp.SizeName = "paper"  # benchmark size (benchmarks.throughput.SIZES, its --sizes)
     chunks: tuple[int, ...] = (64, 256, 1024)  # states per chunk
     steps: int = 2  # train steps per timed call
     rounds: int = 3  # timed calls of every variant, in alternation

@@ -157,6 +157,16 @@ def test_the_value_chunking_docstring_example_parses():
     assert (o.algo, o.size, o.chunks, o.rounds) == ("pmdb", "paper", (64, 256, 1024), 3)
 
 
+def test_value_chunking_offers_the_throughput_sizes():
+    """One SizeName (benchmarks.throughput's), so the two choose from the same SIZES."""
+    import typing
+
+    from benchmarks import value_chunking
+
+    assert typing.get_type_hints(value_chunking.Options)["size"] is throughput.SizeName
+    assert set(typing.get_args(throughput.SizeName)) == set(throughput.SIZES)
+
+
 @pytest.mark.parametrize("module, argv, line", [
     ("devices", ["--seeds", "3", "--devices", "2"],
      "error: --seeds 3 must be a multiple of every --devices count (not of [2])"),
