@@ -858,7 +858,12 @@ def check_options(o: Options) -> None:
     for v in o.variants:
         if v not in ("fused", "chunked"):
             problems.append(f"unknown variant {v!r} (choose fused or chunked)")
-    if o.scaling and o.scaling_size not in o.sizes:
+    empty = [f"--{name}" for name in ("algos", "sizes", "seeds", "variants") if not getattr(o, name)]
+    if empty:  # nothing measured (--devices alone may be empty: no devices row)
+        problems.append(f"{', '.join(empty)} " + ("needs at least one value" if len(empty) == 1 else
+                                                  "need at least one value each")
+                        + " (leave an option out for its default)")
+    if o.scaling and o.sizes and o.scaling_size not in o.sizes:
         problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {list(o.sizes)} "
                         f"(leave it out for the first of them, or pass --no-scaling)")
     if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):

@@ -53,6 +53,9 @@ def test_chunked_value_fn_small_input_is_one_call():
     (["--steps", "0", "--no-scaling"], "error: --steps, --reps, --scaling-steps and --seeds must be >= 1"),
     (["--devices", "2", "3"], "error: --devices [2, 3]: each count must divide the largest"),
     (["--chunk-statez", "8"], "error: unknown option --chunk-statez; did you mean --chunk_states?"),
+    (["--sizes"], "error: --sizes needs at least one value (leave an option out for its default)"),
+    (["--no-scaling", "--algos", "--seeds"], "error: --algos, --seeds need at least one value each"),
+    (["--quick", "--variants"], "error: --variants needs at least one value ("),
 ])
 def test_bad_options_end_in_one_line_and_exit_2(argv, line, capsys):
     """Its tyro options (experiments/cli.py): a bad option is one line and exit status 2, before
