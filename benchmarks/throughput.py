@@ -803,7 +803,7 @@ class Options:
     chunk_states: int = 256  # states per chunk of the chunked variant
     parts: bool = True  # the per-part breakdown
     rollouts: bool = True  # rollout throughput
-    scaling: bool = True  # the scaling curves
+    scaling: bool = True  # the scaling curves (--no-scaling refuses a given --scaling-* option: it would do nothing)
     scaling_size: Optional[SizeName] = None  # base size of the scaling curves: one of --sizes (None: the first of them)
     scaling_algo: str = "pmdb"  # algorithm of the scaling curves
     scaling_steps: int = 2  # R of the scaling curves' chunks
@@ -840,8 +840,21 @@ def quick_options(o: Options, given: Container[str] = ()) -> Options:
         scaling_size=o.scaling_size if "scaling_size" in given else None)
 
 
-def check_options(o: Options) -> None:
-    """Raises BenchmarkError naming every problem of `o` at once (before anything is built)."""
+# The options that only the scaling curves read: given with --no-scaling they would do nothing.
+SCALING_ONLY = ("scaling_size", "scaling_algo", "scaling_steps")
+
+
+def _flags(fields: Sequence[str]) -> str:
+    return ", ".join("--" + f.replace("_", "-") for f in fields)
+
+
+def check_options(o: Options, given: Container[str] = ()) -> None:
+    """Raises BenchmarkError naming every problem of `o` at once (before anything is built).
+
+    Args:
+      given: the fields the command line set (`cli.given_fields`): an option given where it has
+        no effect (a scaling option with --no-scaling) is refused.
+    """
     problems = []
     from jaxrl_bayes.algos import ALGORITHMS
     from jaxrl_bayes.registry import closest
@@ -866,6 +879,11 @@ def check_options(o: Options) -> None:
     if o.scaling and o.sizes and o.scaling_size not in o.sizes:
         problems.append(f"--scaling-size {o.scaling_size!r} must be one of --sizes {list(o.sizes)} "
                         f"(leave it out for the first of them, or pass --no-scaling)")
+    idle = [f for f in SCALING_ONLY if f in given] if not o.scaling else []
+    if idle:
+        problems.append(f"{_flags(idle)} " + ("has" if len(idle) == 1 else "have")
+                        + " no effect with --no-scaling: drop " + ("it" if len(idle) == 1 else "them")
+                        + ", or drop --no-scaling")
     if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):
         problems.append(f"--devices {list(o.devices)}: each count must divide the largest (its seed count)")
     if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):
@@ -889,9 +907,10 @@ def parse_options(argv: Sequence[str]) -> Optional[Options]:
     o = cli.parse(Options, argv, prog=PROG)
     if o is None:
         return None
+    given = cli.given_fields(Options, argv)
     if o.quick:
-        o = quick_options(o, cli.given_fields(Options, argv))
-    check_options(o)
+        o = quick_options(o, given)
+    check_options(o, given)
     return o
 
 

@@ -56,6 +56,8 @@ def test_chunked_value_fn_small_input_is_one_call():
     (["--sizes"], "error: --sizes needs at least one value (leave an option out for its default)"),
     (["--no-scaling", "--algos", "--seeds"], "error: --algos, --seeds need at least one value each"),
     (["--quick", "--variants"], "error: --variants needs at least one value ("),
+    (["--no-scaling", "--scaling-size", "small"],
+     "error: --scaling-size has no effect with --no-scaling: drop it, or drop --no-scaling\n"),
 ])
 def test_bad_options_end_in_one_line_and_exit_2(argv, line, capsys):
     """Its tyro options (experiments/cli.py): a bad option is one line and exit status 2, before
@@ -110,6 +112,25 @@ def test_options_given_beside_quick_keep_their_values():
     assert (o.steps, o.reps, o.seeds, o.matmul_n, o.scaling_steps, o.scaling_size) == (2, 1, (1, 2), 512, 2, "tiny")
     # a given value equal to the default is given all the same
     assert throughput.parse_options(["--quick", "--steps", "5"]).steps == 5 == throughput.Options().steps
+
+
+def test_scaling_options_given_with_no_scaling_are_refused():
+    """--no-scaling draws no curves: a given --scaling-size, --scaling-algo or --scaling-steps
+    would do nothing, so it is refused in one line (spelled either way, a default value too);
+    left out, or with the curves on, they are accepted."""
+    for argv, flags in [(["--scaling-size", "paper"], "--scaling-size has"),
+                        (["--scaling_steps=3"], "--scaling-steps has"),
+                        (["--scaling-algo", "pmdb"], "--scaling-algo has"),  # the default, given
+                        (["--scaling-steps", "3", "--scaling-size", "small", "--scaling-algo", "pspo"],
+                         "--scaling-size, --scaling-algo, --scaling-steps have"),
+                        (["--quick", "--scaling-steps", "2"], "--scaling-steps has")]:
+        with pytest.raises(throughput.BenchmarkError) as e:
+            throughput.parse_options(["--no-scaling", *argv])
+        assert str(e.value).startswith(f"{flags} no effect with --no-scaling: drop ")
+        assert str(e.value).endswith(", or drop --no-scaling") and "\n" not in str(e.value)
+        assert throughput.parse_options(argv).scaling  # the curves on: taken
+    assert not throughput.parse_options(["--no-scaling"]).scaling
+    assert not throughput.parse_options(["--quick", "--no-scaling"]).scaling  # --quick's scaling values: not given
 
 
 def test_the_scaling_size_is_the_first_of_the_sizes_unless_given():
