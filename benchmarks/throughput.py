@@ -800,7 +800,7 @@ class Options:
     reps: int = 3  # timed repetitions (best is reported)
     seeds: tuple[int, ...] = (1, 2, 4, 8)  # seed counts to vmap
     variants: tuple[Literal["fused", "chunked"], ...] = ("fused",)  # fused (the library) | chunked (experiment)
-    chunk_states: int = 256  # states per chunk of the chunked variant
+    chunk_states: int = 256  # states per chunk of the chunked variant (refused without chunked in --variants)
     parts: bool = True  # the per-part breakdown
     rollouts: bool = True  # rollout throughput
     scaling: bool = True  # the scaling curves (--no-scaling refuses a given --scaling-* option: it would do nothing)
@@ -853,7 +853,8 @@ def check_options(o: Options, given: Container[str] = ()) -> None:
 
     Args:
       given: the fields the command line set (`cli.given_fields`): an option given where it has
-        no effect (a scaling option with --no-scaling) is refused.
+        no effect (a scaling option with --no-scaling, --chunk-states without the chunked
+        variant) is refused.
     """
     problems = []
     from jaxrl_bayes.algos import ALGORITHMS
@@ -884,6 +885,9 @@ def check_options(o: Options, given: Container[str] = ()) -> None:
         problems.append(f"{_flags(idle)} " + ("has" if len(idle) == 1 else "have")
                         + " no effect with --no-scaling: drop " + ("it" if len(idle) == 1 else "them")
                         + ", or drop --no-scaling")
+    if "chunk_states" in given and "chunked" not in o.variants:
+        problems.append("--chunk-states has no effect without chunked in --variants: drop it, "
+                        "or pass --variants chunked (or fused chunked)")
     if o.devices and any(d < 1 or max(o.devices) % d for d in o.devices):
         problems.append(f"--devices {list(o.devices)}: each count must divide the largest (its seed count)")
     if o.steps < 1 or o.reps < 1 or o.scaling_steps < 1 or any(s < 1 for s in o.seeds):

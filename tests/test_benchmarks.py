@@ -58,6 +58,7 @@ def test_chunked_value_fn_small_input_is_one_call():
     (["--quick", "--variants"], "error: --variants needs at least one value ("),
     (["--no-scaling", "--scaling-size", "small"],
      "error: --scaling-size has no effect with --no-scaling: drop it, or drop --no-scaling\n"),
+    (["--chunk-states", "64"], "error: --chunk-states has no effect without chunked in --variants: drop it, or "),
 ])
 def test_bad_options_end_in_one_line_and_exit_2(argv, line, capsys):
     """Its tyro options (experiments/cli.py): a bad option is one line and exit status 2, before
@@ -131,6 +132,20 @@ def test_scaling_options_given_with_no_scaling_are_refused():
         assert throughput.parse_options(argv).scaling  # the curves on: taken
     assert not throughput.parse_options(["--no-scaling"]).scaling
     assert not throughput.parse_options(["--quick", "--no-scaling"]).scaling  # --quick's scaling values: not given
+
+
+def test_chunk_states_without_the_chunked_variant_is_refused():
+    """--chunk-states sizes the chunked variant's chunks only: given without chunked in --variants
+    (the default is fused alone) it would do nothing, so it is refused in one line."""
+    for argv in (["--chunk-states", "64"], ["--chunk_states=256"], ["--quick", "--chunk-states", "8"],
+                 ["--variants", "fused", "--chunk-states", "64"]):
+        with pytest.raises(throughput.BenchmarkError, match=r"^--chunk-states has no effect without chunked in "
+                                                            r"--variants: drop it, or pass --variants chunked"):
+            throughput.parse_options(argv)
+    for variants in (["chunked"], ["fused", "chunked"], ["chunked", "fused"]):
+        o = throughput.parse_options(["--chunk-states", "64", "--variants", *variants])
+        assert o.chunk_states == 64 and "chunked" in o.variants
+    assert throughput.parse_options(["--variants", "chunked"]).chunk_states == 256  # left out: the default
 
 
 def test_the_scaling_size_is_the_first_of_the_sizes_unless_given():
