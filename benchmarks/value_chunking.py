@@ -33,7 +33,7 @@ class Options:
     """Interleaved A/B of the fused soft value against chunked evaluation (issue 8's
     inefficiency): best and median chunk time of each variant."""
 
-    algo: str = "pmdb"  # algorithm whose step trainer is timed
+    algo: str = "pmdb"  # algorithm whose step trainer is timed (jaxrl_bayes.algos.ALGORITHMS)
     size: tp.SizeName = "paper"  # benchmark size (benchmarks.throughput.SIZES, its --sizes)
     chunks: tuple[int, ...] = (64, 256, 1024)  # states per chunk
     steps: int = 2  # train steps per timed call
@@ -48,12 +48,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return cli.front_door(functools.partial(_main, argv), argv)
 
 
+def parse_options(argv: Sequence[str]) -> Optional[Options]:
+    """The options of a command line, checked before anything is built (the dynamics pool trains
+    first: a bad name must not wait for it); None when --help was printed.
+
+    Raises:
+      cli.UsageError: an unknown option, a bad value or an unknown --algo (naming the closest
+        registered one), as one line.
+    """
+    from jaxrl_bayes.algos import ALGORITHMS
+    from jaxrl_bayes.registry import closest
+
+    o = cli.parse(Options, list(argv), prog=PROG)
+    if o is None:
+        return None
+    problems = []
+    if o.algo not in ALGORITHMS:
+        problems.append(f"--algo: unknown algorithm {o.algo!r} (choose from {sorted(ALGORITHMS)})"
+                        f"{closest(o.algo, ALGORITHMS)}")
+    if not o.chunks:
+        problems.append("--chunks needs at least one chunk size")
+    if problems:
+        raise cli.UsageError("; ".join(problems))
+    return o
+
+
 def _main(argv: list[str], ctx: cli.Context) -> int:
-    o = cli.parse(Options, argv, prog=PROG)
+    o = parse_options(argv)
     if o is None:  # --help
         return cli.EXIT_OK
-    if not o.chunks:
-        raise cli.UsageError("--chunks needs at least one chunk size")
     run(o)
     return cli.EXIT_OK
 

@@ -189,10 +189,9 @@ def test_the_documented_command_lines_parse(doc):
 
 def test_the_value_chunking_docstring_example_parses():
     from benchmarks import value_chunking
-    from experiments import cli
 
     line = value_chunking.__doc__.split("python -m benchmarks.value_chunking", 1)[1].splitlines()[0]
-    o = cli.parse(value_chunking.Options, line.split(), prog=value_chunking.PROG)
+    o = value_chunking.parse_options(line.split())  # parsed and checked, not run
     assert (o.algo, o.size, o.chunks, o.rounds) == ("pmdb", "paper", (64, 256, 1024), 3)
 
 
@@ -213,6 +212,7 @@ def test_value_chunking_offers_the_throughput_sizes():
     ("devices", ["--seedz", "2"], "error: unknown option --seedz; did you mean --seeds?"),
     ("value_chunking", ["--chunks"], "error: --chunks needs at least one chunk size"),
     ("value_chunking", ["--size", "huge"], "error: invalid choice 'huge' for argument '--size'."),
+    ("value_chunking", ["--algo", "pmbd"], "error: --algo: unknown algorithm 'pmbd' (choose from ["),
 ])
 def test_devices_and_value_chunking_options_end_in_one_line_and_exit_2(module, argv, line, capsys):
     """Their tyro options (experiments/cli.py): a bad option is one line and exit status 2,
@@ -224,6 +224,22 @@ def test_devices_and_value_chunking_options_end_in_one_line_and_exit_2(module, a
     err = capsys.readouterr().err
     assert err.startswith(line) and err.count("\n") == 1
     assert main(["--help"]) == 0 and "usage: python -m benchmarks." in capsys.readouterr().out
+
+
+def test_value_chunking_algo_is_checked_against_the_registry_at_parse_time():
+    """--algo is refused before the dynamics pool trains (not minutes later, in make_trainer),
+    naming the closest registered algorithm; every registered one is accepted."""
+    from benchmarks import value_chunking
+    from jaxrl_bayes.algos import ALGORITHMS
+
+    with pytest.raises(value_chunking.cli.UsageError,
+                       match=r"^--algo: unknown algorithm 'pmbd' \(choose from \[.*\]\); did you mean 'pmdb'\?$"):
+        value_chunking.parse_options(["--algo", "pmbd"])
+    with pytest.raises(value_chunking.cli.UsageError, match=r"^--algo: unknown algorithm 'dqn' .*\)$"):
+        value_chunking.parse_options(["--algo", "dqn"])  # nothing close: no guess
+    for name in ALGORITHMS:
+        assert value_chunking.parse_options(["--algo", name]).algo == name
+    assert value_chunking.parse_options(["--help"]) is None
 
 
 def test_devices_worker_flag_is_internal(capsys):
