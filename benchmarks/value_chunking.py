@@ -68,6 +68,11 @@ def parse_options(argv: Sequence[str]) -> Optional[Options]:
                         f"{closest(o.algo, ALGORITHMS)}")
     if not o.chunks:
         problems.append("--chunks needs at least one chunk size")
+    if any(c < 1 for c in o.chunks):  # 0 would be the fused variant under a chunked name
+        problems.append(f"--chunks are states per chunk, each >= 1 (got {list(o.chunks)})")
+    for name in ("steps", "rounds"):
+        if getattr(o, name) < 1:
+            problems.append(f"--{name} must be >= 1 (got {getattr(o, name)})")
     if problems:
         raise cli.UsageError("; ".join(problems))
     return o

@@ -242,6 +242,20 @@ def test_value_chunking_algo_is_checked_against_the_registry_at_parse_time():
     assert value_chunking.parse_options(["--help"]) is None
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--chunks", "0", "64"], r"^--chunks are states per chunk, each >= 1 \(got \[0, 64\]\)$"),
+    (["--steps", "0"], r"^--steps must be >= 1 \(got 0\)$"),
+    (["--rounds", "0", "--steps", "-1"], r"^--steps must be >= 1 \(got -1\); --rounds must be >= 1 \(got 0\)$"),
+])
+def test_value_chunking_counts_are_checked_at_parse_time(argv, message):
+    """Counts that would time nothing, divide by zero or pass fused off as chunked are refused
+    before the dynamics pool trains, all problems on one line."""
+    from benchmarks import value_chunking
+
+    with pytest.raises(value_chunking.cli.UsageError, match=message):
+        value_chunking.parse_options(argv)
+
+
 def test_devices_worker_flag_is_internal(capsys):
     """devices_row runs `python -m benchmarks.devices --worker SPEC`: read before the options,
     never shown by --help."""
