@@ -15,7 +15,9 @@ atomically; nothing else in the run directory changes):
   (`eval/q_start_mean`, the critic's prediction for those very episodes) next to their discounted
   Monte Carlo return (`eval/mc_value_mean`), with mean Q on model and real states beside them, all in
   learning units, at every evaluation (PSPO Figure 2 / RRPI: predicted above actual is the
-  healthy sign; far below means the value has not propagated);
+  healthy sign; far below means the value has not propagated), and the greedy gain (`greedy_gain`:
+  the Q a greedy pick among 32 policy samples adds above the deployed action on dataset states;
+  near 0 while the score is flat, the critic rather than the policy step is the limit);
 - the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
   valid, the real/model ratio (`agent.real_weight`, batches) and the rollout horizon.
 
@@ -130,14 +132,15 @@ def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
               "mc_value_mean": r["eval/mc_value_mean"], "q_start_mean": r.get("eval/q_start_mean"),
               "normalized_mean": r.get("eval/normalized_mean"),
               "raw_mean": r.get("eval/raw_mean"), "temperature": r.get("temperature"),
-              "ref_kl": r.get("ref_kl"), "picked_done_frac": r.get("picked_done_frac"),
+              "ref_kl": r.get("ref_kl"), "greedy_gain": r.get("greedy_gain"),
+              "picked_done_frac": r.get("picked_done_frac"),
               "member_done_frac": r.get("member_done_frac"),
               "deployments": {k.split("/")[1]: v for k, v in r.items()
                               if k.startswith("eval/") and k.endswith("/normalized_mean") and k.count("/") == 2}}
              for r in rows if r.get("eval/mc_value_mean") is not None]
     last = rows[-1] if rows else {}
     keys = ("step", "temperature", "q_model_mean", "q_real_mean", "target_mean", "rollout_valid_frac",
-            "rollout_path_len", "policy_kl", "ref_kl", "picked_done_frac", "member_done_frac", "critic_loss",
+            "rollout_path_len", "policy_kl", "ref_kl", "greedy_gain", "picked_done_frac", "member_done_frac", "critic_loss",
             "steps_per_s", "wall_time_s")
     return evals, {k: last.get(k) for k in keys if k in last}
 
@@ -167,8 +170,9 @@ def markdown(report: dict) -> str:
                   "KL(pi || mu), and how often the selected member's successor terminates against all members':", "",
                   "| step | Q model states | Q real states | Q eval first states | MC return of eval episodes | "
                   "Q first states / MC | temperature | "
-                  "KL(pi‖mu) | picked / all terminal | score |" + "".join(f" score, {o} |" for o in others),
-                  "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
+                  "KL(pi‖mu) | greedy gain | picked / all terminal | score |"
+                  + "".join(f" score, {o} |" for o in others),
+                  "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
         for e in report["value_vs_return"]:
             # the same states on both sides: Q at the evaluation episodes' first states against their return
             q0 = e.get("q_start_mean")
@@ -177,7 +181,7 @@ def markdown(report: dict) -> str:
                     if e.get("picked_done_frac") is not None and e.get("member_done_frac") is not None else "-")
             lines.append(f"| {e['step']} | {_f(e['q_model_mean'])} | {_f(e['q_real_mean'])} | {_f(q0)} | "
                          f"{_f(e['mc_value_mean'])} | "
-                         f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e.get('ref_kl'))} | {done} | "
+                         f"{_f(ratio, '.2f')} | {_f(e['temperature'])} | {_f(e.get('ref_kl'))} | {_f(e.get('greedy_gain'))} | {done} | "
                          f"{_f(e['normalized_mean'], '.1f')} |"
                          + "".join(f" {_f(e.get('deployments', {}).get(o), '.1f')} |" for o in others))
         lines.append("")
