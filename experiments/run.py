@@ -329,10 +329,10 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                 final = c == num_chunks
                 if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
                     episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
+                    deployed = algos.deployed_policy(states, agent)
                     # Q at the episodes' first states, after them, with the critic of the deployed policy
-                    q_at = (None if start_q is None else functools.partial(
-                        start_q, trainer.data, states.critic, algos.deployed_policy(states, agent)))
-                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(algos.deployed_policy(states, agent)),
+                    q_at = (None if start_q is None else functools.partial(start_q, trainer.data, states.critic, deployed))
+                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(deployed),
                                                 run.seeds, episodes, final=final, units=units, start_q=q_at)
                     for other in other_deployments:  # --run.eval_deployments: the same episodes, another policy
                         ev_o = results.evaluate_seeds(
