@@ -48,7 +48,7 @@ from experiments.config import Config, RunConfig
 from experiments.plotting import paper_references, plot_learning_curve
 from jaxrl_bayes import algos, evaluation, sharding
 from jaxrl_bayes import policy as policy_lib
-from jaxrl_bayes.algos.diagnostics import start_value
+from jaxrl_bayes.algos.diagnostics import deployed_greedy_gain, start_value
 from jaxrl_bayes.checkpoint import Checkpointer, atomic_write_json
 from jaxrl_bayes.data import registry
 from jaxrl_bayes.dynamics import DynamicsConfig
@@ -266,6 +266,10 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     # evaluator gives returns only
     start_q = (jax.jit(jax.vmap(functools.partial(start_value, trainer.nets, agent), in_axes=(None, 0, 0, 0)))
                if units is not None and spec.eval_env_spec is not None else None)
+    # the Q a greedy pick among the deployed policy's draws gains above its action, per seed, on
+    # dataset states (issue 21: does the policy step or the critic limit the run?); at evaluations
+    greedy = (jax.jit(jax.vmap(functools.partial(deployed_greedy_gain, trainer.nets, agent), in_axes=(None, 0, 0, None)))
+              if trainer.nets.critic is not None else None)
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
     # --run.eval_deployments: every deployment the learner has besides the configured one
@@ -341,6 +345,12 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
                         ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
                         if ev_o["normalized"] is not None:
                             row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
+                    if greedy is not None:  # the same dataset states at every evaluation of every seed
+                        gains = np.asarray(jax.device_get(greedy(trainer.data, states.critic, deployed,
+                                                                 jax.random.PRNGKey(run.seed))), np.float64)
+                        row["greedy_gain"] = float(gains.mean())
+                        if run.seeds > 1:
+                            row["greedy_gain/seeds"] = gains.tolist()
                     if "q_start" in ev:  # in the stored record: results.json reads it per seed
                         row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
                     ev.update(chunk=c, step=c * spc, final=final)

@@ -76,9 +76,13 @@ def test_rrpi_reaches_the_bandit_optimum(bandit):
     # Q learned the normalized reward (robust target: at most slightly pessimistic)
     assert np.max(np.abs(q - true)) < 0.08, np.c_[q, true]
     assert float(hist[-1]["critic_loss"][0]) < float(hist[0]["critic_loss"][0])
-    # the chunk's greedy_gain: no draw of pi beats the critic's own maximum over actions (on the
+    # the run's greedy gain: no draw of pi beats the critic's own maximum over actions (on the
     # grid, to within its resolution), and the converged policy sits at the critic's peak
-    gain = float(hist[-1]["greedy_gain"][0])
+    from jaxrl_bayes.algos.diagnostics import deployed_greedy_gain
+
+    gain = float(deployed_greedy_gain(trainer.nets, trainer.config, trainer.data,
+                                      jax.tree_util.tree_map(lambda x: x[0], states.critic),
+                                      jax.tree_util.tree_map(lambda x: x[0], states.policy), jax.random.PRNGKey(0)))
     assert 0.0 <= gain <= float(np.max(q) - np.interp(mode, np.linspace(-0.9, 0.9, 19), q)) + 2e-3, gain
     assert gain < 0.01
 

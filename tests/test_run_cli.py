@@ -516,7 +516,7 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert report["model_error"]["members"] == 3 and len(report["model_error"]["obs_rmse_in_data_std"]["median"]) == 3
     assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
     assert report["value_vs_return"][-1]["q_start_mean"] == pytest.approx(row["eval/q_start_mean"])
-    # the greedy gain of the same chunk: never negative, below the value bound
+    # the greedy gain at the same evaluation: never negative, below the value bound
     assert report["value_vs_return"][-1]["greedy_gain"] == pytest.approx(row["greedy_gain"])
     assert 0.0 <= row["greedy_gain"] <= 1.0 / (1.0 - cfg["discount"])
     printed = capsys.readouterr().out

@@ -11,7 +11,9 @@ metrics, with the belief's argmax (which active member holds the largest chunk-m
 `greedy_gain` asks whether the policy step or the critic limits a run: how much Q the critic
 still offers above the deployed action, over the best of M actions drawn from the policy. Near
 zero, the projection has caught up with the critic (the critic is flat around the policy, and a
-better policy needs a better critic); large, the policy lags its critic.
+better policy needs a better critic); large, the policy lags its critic. `deployed_greedy_gain`
+is the same on `GREEDY_STATES` dataset states for one seed's parameters; the run computes it at
+its evaluations only (beside `start_value`), not inside every compiled chunk.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def target_uncertainty(ctx: Ctx, key: chex.PRNGKey, obs: jax.Array, act: jax.Arr
             "member_target_std": jnp.mean(spread)}
 
 
-GREEDY_SAMPLES = 32  # M actions of pi per state in the chunk's greedy_gain
+GREEDY_SAMPLES = 32  # M actions of pi per state in `deployed_greedy_gain`
+GREEDY_STATES = 256  # dataset states per measurement of `deployed_greedy_gain`
 
 
 def greedy_gain(q_fn, dist: networks.GaussianParams, key: chex.PRNGKey, num_samples: int) -> jax.Array:
@@ -70,6 +73,19 @@ def greedy_gain(q_fn, dist: networks.GaussianParams, key: chex.PRNGKey, num_samp
     samples = networks.tanh_gaussian_sample(key, dist, (num_samples,))[0]  # (M, B, A)
     q_mode = q_fn(mode)
     return jnp.mean(jnp.maximum(jnp.max(q_fn(samples), axis=0), q_mode) - q_mode)
+
+
+def deployed_greedy_gain(nets: Networks, config, data: TrainData, critic_params, policy_params,
+                         key: chex.PRNGKey) -> jax.Array:
+    """`greedy_gain` of one seed's policy under its critic (the min of the twins, clipped as in the
+    targets), on `GREEDY_STATES` dataset states drawn with `key`, over `GREEDY_SAMPLES` draws of
+    the policy. Learning units; vmap over seeds.
+    """
+    k_obs, k_act = jax.random.split(key)
+    obs = data.obs[jax.random.randint(k_obs, (GREEDY_STATES,), 0, data.obs.shape[0])]
+    dist = policy_dist(nets, policy_params, data, obs)
+    return greedy_gain(lambda a: critic_values(nets, critic_params, data, obs, a, config), dist, k_act,
+                       GREEDY_SAMPLES)
 
 
 def chunk_diagnostics(ctx: Ctx, key: chex.PRNGKey, value_fn, chunk_metrics: dict) -> dict:

@@ -328,16 +328,12 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
     kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, old_policy, data, kl_obs)))
     # KL(pi || mu) to the reference policy: how far the projection has moved pi from mu
     ref_kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, state.ref_policy, data, kl_obs)))
-    # Q the critic still offers above the deployed action on the same dataset states
-    gain = diagnostics.greedy_gain(lambda a: critic_values(nets, state.critic, data, kl_obs, a, config), pi_now,
-                                   jax.random.fold_in(k_kl, 2), diagnostics.GREEDY_SAMPLES)
     if config.trust_rate > 0:
         state = state.replace(eta=value.trust_region_multiplier_update(
             state.eta, kl, config.trust_epsilon, config.trust_rate))
     metrics.update(
         policy_kl=kl,
         ref_kl=ref_kl,
-        greedy_gain=gain,
         **rollout_metrics,
         buffer_count=state.buffer.count,
         eta=state.eta,
