@@ -18,6 +18,10 @@ atomically; nothing else in the run directory changes):
   healthy sign; far below means the value has not propagated), and the greedy gain (`greedy_gain`:
   the Q a greedy pick among 32 policy samples adds above the deployed action on dataset states;
   near 0 while the score is flat, the critic rather than the policy step is the limit);
+- the model's falls against the logged ones (`dynamics.termination_rates`): on logged
+  transitions, how often each member's drawn successors and its mean successor terminate,
+  separately where the data did not end and where it did (false falls against caught falls),
+  for the average member and for the member that falls most (the one a worst case picks);
 - the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
   valid, the real/model ratio (`agent.real_weight`, batches) and the rollout horizon.
 
@@ -90,12 +94,13 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) ->
                            "real_batch": cfg.agent.real_batch, "model_batch": cfg.agent.model_batch,
                            "discount": cfg.agent.discount}
     out["model_error"] = model_error(run_dir, cfg, horizon, segments, seed)
+    out["terminations"] = termination_calibration(run_dir, cfg, seed)
     out["value_vs_return"], out["training"] = from_metrics(run_dir)
     return out
 
 
-def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> Optional[dict]:
-    """Open-loop error per step of every pool member along logged stretches, or None (no pool)."""
+def _run_pool(run_dir: Path) -> Optional[dynamics.DynamicsPool]:
+    """The run's dynamics pool, or None for a run without a model (bc)."""
     dyn_file = run_dir / "dynamics.json"
     if not dyn_file.is_file():
         return None  # bc: no model
@@ -104,7 +109,57 @@ def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int)
     if not pool_file.is_file():
         raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
                         "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
-    pool = dynamics.load_pool(pool_file)
+    return dynamics.load_pool(pool_file)
+
+
+TERMINATION_TRANSITIONS = 20_000  # logged transitions (all terminal ones among them, up to this many)
+TERMINATION_DRAWS = 32  # successors drawn per member and transition
+
+
+def termination_calibration(run_dir: Path, cfg: Any, seed: int) -> Optional[dict]:
+    """The pool's terminations on logged transitions against the logged `terminals`, or None
+    (no pool, or a dataset without terminations)."""
+    pool = _run_pool(run_dir)
+    if pool is None:
+        return None
+    spec = config.get_spec(cfg.run)
+    dataset = spec.load()
+    terminals = np.asarray(dataset.terminals).astype(bool)
+    if not terminals.any():
+        return None  # nothing to calibrate against (halfcheetah, or a file without terminal flags)
+    rng = np.random.default_rng(seed)
+    ends = np.flatnonzero(terminals)
+    ends = rng.choice(ends, min(len(ends), TERMINATION_TRANSITIONS // 2), replace=False)
+    rest = rng.choice(np.flatnonzero(~terminals), min(int((~terminals).sum()), TERMINATION_TRANSITIONS - len(ends)),
+                      replace=False)
+    rows = np.concatenate([ends, rest])
+    obs, act = np.asarray(dataset.observations)[rows], np.asarray(dataset.actions)[rows]
+    rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
+                                      num_samples=TERMINATION_DRAWS, common_noise=cfg.agent.common_noise))
+    sampled, at_mean = [], []
+    for i, start in enumerate(range(0, len(rows), 2048)):
+        r = rates(pool, jax.random.PRNGKey(seed * 7919 + i), obs[start:start + 2048], act[start:start + 2048])
+        sampled.append(np.asarray(r.sampled))
+        at_mean.append(np.asarray(r.at_mean, np.float64))
+    sampled, at_mean = np.concatenate(sampled, 1), np.concatenate(at_mean, 1)  # [N, rows]
+    logged = terminals[rows]
+
+    def rates_where(mask):
+        return {"transitions": int(mask.sum()),
+                "drawn_mean_member": float(sampled[:, mask].mean()), "drawn_worst_member": float(sampled[:, mask].max(0).mean()),
+                "mean_successor_mean_member": float(at_mean[:, mask].mean()),
+                "mean_successor_worst_member": float(at_mean[:, mask].max(0).mean())}
+
+    return {"draws": TERMINATION_DRAWS, "common_noise": bool(cfg.agent.common_noise), "members": int(sampled.shape[0]),
+            "logged_terminal_rate": float(terminals.mean()),
+            "logged_nonterminal": rates_where(~logged), "logged_terminal": rates_where(logged)}
+
+
+def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> Optional[dict]:
+    """Open-loop error per step of every pool member along logged stretches, or None (no pool)."""
+    pool = _run_pool(run_dir)
+    if pool is None:
+        return None
     dataset = config.get_spec(cfg.run).load()  # validated as in experiments.run
     obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
     rows = consecutive_segments(obs, nxt, np.asarray(dataset.terminals), horizon, segments, seed)
@@ -163,6 +218,18 @@ def markdown(report: dict) -> str:
             mark = " ←H" if i + 1 == h else ""
             lines.append(f"| {i + 1}{mark} | {o['median'][i]:.3g} ({o['min'][i]:.3g}-{o['max'][i]:.3g}) | "
                          f"{r['median'][i]:.3g} ({r['min'][i]:.3g}-{r['max'][i]:.3g}) |")
+        lines.append("")
+    tc = report.get("terminations")
+    if tc is not None:
+        lines += [f"Terminations of the pool on logged transitions (logged terminal rate {tc['logged_terminal_rate']:.4f}; "
+                  f"{tc['draws']} drawn successors per member{', common noise' if tc['common_noise'] else ''}): "
+                  "the share that the model ends, for the average member and the member that ends most:", "",
+                  "| logged transitions | n | drawn: average member | drawn: worst member | "
+                  "mean successor: average member | mean successor: worst member |", "|---|---|---|---|---|---|"]
+        for name, label in (("logged_nonterminal", "not terminal (false falls)"), ("logged_terminal", "terminal (caught falls)")):
+            r = tc[name]
+            lines.append(f"| {label} | {r['transitions']} | {r['drawn_mean_member']:.4f} | {r['drawn_worst_member']:.4f} | "
+                         f"{r['mean_successor_mean_member']:.4f} | {r['mean_successor_worst_member']:.4f} |")
         lines.append("")
     if report["value_vs_return"]:
         others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})

@@ -649,6 +649,37 @@ def sample(
     return Sample(next_obs=draw[..., :-1], reward=reward)
 
 
+class TerminationRates(NamedTuple):
+    """How often each member's successors end an episode (N members, batch shape B)."""
+
+    sampled: jax.Array  # [N, *B] fraction of K drawn successors s' ~ N(mu, sigma) that terminate
+    at_mean: jax.Array  # [N, *B] bool: the member's mean successor mu terminates
+
+
+def termination_rates(pool: DynamicsPool, key: chex.PRNGKey, obs: jax.Array, act: jax.Array,
+                      termination_fn, num_samples: int = 32, common_noise: bool = False) -> TerminationRates:
+    """Each member's probability of a terminal successor at (s, a), estimated from K draws, and
+    whether its mean successor is terminal.
+
+    On logged transitions of a deterministic environment (MuJoCo) the two answer different
+    questions: the draws count the falls the member's noise model produces near a termination
+    threshold; the mean is the member's single best guess of the successor. Set beside the
+    logged `terminals` they measure how far the model's terminations are calibrated.
+
+    Args:
+      pool: the pool; key: PRNG key; obs [*B, obs_dim], act [*B, act_dim].
+      termination_fn: (obs, act, next_obs) -> bool, any leading shape.
+      num_samples: K draws per member and input (static).
+      common_noise: share the draws across members, as `sample` does.
+    Returns:
+      TerminationRates with sampled [N, *B] in [0, 1] and at_mean [N, *B].
+    """
+    draws = sample(pool, key, obs, act, num_samples, common_noise=common_noise).next_obs  # [N, K, *B, S]
+    sampled = jnp.mean(termination_fn(obs[None, None], act[None, None], draws).astype(jnp.float32), axis=1)
+    at_mean = termination_fn(obs[None], act[None], predict(pool, obs, act).next_obs_mean)
+    return TerminationRates(sampled, at_mean)
+
+
 class OpenLoopError(NamedTuple):
     """Per-member errors of open-loop model rollouts along logged action sequences (H steps)."""
 

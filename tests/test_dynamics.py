@@ -353,6 +353,35 @@ def test_common_noise_shares_the_standard_normal_draw_across_members(trained, te
     assert np.max(np.abs(np.asarray(zi[0] - zi[1]))) > 0.5
 
 
+def test_termination_rates_match_the_gaussian_tail_of_each_member(trained, test_inputs):
+    """A planted threshold rule on the first state coordinate, "ends when s'_0 < s_0 + c": each
+    member's true probability is Phi((s_0 + c - mu_m) / sigma_m), and its mean successor ends
+    exactly when mu_m < s_0 + c."""
+    from scipy.stats import norm
+
+    pool = trained[0]
+    obs, act = test_inputs
+    pred = dyn.predict(pool, obs, act)
+    mu, sigma = np.asarray(pred.next_obs_mean[..., 0]), np.asarray(pred.next_obs_std[..., 0])  # [N, B]
+    c = float(np.median(mu - np.asarray(obs[:, 0])))  # a threshold inside the members' spread
+
+    def ends_low(o, a, nxt):
+        return nxt[..., 0] < o[..., 0] + c
+
+    k = 4096
+    rates = dyn.termination_rates(pool, jax.random.PRNGKey(3), obs, act, ends_low, num_samples=k)
+    exact = norm.cdf((np.asarray(obs[:, 0]) + c - mu) / sigma)
+    assert rates.sampled.shape == mu.shape and rates.at_mean.shape == mu.shape
+    se = np.sqrt(exact * (1 - exact) / k) + 1e-3
+    assert np.all(np.abs(np.asarray(rates.sampled) - exact) < 5 * se), np.max(np.abs(np.asarray(rates.sampled) - exact) / se)
+    np.testing.assert_array_equal(np.asarray(rates.at_mean), mu < np.asarray(obs[:, 0]) + c)
+    # both kinds of answers occur, so the test separates them
+    assert 0 < np.asarray(rates.at_mean).mean() < 1
+    # common noise: the same draw moves every member, and the rates keep their expectation
+    shared = dyn.termination_rates(pool, jax.random.PRNGKey(4), obs, act, ends_low, num_samples=k, common_noise=True)
+    assert np.all(np.abs(np.asarray(shared.sampled) - exact) < 5 * se)
+
+
 def test_the_fewest_transitions_train_and_use_the_one_standardiser():
     """MIN_TRANSITIONS rows train (one held out at ratio 0.1); normalisers are data.mean_std's."""
     s, a, r, s2 = _data(MIN_TRANSITIONS)

@@ -516,11 +516,18 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert report["model_error"]["members"] == 3 and len(report["model_error"]["obs_rmse_in_data_std"]["median"]) == 3
     assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
     assert report["value_vs_return"][-1]["q_start_mean"] == pytest.approx(row["eval/q_start_mean"])
+    # the pool's terminations against the file's logged ones: shares, on both kinds of transitions
+    tc = report["terminations"]  # the file ends 3 episodes
+    assert tc["logged_terminal"]["transitions"] == 3 and tc["logged_nonterminal"]["transitions"] == n - 3
+    for kind in ("logged_nonterminal", "logged_terminal"):
+        r = tc[kind]
+        assert 0.0 <= r["drawn_mean_member"] <= r["drawn_worst_member"] <= 1.0
+        assert 0.0 <= r["mean_successor_mean_member"] <= r["mean_successor_worst_member"] <= 1.0
     # the greedy gain at the same evaluation: never negative, below the value bound
     assert report["value_vs_return"][-1]["greedy_gain"] == pytest.approx(row["greedy_gain"])
     assert 0.0 <= row["greedy_gain"] <= 1.0 / (1.0 - cfg["discount"])
     printed = capsys.readouterr().out
-    assert "Q first states / MC" in printed and "greedy gain" in printed
+    assert "Q first states / MC" in printed and "greedy gain" in printed and "false falls" in printed
 
 
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):
