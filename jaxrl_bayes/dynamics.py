@@ -620,6 +620,7 @@ def sample(
     members: Optional[jax.Array] = None,
     common_noise: bool = False,
     mean_reward: bool = False,
+    mean_next_obs: bool = False,
 ) -> Sample:
     """Draws next states and rewards from every requested member (no clipping: callers clip).
 
@@ -635,6 +636,9 @@ def sample(
         a min or a spread over members then measures model disagreement, not sampling noise.
       mean_reward: give each member's mean reward mu_r instead of a draw (PMDB's targets use
         the mean: a min over members then compares expected rewards, not reward noise).
+      mean_next_obs: give each member's mean successor mu_s' instead of a draw (a deterministic
+        member: in a deterministic environment its noise is fit error, and a draw across a
+        termination threshold is a fall the member does not predict).
     Returns:
       Sample with next_obs [N, K, *B, obs_dim] and reward [N, K, *B].
     """
@@ -646,7 +650,8 @@ def sample(
     shape = (1 if common_noise else mean.shape[0], num_samples) + mean.shape[2:]
     draw = mean + std * jax.random.normal(key, shape, mean.dtype)
     reward = jnp.broadcast_to(mean[..., -1], draw.shape[:-1]) if mean_reward else draw[..., -1]
-    return Sample(next_obs=draw[..., :-1], reward=reward)
+    next_obs = jnp.broadcast_to(mean[..., :-1], draw[..., :-1].shape) if mean_next_obs else draw[..., :-1]
+    return Sample(next_obs=next_obs, reward=reward)
 
 
 class TerminationRates(NamedTuple):

@@ -257,6 +257,7 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
     ("algo", "pspoo", "rrpi, pspo, bc", "pspo"),
     ("reward_normalization", "pmbd", "pmdb, scale", "pmdb"),
     ("model_reward", "men", "sample, mean", "mean"),
+    ("model_successor", "mene", "sample, mean", "mean"),
     ("deploy", "refrence", "policy, reference", "reference"),
 ])
 def test_a_bad_config_string_is_one_line_with_choices_and_closest(field, bad, choices, close):

@@ -197,6 +197,22 @@ def test_mean_reward_gives_each_members_mean_and_the_same_states(trained, test_i
     assert not np.allclose(np.asarray(drawn.reward), np.asarray(mean.reward))
 
 
+def test_mean_next_obs_gives_each_members_mean_successor_and_the_same_rewards(trained, test_inputs):
+    """mean_next_obs (a deterministic member): the successor is exactly mu_s' of each member in
+    every one of the K draws; the rewards are the same draws as without it (same key)."""
+    pool, _, _ = trained
+    s, a = jnp.asarray(test_inputs[0][:4]), jnp.asarray(test_inputs[1][:4])
+    key = jax.random.PRNGKey(5)
+    drawn = dyn.sample(pool, key, s, a, num_samples=3, common_noise=True)
+    mean = dyn.sample(pool, key, s, a, num_samples=3, common_noise=True, mean_next_obs=True)
+    pred = PREDICT(pool, s, a)
+    np.testing.assert_array_equal(np.asarray(mean.reward), np.asarray(drawn.reward))
+    np.testing.assert_allclose(np.asarray(mean.next_obs),
+                               np.broadcast_to(np.asarray(pred.next_obs_mean)[:, None], mean.next_obs.shape),
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(drawn.next_obs), np.asarray(mean.next_obs))
+
+
 # ----------------------------------------------------------------------------- files
 
 

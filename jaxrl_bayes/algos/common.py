@@ -77,6 +77,7 @@ def register_algorithm(name: str, **overrides) -> dict:
 
 REWARD_NORMALIZATIONS = ("pmdb", "scale")  # modes of data.dataset.reward_normalizer
 MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
+MODEL_SUCCESSORS = ("sample", "mean")  # AgentConfig.model_successor
 ROLLOUT_SCHEMES = ("short", "persistent")  # AgentConfig.rollout_scheme
 # AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
 # projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
@@ -127,6 +128,10 @@ class AgentConfig:
     # Reward of a member in the one-step targets (MODEL_REWARDS): "sample" (a draw r ~ N(mu_r, sigma_r),
     # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code). Measured in issue 21.
     model_reward: str = "sample"
+    # Successor of a member, in targets and rollouts alike (MODEL_SUCCESSORS): "sample" (a draw
+    # s' ~ N(mu, sigma), the papers' E over p_m) | "mean" (mu: a deterministic member, whose falls
+    # are those of its best guess, not of its noise crossing a termination threshold). Issue 21.
+    model_successor: str = "sample"
     value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB)
     value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
     # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
@@ -205,7 +210,8 @@ class AgentConfig:
             raise UserError(f"agent.reward_normalization = {self.reward_normalization!r} is not a reward "
                             f"normalization; choose one of: {', '.join(REWARD_NORMALIZATIONS)}"
                             f"{closest(self.reward_normalization, REWARD_NORMALIZATIONS)}")
-        for name, choices in (("model_reward", MODEL_REWARDS), ("deploy", DEPLOYMENTS),
+        for name, choices in (("model_reward", MODEL_REWARDS), ("model_successor", MODEL_SUCCESSORS),
+                              ("deploy", DEPLOYMENTS),
                               ("rollout_scheme", ROLLOUT_SCHEMES)):
             value = getattr(self, name)
             if value not in choices:
@@ -239,9 +245,22 @@ class AgentConfig:
     def unread_fields(self) -> frozenset[str]:
         """Fields that this config's own choices never read (the rollout scheme's other knobs);
         `algos.fields_without_effect` reports them, so the CLI refuses them when given."""
+        # deterministic members (mean successor and mean reward) draw nothing: K and the noise sharing idle
+        no_draws = (frozenset({"num_next_samples", "rollout_samples", "common_noise"})
+                    if self.model_successor == "mean" and self.model_reward == "mean" else frozenset())
         if self.rollout_scheme == "persistent":
-            return frozenset({"rollout_batch", "rollout_samples"})
-        return frozenset({"rollout_explore"})
+            return frozenset({"rollout_batch", "rollout_samples"}) | no_draws
+        return frozenset({"rollout_explore"}) | no_draws
+
+    def draws(self, num_samples: int) -> int:
+        """Successor draws per member for a configured K: 1 where members are deterministic
+        (`model_successor` and `model_reward` "mean": K identical draws would only repeat work)."""
+        return 1 if self.model_successor == "mean" and self.model_reward == "mean" else num_samples
+
+    def model_sampler(self, data: "TrainData", num_samples: int):
+        """`sample_model` under this config's noise sharing, reward and successor rules."""
+        return sample_model(data, self.draws(num_samples), self.common_noise, self.model_reward == "mean",
+                            self.model_successor == "mean")
 
     @property
     def value_bound(self) -> float:
@@ -480,13 +499,15 @@ def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
     return fn
 
 
-def sample_model(data: TrainData, num_samples: int, common_noise: bool = False, mean_reward: bool = False):
+def sample_model(data: TrainData, num_samples: int, common_noise: bool = False, mean_reward: bool = False,
+                 mean_next_obs: bool = False):
     """(key, obs, act) -> (next_obs (N,K,B,S), rewards (N,K,B) in learning units) from the active members
-    (`dynamics.sample`: common_noise shares the noise across members; mean_reward gives mu_r)."""
+    (`dynamics.sample`: common_noise shares the noise across members; mean_reward gives mu_r;
+    mean_next_obs gives mu_s')."""
 
     def sample_fn(key, obs, act):
         out = dynamics.sample(data.model, key, obs, act, num_samples, common_noise=common_noise,
-                              mean_reward=mean_reward)
+                              mean_reward=mean_reward, mean_next_obs=mean_next_obs)
         return out.next_obs, (out.reward - data.reward_shift) / data.reward_scale
 
     return sample_fn

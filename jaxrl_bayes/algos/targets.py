@@ -46,8 +46,7 @@ def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samp
     c = ctx.config
     return backups.model_targets(
         key, obs, act,
-        sample_fn=sample_model(ctx.data, num_samples or c.num_next_samples, c.common_noise,
-                               c.model_reward == "mean"),
+        sample_fn=c.model_sampler(ctx.data, num_samples or c.num_next_samples),
         value_fn=value_fn,
         termination_fn=target_termination(ctx),
         discount=c.discount,
@@ -66,8 +65,8 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
     """
     c = ctx.config
     k_model, k_value = jax.random.split(key)
-    all_next, rewards = sample_model(ctx.data, c.num_next_samples, mean_reward=c.model_reward == "mean")(
-        k_model, obs, act)
+    all_next, rewards = sample_model(ctx.data, c.draws(c.num_next_samples), mean_reward=c.model_reward == "mean",
+                                     mean_next_obs=c.model_successor == "mean")(k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
     next_obs = backups.take_members(jnp.swapaxes(all_next, 1, 2), member)  # (B, K, S)
     reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)

@@ -29,7 +29,7 @@ from jaxrl_bayes import backups, buffer, dynamics, networks, posterior, rollout,
 from jaxrl_bayes.algos import diagnostics, losses, targets
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Ctx, Networks, Parts, TrainData, TrainState, critic_values, make_networks,
-    make_train_data, make_value_fn, policy_candidates, policy_dist, reference_dists, sample_model, sample_real,
+    make_train_data, make_value_fn, policy_candidates, policy_dist, reference_dists, sample_real,
     strong_types,
 )
 from jaxrl_bayes.errors import UserError
@@ -276,7 +276,7 @@ def refill(learner: Learner, state: TrainState, data: TrainData, key: chex.PRNGK
     roll = rollout.rollout(
         k_roll, start,
         policy_fn=policy_fn,
-        sample_fn=sample_model(data, config.rollout_samples, config.common_noise, config.model_reward == "mean"),
+        sample_fn=config.model_sampler(data, config.rollout_samples),
         termination_fn=learner.termination_fn,
         selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount),
         horizon=config.rollout_horizon,
