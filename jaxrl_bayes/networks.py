@@ -54,18 +54,22 @@ class MLP(nn.Module):
       activation: name of the hidden activation (see `ACTIVATIONS`).
       final_scale: variance scale of the output layer's initialiser (small values start a
         policy or critic near zero output).
+      layer_norm: LayerNorm between each hidden Dense and its activation (the critics of
+        RLPD and ReBRAC: it bounds how far the output can grow away from the data).
     """
 
     hidden: Sequence[int]
     out_dim: int
     activation: str = "relu"
     final_scale: float = 1.0
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = get_activation(self.activation)
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x))
+            x = nn.Dense(width, kernel_init=nn.initializers.lecun_normal())(x)
+            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
         init = nn.initializers.variance_scaling(self.final_scale, "fan_in", "truncated_normal")
         return nn.Dense(self.out_dim, kernel_init=init)(x)
 
@@ -202,10 +206,11 @@ class Critic(nn.Module):
 
     hidden: Sequence[int] = (256, 256, 256)
     activation: str = "relu"
+    layer_norm: bool = False  # see MLP
 
     @nn.compact
     def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
-        return MLP(self.hidden, 1, self.activation)(jnp.concatenate([obs, act], axis=-1))[..., 0]
+        return MLP(self.hidden, 1, self.activation, layer_norm=self.layer_norm)(jnp.concatenate([obs, act], axis=-1))[..., 0]
 
 
 class TwinCritic(nn.Module):
@@ -218,6 +223,7 @@ class TwinCritic(nn.Module):
     hidden: Sequence[int] = (256, 256, 256)
     activation: str = "relu"
     num_qs: int = 2
+    layer_norm: bool = False  # see MLP
 
     @nn.compact
     def __call__(self, obs: jax.Array, act: jax.Array) -> jax.Array:
@@ -229,4 +235,4 @@ class TwinCritic(nn.Module):
             out_axes=0,
             axis_size=self.num_qs,
         )
-        return vmapped(self.hidden, self.activation)(obs, act)
+        return vmapped(self.hidden, self.activation, self.layer_norm)(obs, act)

@@ -65,3 +65,29 @@ def test_policy_log_std_is_clamped():
     params = pol.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
     dist = pol.apply(params, jnp.full((4, 3), 1e4))
     assert np.all(np.asarray(dist.log_std) >= nets.LOG_STD_MIN) and np.all(np.asarray(dist.log_std) <= nets.LOG_STD_MAX)
+
+
+def test_critic_layer_norm_sits_between_each_hidden_dense_and_its_activation():
+    """LayerNorm is invariant to a positive rescaling of its input (up to its epsilon), so scaling
+    the first layer's kernel and bias by 50 leaves a LayerNorm critic's output unchanged and moves
+    a plain one."""
+    from jaxrl_bayes.algos import algo_config, fields_without_effect
+    from jaxrl_bayes.algos.common import make_networks
+
+    obs, act = jax.random.normal(jax.random.PRNGKey(0), (16, 4)), jax.random.normal(jax.random.PRNGKey(1), (16, 2))
+    for layer_norm in (True, False):
+        critic = nets.TwinCritic((32, 32), layer_norm=layer_norm)
+        params = critic.init(jax.random.PRNGKey(2), obs, act)
+        first = params["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"]
+        scaled = jax.tree_util.tree_map(lambda x: x, params)
+        scaled["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"] = jax.tree_util.tree_map(lambda x: 50.0 * x, first)
+        q, q_scaled = critic.apply(params, obs, act), critic.apply(scaled, obs, act)
+        if layer_norm:
+            np.testing.assert_allclose(np.asarray(q_scaled), np.asarray(q), rtol=1e-3, atol=1e-4)
+            assert "LayerNorm_0" in params["params"]["VmapCritic_0"]["MLP_0"]
+        else:
+            assert np.max(np.abs(np.asarray(q_scaled - q))) > 0.1
+    # the agent's switch builds it; bc has no critic and refuses it
+    built = make_networks(algo_config("rrpi", critic_layer_norm=True, critic_hidden=(8,)), act_dim=2)
+    assert built.critic.layer_norm
+    assert fields_without_effect(algo_config("bc"), ["critic_layer_norm"]) == ["critic_layer_norm"]

@@ -99,6 +99,9 @@ class AgentConfig:
     # --- RL
     discount: float = 0.99  # both papers
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # PMDB: 3 x 256 twin critics
+    # LayerNorm in the critics' hidden layers (RLPD, ReBRAC; PMDB has none). Issue 21: a worst
+    # case over members' V(s') also picks the critic's roughness between nearby successors.
+    critic_layer_norm: bool = False
     policy_hidden: tuple[int, ...] = (256, 256)  # PSPO T5 width 256; D4RL SAC 2 x 256
     critic_lr: float = 3e-4  # PMDB
     policy_lr: float = 3e-5  # PMDB actor_lr
@@ -324,7 +327,8 @@ class Networks(NamedTuple):
 def make_networks(config: AgentConfig, act_dim: int, with_critic: bool = True) -> Networks:
     """The tanh-Gaussian policy (config.policy_hidden) and the twin critic (config.critic_hidden)."""
     return Networks(networks.TanhGaussianPolicy(act_dim, config.policy_hidden),
-                    networks.TwinCritic(config.critic_hidden) if with_critic else None)
+                    networks.TwinCritic(config.critic_hidden, layer_norm=config.critic_layer_norm)
+                    if with_critic else None)
 
 
 class Ctx(NamedTuple):
