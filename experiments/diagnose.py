@@ -22,6 +22,10 @@ atomically; nothing else in the run directory changes):
   transitions, how often each member's drawn successors and its mean successor terminate,
   separately where the data did not end and where it did (false falls against caught falls),
   for the average member and for the member that falls most (the one a worst case picks);
+- the model along the deployed policy's own real episodes (`--episodes`, seed 0's policy file,
+  in the dataset's evaluation environment): each member's one-step state error and the members'
+  spread there, and the same termination shares on the real steps; this tells model error
+  where the policy goes from model error on the data;
 - the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
   valid, the real/model ratio (`agent.real_weight`, batches) and the rollout horizon.
 
@@ -42,7 +46,7 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from experiments import cli, config, rundir
+from experiments import cli, config, results, rundir
 from jaxrl_bayes import dynamics
 from jaxrl_bayes.checkpoint import atomic_write_json
 from jaxrl_bayes.data.dataset import consecutive_segments
@@ -61,6 +65,7 @@ class Args:
     horizon: int = 10  # open-loop steps to measure (at least the run's rollout horizon is useful)
     segments: int = 1000  # logged stretches of `horizon` consecutive transitions to roll along
     seed: int = 0  # which stretches
+    episodes: int = 10  # real episodes of the deployed policy to measure the model along (0: none)
     debug: bool = False  # print the traceback of a user error too
 
 
@@ -75,19 +80,21 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
         return 0
     if args.horizon < 1 or args.segments < 1:
         raise UserError("--horizon and --segments must be >= 1")
+    if args.episodes < 0:
+        raise UserError("--episodes must be >= 0")
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json); pass the directory "
                         "python -m experiments.run wrote")
     cfg = config.from_json(rundir.read_json(run_dir / "config.json", "run config"), str(run_dir / "config.json"))
-    report = diagnose(run_dir, cfg, args.horizon, args.segments, args.seed)
+    report = diagnose(run_dir, cfg, args.horizon, args.segments, args.seed, args.episodes)
     atomic_write_json(run_dir / "diagnosis.json", report)
     print(markdown(report))
     print(f"\nwritten: {run_dir / 'diagnosis.json'}")
     return 0
 
 
-def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> dict:
+def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, episodes: int = 10) -> dict:
     """The report as a JSON-ready dict (see the module docstring)."""
     out: dict[str, Any] = {"run_dir": str(run_dir), "dataset": cfg.run.dataset, "algo": cfg.run.algo,
                            "rollout_horizon": cfg.agent.rollout_horizon, "real_weight": cfg.agent.real_weight,
@@ -95,6 +102,7 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) ->
                            "discount": cfg.agent.discount}
     out["model_error"] = model_error(run_dir, cfg, horizon, segments, seed)
     out["terminations"] = termination_calibration(run_dir, cfg, seed)
+    out["on_policy"] = on_policy_model(run_dir, cfg, episodes) if episodes else None
     out["value_vs_return"], out["training"] = from_metrics(run_dir)
     return out
 
@@ -144,15 +152,52 @@ def termination_calibration(run_dir: Path, cfg: Any, seed: int) -> Optional[dict
     sampled, at_mean = np.concatenate(sampled, 1), np.concatenate(at_mean, 1)  # [N, rows]
     logged = terminals[rows]
 
-    def rates_where(mask):
-        return {"transitions": int(mask.sum()),
-                "drawn_mean_member": float(sampled[:, mask].mean()), "drawn_worst_member": float(sampled[:, mask].max(0).mean()),
-                "mean_successor_mean_member": float(at_mean[:, mask].mean()),
-                "mean_successor_worst_member": float(at_mean[:, mask].max(0).mean())}
-
     return {"draws": TERMINATION_DRAWS, "common_noise": bool(cfg.agent.common_noise), "members": int(sampled.shape[0]),
             "logged_terminal_rate": float(terminals.mean()),
-            "logged_nonterminal": rates_where(~logged), "logged_terminal": rates_where(logged)}
+            "logged_nonterminal": _termination_shares(sampled, at_mean, ~logged),
+            "logged_terminal": _termination_shares(sampled, at_mean, logged)}
+
+
+def _termination_shares(sampled: np.ndarray, at_mean: np.ndarray, mask: np.ndarray) -> dict:
+    """Shares of terminal successors on the rows in `mask` (`dynamics.termination_rates` [N, rows])."""
+    return {"transitions": int(mask.sum()),
+            "drawn_mean_member": float(sampled[:, mask].mean()) if mask.any() else None,
+            "drawn_worst_member": float(sampled[:, mask].max(0).mean()) if mask.any() else None,
+            "mean_successor_mean_member": float(at_mean[:, mask].mean()) if mask.any() else None,
+            "mean_successor_worst_member": float(at_mean[:, mask].max(0).mean()) if mask.any() else None}
+
+
+def on_policy_model(run_dir: Path, cfg: Any, episodes: int) -> Optional[dict]:
+    """The pool along seed 0's deployed policy's real episodes (`evaluation.gym_episodes` with
+    its transitions recorded; the final evaluation's first episodes), or None (no pool, no policy file yet, or no evaluation env)."""
+    from jaxrl_bayes import evaluation
+    from jaxrl_bayes import policy as policy_lib
+    from jaxrl_bayes.data.dataset import mean_std
+
+    pool, policy_file = _run_pool(run_dir), run_dir / "policy_seed0.npz"
+    spec = config.get_spec(cfg.run)
+    if pool is None or not policy_file.is_file() or spec.eval_env_spec is None:
+        return None
+    policy = policy_lib.load_policy(policy_file)
+    steps: list[tuple[np.ndarray, ...]] = []
+    eps = evaluation.gym_episodes(spec.eval_env_spec, policy_lib.act_fn_for(policy.module), episodes,
+                                  seed=results.eval_seed(final=True), params=policy.bundle, on_transition=lambda *t: steps.append(t))
+    obs, act, nxt, done = (np.concatenate(x) for x in zip(*steps))
+    _, data_std = mean_std(np.asarray(spec.load().observations))
+    pred = dynamics.predict(pool, obs, act)
+    means = np.asarray(pred.next_obs_mean)  # [N, rows, S]
+    err = np.sqrt((((means - nxt[None]) / data_std) ** 2).mean(-1))  # [N, rows] in data-std units
+    spread = np.sqrt(((means.std(0) / data_std) ** 2).mean(-1))  # [rows]
+    rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
+                                      num_samples=TERMINATION_DRAWS, common_noise=cfg.agent.common_noise))(
+        pool, jax.random.PRNGKey(0), obs, act)
+    sampled, at_mean = np.asarray(rates.sampled), np.asarray(rates.at_mean, np.float64)
+    return {"episodes": episodes, "steps": int(len(obs)), "lengths": eps.lengths.tolist(),
+            "returns": eps.returns.tolist(), "real_terminal_rate": float(done.mean()),
+            "state_error_median": float(np.median(err.mean(0))), "state_error_mean": float(err.mean()),
+            "member_spread_median": float(np.median(spread)),
+            "real_nonterminal": _termination_shares(sampled, at_mean, ~done),
+            "real_terminal": _termination_shares(sampled, at_mean, done)}
 
 
 def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> Optional[dict]:
@@ -221,16 +266,28 @@ def markdown(report: dict) -> str:
         lines.append("")
     tc = report.get("terminations")
     if tc is not None:
-        lines += [f"Terminations of the pool on logged transitions (logged terminal rate {tc['logged_terminal_rate']:.4f}; "
+        lines += [f"Terminations of the pool on logged transitions and on the deployed policy's real steps (logged terminal rate {tc['logged_terminal_rate']:.4f}; "
                   f"{tc['draws']} drawn successors per member{', common noise' if tc['common_noise'] else ''}): "
                   "the share that the model ends, for the average member and the member that ends most:", "",
-                  "| logged transitions | n | drawn: average member | drawn: worst member | "
+                  "| transitions | n | drawn: average member | drawn: worst member | "
                   "mean successor: average member | mean successor: worst member |", "|---|---|---|---|---|---|"]
-        for name, label in (("logged_nonterminal", "not terminal (false falls)"), ("logged_terminal", "terminal (caught falls)")):
-            r = tc[name]
-            lines.append(f"| {label} | {r['transitions']} | {r['drawn_mean_member']:.4f} | {r['drawn_worst_member']:.4f} | "
-                         f"{r['mean_successor_mean_member']:.4f} | {r['mean_successor_worst_member']:.4f} |")
+        rows = [(tc[k], f"logged, {label}") for k, label in (("logged_nonterminal", "not terminal (false falls)"),
+                                                             ("logged_terminal", "terminal (caught falls)"))]
+        op = report.get("on_policy")
+        if op is not None:
+            rows += [(op[k], f"the policy's real steps, {label}") for k, label in (("real_nonterminal", "not terminal"),
+                                                                                ("real_terminal", "terminal"))]
+        for r, label in rows:
+            lines.append(f"| {label} | {r['transitions']} | {_f(r['drawn_mean_member'], '.4f')} | "
+                         f"{_f(r['drawn_worst_member'], '.4f')} | {_f(r['mean_successor_mean_member'], '.4f')} | "
+                         f"{_f(r['mean_successor_worst_member'], '.4f')} |")
         lines.append("")
+    op = report.get("on_policy")
+    if op is not None:
+        lines += [f"Along the deployed policy's own {op['episodes']} real episodes (seed 0; lengths "
+                  f"{min(op['lengths']):.0f}-{max(op['lengths']):.0f}, real terminal rate {op['real_terminal_rate']:.4f}): "
+                  f"one-step state error of the members' means, median {op['state_error_median']:.3g} data std "
+                  f"(mean {op['state_error_mean']:.3g}); the members' spread, median {op['member_spread_median']:.3g} data std.", ""]
     if report["value_vs_return"]:
         others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})
         lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return), "

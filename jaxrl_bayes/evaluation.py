@@ -80,7 +80,7 @@ def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
 
 def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
                  num_envs: Optional[int] = None, jit: bool = True, params: Any = None,
-                 discount: float = 1.0) -> Episodes:
+                 discount: float = 1.0, on_transition: Optional[Callable[..., None]] = None) -> Episodes:
     """Returns, discounted returns and lengths of a deterministic policy's episodes.
 
     Args:
@@ -96,6 +96,10 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
         argument of the jitted act_fn, not a constant in it, so evaluating many parameter sets
         with the same act_fn object compiles once (the jit cache is keyed by act_fn and shapes).
       discount: gamma of `discounted_returns`.
+      on_transition: optional; called after every step with (obs, actions, next_obs, terminated)
+        of the sub-environments that ran one of the episodes (float32 / clipped actions / bool
+        arrays with a leading sub-env axis): the policy's own real transitions, for example to
+        measure a model along them.
 
     Returns:
       Episodes, in episode order, with each episode's first observation.
@@ -137,7 +141,11 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
             if not np.all(np.isfinite(actions)):
                 raise ValueError("act_fn returned non-finite actions")
             actions = np.clip(actions, space.low, space.high).astype(space.dtype)
+            before, running_env = obs, episode_of >= 0
             obs, rewards, terminated, truncated, _ = envs.step(actions)
+            if on_transition is not None and running_env.any():
+                on_transition(np.asarray(before[running_env], np.float32), actions[running_env],
+                              np.asarray(obs[running_env], np.float32), np.asarray(terminated[running_env], bool))
             running += rewards
             running_disc += discount ** steps * rewards
             steps += 1

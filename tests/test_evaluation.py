@@ -136,17 +136,25 @@ def test_gym_episodes_discounted_returns_and_lengths_match_stepping_by_hand():
     from jaxrl_bayes.evaluation import gym_episodes
 
     env, g = gym.make("Hopper-v4"), 0.9
-    want = []
+    want, steps = [], []
     for k in range(3):
         obs, _ = env.reset(seed=10 + k)
         rewards, done = [], False
         while not done:
+            before = obs
             obs, r, terminated, truncated, _ = env.step(np.asarray(policy(obs[None].astype(np.float32)))[0])
+            steps.append(np.concatenate([before, obs, [float(terminated)]]))
             rewards.append(r)
             done = terminated or truncated
         want.append((sum(rewards), sum(g ** t * r for t, r in enumerate(rewards)), len(rewards)))
-    got = gym_episodes("Hopper-v4", policy, num_episodes=3, seed=10, num_envs=2, discount=g)
+    recorded = []
+    got = gym_episodes("Hopper-v4", policy, num_episodes=3, seed=10, num_envs=2, discount=g,
+                       on_transition=lambda o, a, o2, d: recorded.extend(np.c_[o, o2, d.astype(float)]))
     np.testing.assert_allclose(np.stack([got.returns, got.discounted_returns, got.lengths], 1), want, rtol=1e-5)
+    # on_transition sees exactly the episodes' real steps (two sub-envs interleave them): as sets
+    assert len(recorded) == len(steps) == int(got.lengths.sum())
+    order = lambda rows: np.asarray(rows)[np.lexsort(np.asarray(rows).T[::-1])]  # noqa: E731
+    np.testing.assert_allclose(order(recorded), order(steps), rtol=1e-5, atol=1e-6)
 
 
 def test_value_in_learning_units_of_a_constant_reward():

@@ -517,6 +517,12 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
     assert report["value_vs_return"][-1]["q_start_mean"] == pytest.approx(row["eval/q_start_mean"])
     # the pool's terminations against the file's logged ones: shares, on both kinds of transitions
+    # the pool along the policy's own real episodes: the final evaluation's first 10 episodes
+    op = report["on_policy"]
+    assert op["returns"] == pytest.approx(eps.returns[:10].tolist(), rel=1e-5)
+    assert op["steps"] == int(sum(op["lengths"])) and op["state_error_median"] > 0.0
+    ended = sum(length < 1000 for length in op["lengths"])  # a Hopper episode ends by a fall or at 1000 steps
+    assert op["real_terminal"]["transitions"] == ended and op["real_nonterminal"]["transitions"] == op["steps"] - ended
     tc = report["terminations"]  # the file ends 3 episodes
     assert tc["logged_terminal"]["transitions"] == 3 and tc["logged_nonterminal"]["transitions"] == n - 3
     for kind in ("logged_nonterminal", "logged_terminal"):
