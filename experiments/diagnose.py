@@ -100,9 +100,15 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, ep
                            "rollout_horizon": cfg.agent.rollout_horizon, "real_weight": cfg.agent.real_weight,
                            "real_batch": cfg.agent.real_batch, "model_batch": cfg.agent.model_batch,
                            "discount": cfg.agent.discount}
-    out["model_error"] = model_error(run_dir, cfg, horizon, segments, seed)
-    out["terminations"] = termination_calibration(run_dir, cfg, seed)
-    out["on_policy"] = on_policy_model(run_dir, cfg, episodes) if episodes else None
+    out["model_error"] = out["terminations"] = out["on_policy"] = None
+    pool = _run_pool(run_dir)
+    if pool is not None:  # bc: no model
+        spec = config.get_spec(cfg.run)
+        dataset = spec.load()  # validated as in experiments.run; loaded once for every section
+        out["model_error"] = model_error(pool, dataset, horizon, segments, seed)
+        out["terminations"] = termination_calibration(pool, spec, dataset, cfg.agent.common_noise, seed)
+        if episodes:
+            out["on_policy"] = on_policy_model(run_dir, pool, spec, dataset, cfg.agent.common_noise, episodes)
     out["value_vs_return"], out["training"] = from_metrics(run_dir)
     return out
 
@@ -113,7 +119,9 @@ def _run_pool(run_dir: Path) -> Optional[dynamics.DynamicsPool]:
     if not dyn_file.is_file():
         return None  # bc: no model
     info = rundir.read_json(dyn_file, "dynamics record")
-    pool_file = Path(info.get("pool_file", ""))
+    if not info.get("pool_file"):
+        return None  # bc writes a record without a pool ("bc trains without a dynamics pool")
+    pool_file = Path(info["pool_file"])
     if not pool_file.is_file():
         raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
                         "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
@@ -124,14 +132,10 @@ TERMINATION_TRANSITIONS = 20_000  # logged transitions (all terminal ones among 
 TERMINATION_DRAWS = 32  # successors drawn per member and transition
 
 
-def termination_calibration(run_dir: Path, cfg: Any, seed: int) -> Optional[dict]:
+def termination_calibration(pool: dynamics.DynamicsPool, spec: Any, dataset: Any, common_noise: bool,
+                            seed: int) -> Optional[dict]:
     """The pool's terminations on logged transitions against the logged `terminals`, or None
-    (no pool, or a dataset without terminations)."""
-    pool = _run_pool(run_dir)
-    if pool is None:
-        return None
-    spec = config.get_spec(cfg.run)
-    dataset = spec.load()
+    (a dataset without terminations)."""
     terminals = np.asarray(dataset.terminals).astype(bool)
     if not terminals.any():
         return None  # nothing to calibrate against (halfcheetah, or a file without terminal flags)
@@ -143,7 +147,7 @@ def termination_calibration(run_dir: Path, cfg: Any, seed: int) -> Optional[dict
     rows = np.concatenate([ends, rest])
     obs, act = np.asarray(dataset.observations)[rows], np.asarray(dataset.actions)[rows]
     rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
-                                      num_samples=TERMINATION_DRAWS, common_noise=cfg.agent.common_noise))
+                                      num_samples=TERMINATION_DRAWS, common_noise=common_noise))
     sampled, at_mean = [], []
     for i, start in enumerate(range(0, len(rows), 2048)):
         r = rates(pool, jax.random.PRNGKey(seed * 7919 + i), obs[start:start + 2048], act[start:start + 2048])
@@ -152,7 +156,7 @@ def termination_calibration(run_dir: Path, cfg: Any, seed: int) -> Optional[dict
     sampled, at_mean = np.concatenate(sampled, 1), np.concatenate(at_mean, 1)  # [N, rows]
     logged = terminals[rows]
 
-    return {"draws": TERMINATION_DRAWS, "common_noise": bool(cfg.agent.common_noise), "members": int(sampled.shape[0]),
+    return {"draws": TERMINATION_DRAWS, "common_noise": bool(common_noise), "members": int(sampled.shape[0]),
             "logged_terminal_rate": float(terminals.mean()),
             "logged_nonterminal": _termination_shares(sampled, at_mean, ~logged),
             "logged_terminal": _termination_shares(sampled, at_mean, logged)}
@@ -167,29 +171,29 @@ def _termination_shares(sampled: np.ndarray, at_mean: np.ndarray, mask: np.ndarr
             "mean_successor_worst_member": float(at_mean[:, mask].max(0).mean()) if mask.any() else None}
 
 
-def on_policy_model(run_dir: Path, cfg: Any, episodes: int) -> Optional[dict]:
+def on_policy_model(run_dir: Path, pool: dynamics.DynamicsPool, spec: Any, dataset: Any, common_noise: bool,
+                    episodes: int) -> Optional[dict]:
     """The pool along seed 0's deployed policy's real episodes (`evaluation.gym_episodes` with
-    its transitions recorded; the final evaluation's first episodes), or None (no pool, no policy file yet, or no evaluation env)."""
+    its transitions recorded; the final evaluation's first episodes), or None (no policy file yet,
+    or no evaluation env)."""
     from jaxrl_bayes import evaluation
     from jaxrl_bayes import policy as policy_lib
-    from jaxrl_bayes.data.dataset import mean_std
 
-    pool, policy_file = _run_pool(run_dir), run_dir / "policy_seed0.npz"
-    spec = config.get_spec(cfg.run)
-    if pool is None or not policy_file.is_file() or spec.eval_env_spec is None:
+    policy_file = run_dir / "policy_seed0.npz"
+    if not policy_file.is_file() or spec.eval_env_spec is None:
         return None
     policy = policy_lib.load_policy(policy_file)
     steps: list[tuple[np.ndarray, ...]] = []
     eps = evaluation.gym_episodes(spec.eval_env_spec, policy_lib.act_fn_for(policy.module), episodes,
                                   seed=results.eval_seed(final=True), params=policy.bundle, on_transition=lambda *t: steps.append(t))
     obs, act, nxt, done = (np.concatenate(x) for x in zip(*steps))
-    _, data_std = mean_std(np.asarray(spec.load().observations))
+    data_std = np.asarray(dataset.obs_std)
     pred = dynamics.predict(pool, obs, act)
     means = np.asarray(pred.next_obs_mean)  # [N, rows, S]
     err = np.sqrt((((means - nxt[None]) / data_std) ** 2).mean(-1))  # [N, rows] in data-std units
     spread = np.sqrt(((means.std(0) / data_std) ** 2).mean(-1))  # [rows]
     rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
-                                      num_samples=TERMINATION_DRAWS, common_noise=cfg.agent.common_noise))(
+                                      num_samples=TERMINATION_DRAWS, common_noise=common_noise))(
         pool, jax.random.PRNGKey(0), obs, act)
     sampled, at_mean = np.asarray(rates.sampled), np.asarray(rates.at_mean, np.float64)
     return {"episodes": episodes, "steps": int(len(obs)), "lengths": eps.lengths.tolist(),
@@ -200,12 +204,8 @@ def on_policy_model(run_dir: Path, cfg: Any, episodes: int) -> Optional[dict]:
             "real_terminal": _termination_shares(sampled, at_mean, done)}
 
 
-def model_error(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int) -> Optional[dict]:
-    """Open-loop error per step of every pool member along logged stretches, or None (no pool)."""
-    pool = _run_pool(run_dir)
-    if pool is None:
-        return None
-    dataset = config.get_spec(cfg.run).load()  # validated as in experiments.run
+def model_error(pool: dynamics.DynamicsPool, dataset: Any, horizon: int, segments: int, seed: int) -> dict:
+    """Open-loop error per step of every pool member along logged stretches."""
     obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
     rows = consecutive_segments(obs, nxt, np.asarray(dataset.terminals), horizon, segments, seed)
     err = jax.jit(dynamics.open_loop_error)(

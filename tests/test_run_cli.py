@@ -536,6 +536,17 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert "Q first states / MC" in printed and "greedy gain" in printed and "false falls" in printed
 
 
+def test_diagnose_reads_a_bc_run_as_one_without_a_model(tmp_path):
+    """bc writes dynamics.json without a pool file: no model to diagnose, not a missing pool."""
+    from experiments import diagnose as diagnose_mod
+
+    (tmp_path / "dynamics.json").write_text(json.dumps({"note": "bc trains without a dynamics pool", "reused": None}))
+    assert diagnose_mod._run_pool(tmp_path) is None
+    (tmp_path / "dynamics.json").write_text(json.dumps({"pool_file": str(tmp_path / "gone.npz")}))
+    with pytest.raises(diagnose_mod.UserError, match="is gone"):
+        diagnose_mod._run_pool(tmp_path)
+
+
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):
     def result(name, algo, dataset, score):
         (tmp_path / name).mkdir()
