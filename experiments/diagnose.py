@@ -146,20 +146,26 @@ def termination_calibration(pool: dynamics.DynamicsPool, spec: Any, dataset: Any
                       replace=False)
     rows = np.concatenate([ends, rest])
     obs, act = np.asarray(dataset.observations)[rows], np.asarray(dataset.actions)[rows]
-    rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
-                                      num_samples=TERMINATION_DRAWS, common_noise=common_noise))
-    sampled, at_mean = [], []
-    for i, start in enumerate(range(0, len(rows), 2048)):
-        r = rates(pool, jax.random.PRNGKey(seed * 7919 + i), obs[start:start + 2048], act[start:start + 2048])
-        sampled.append(np.asarray(r.sampled))
-        at_mean.append(np.asarray(r.at_mean, np.float64))
-    sampled, at_mean = np.concatenate(sampled, 1), np.concatenate(at_mean, 1)  # [N, rows]
+    sampled, at_mean = _termination_rates(pool, spec, common_noise, obs, act, seed)
     logged = terminals[rows]
-
     return {"draws": TERMINATION_DRAWS, "common_noise": bool(common_noise), "members": int(sampled.shape[0]),
             "logged_terminal_rate": float(terminals.mean()),
             "logged_nonterminal": _termination_shares(sampled, at_mean, ~logged),
             "logged_terminal": _termination_shares(sampled, at_mean, logged)}
+
+
+def _termination_rates(pool: dynamics.DynamicsPool, spec: Any, common_noise: bool, obs: np.ndarray,
+                       act: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`dynamics.termination_rates` under the dataset's rule, 2,048 rows at a time: (the share of
+    `TERMINATION_DRAWS` drawn successors that terminate, 1.0 where the mean successor does), [N, rows]."""
+    rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
+                                      num_samples=TERMINATION_DRAWS, common_noise=common_noise))
+    sampled, at_mean = [], []
+    for i, start in enumerate(range(0, len(obs), 2048)):
+        r = rates(pool, jax.random.PRNGKey(seed * 7919 + i), obs[start:start + 2048], act[start:start + 2048])
+        sampled.append(np.asarray(r.sampled))
+        at_mean.append(np.asarray(r.at_mean, np.float64))
+    return np.concatenate(sampled, 1), np.concatenate(at_mean, 1)
 
 
 def _termination_shares(sampled: np.ndarray, at_mean: np.ndarray, mask: np.ndarray) -> dict:
@@ -192,10 +198,7 @@ def on_policy_model(run_dir: Path, pool: dynamics.DynamicsPool, spec: Any, datas
     means = np.asarray(pred.next_obs_mean)  # [N, rows, S]
     err = np.sqrt((((means - nxt[None]) / data_std) ** 2).mean(-1))  # [N, rows] in data-std units
     spread = np.sqrt(((means.std(0) / data_std) ** 2).mean(-1))  # [rows]
-    rates = jax.jit(functools.partial(dynamics.termination_rates, termination_fn=spec.termination_fn,
-                                      num_samples=TERMINATION_DRAWS, common_noise=common_noise))(
-        pool, jax.random.PRNGKey(0), obs, act)
-    sampled, at_mean = np.asarray(rates.sampled), np.asarray(rates.at_mean, np.float64)
+    sampled, at_mean = _termination_rates(pool, spec, common_noise, obs, act, seed=0)
     return {"episodes": episodes, "steps": int(len(obs)), "lengths": eps.lengths.tolist(),
             "returns": eps.returns.tolist(), "real_terminal_rate": float(done.mean()),
             "state_error_median": float(np.median(err.mean(0))), "state_error_mean": float(err.mean()),
@@ -264,7 +267,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {i + 1}{mark} | {o['median'][i]:.3g} ({o['min'][i]:.3g}-{o['max'][i]:.3g}) | "
                          f"{r['median'][i]:.3g} ({r['min'][i]:.3g}-{r['max'][i]:.3g}) |")
         lines.append("")
-    tc = report.get("terminations")
+    tc, op = report.get("terminations"), report.get("on_policy")
     if tc is not None:
         lines += [f"Terminations of the pool on logged transitions and on the deployed policy's real steps (logged terminal rate {tc['logged_terminal_rate']:.4f}; "
                   f"{tc['draws']} drawn successors per member{', common noise' if tc['common_noise'] else ''}): "
@@ -273,7 +276,6 @@ def markdown(report: dict) -> str:
                   "mean successor: average member | mean successor: worst member |", "|---|---|---|---|---|---|"]
         rows = [(tc[k], f"logged, {label}") for k, label in (("logged_nonterminal", "not terminal (false falls)"),
                                                              ("logged_terminal", "terminal (caught falls)"))]
-        op = report.get("on_policy")
         if op is not None:
             rows += [(op[k], f"the policy's real steps, {label}") for k, label in (("real_nonterminal", "not terminal"),
                                                                                 ("real_terminal", "terminal"))]
@@ -282,7 +284,6 @@ def markdown(report: dict) -> str:
                          f"{_f(r['drawn_worst_member'], '.4f')} | {_f(r['mean_successor_mean_member'], '.4f')} | "
                          f"{_f(r['mean_successor_worst_member'], '.4f')} |")
         lines.append("")
-    op = report.get("on_policy")
     if op is not None:
         lines += [f"Along the deployed policy's own {op['episodes']} real episodes (seed 0; lengths "
                   f"{min(op['lengths']):.0f}-{max(op['lengths']):.0f}, real terminal rate {op['real_terminal_rate']:.4f}): "
