@@ -330,9 +330,16 @@ def config_diff(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str,
     return diffs
 
 
-def config_hash(cfg_json: Mapping[str, Mapping[str, Any]]) -> str:
-    """sha256 of the config without the fields a resume may change."""
-    kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME} for s in SECTIONS}
+def config_hash(cfg_json: Mapping[str, Mapping[str, Any]],
+                saved: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    """sha256 of the config without the fields a resume may change.
+
+    `saved`: the run's config.json. Only its fields are hashed, so a run started before a field
+    existed still resumes with the newer code: the field is absent from its config.json, which
+    then loads it at its default (the behaviour the run had), and it was absent from the hash.
+    """
+    kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME
+                and (saved is None or k in saved.get(s, {}))} for s in SECTIONS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -231,7 +231,9 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     """Trains (or continues) the run in `run_dir`; returns the exit code."""
     run, agent = cfg.run, cfg.agent
     cfg_json = cfg.to_json()
-    chash = config.config_hash(cfg_json)
+    # over the fields of the run's config.json (written at its start): a field added to the code
+    # since then, at its default, neither changes the hash nor blocks a resume
+    chash = config.config_hash(cfg_json, saved=rundir.read_json(run_dir / "config.json", "config"))
     t_setup = time.perf_counter()
     # seeds over all local devices (jaxrl_bayes.sharding; one device: a no-op placement); an S
     # that does not split evenly over them is refused here, before the pool is trained

@@ -312,6 +312,28 @@ def test_crash_leaves_no_results_and_resume_finishes_identically(finished, tmp_p
     _resume_and_compare(ref, out)
 
 
+def test_a_run_started_before_a_field_existed_resumes_exactly(finished, tmp_path):
+    """A run written by code without `agent.critic_layer_norm` (its config.json and its
+    checkpoints' hash lack the field) resumes with today's code, at the field's default, and
+    finishes bit-identically."""
+    ref, _ = finished
+    out = _copy_run(ref, tmp_path / "older")
+    (out / "results.json").unlink()
+    shutil.rmtree(out / "checkpoints" / "10")
+    for p in out.glob("policy_seed*.npz"):
+        p.unlink()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["agent"].pop("critic_layer_norm") is False
+    (out / "config.json").write_text(json.dumps(cfg))
+    older_hash = config.config_hash(cfg)  # what the older code computed: its fields only
+    assert older_hash != config.config_hash(json.loads((ref / "config.json").read_text()))
+    for meta in (out / "checkpoints").glob("*/meta/metadata"):
+        m = json.loads(meta.read_text())
+        m["user"]["config_hash"] = older_hash
+        meta.write_text(json.dumps(m))
+    _resume_and_compare(ref, out)
+
+
 def test_resume_with_another_config_refuses_and_lists_fields(finished, tmp_path, capsys):
     out = _copy_run(finished[0], tmp_path / "run")
     (out / "results.json").unlink()  # an unfinished run
