@@ -243,7 +243,7 @@ def from_metrics(run_dir: Path) -> tuple[list[dict], dict]:
              for r in rows if r.get("eval/mc_value_mean") is not None]
     last = rows[-1] if rows else {}
     keys = ("step", "temperature", "q_model_mean", "q_real_mean", "target_mean", "rollout_valid_frac",
-            "rollout_path_len", "policy_kl", "ref_kl", "greedy_gain", "picked_done_frac", "member_done_frac", "critic_loss",
+            "rollout_path_len", "rollout_restart_frac", "policy_kl", "ref_kl", "greedy_gain", "picked_done_frac", "member_done_frac", "critic_loss",
             "steps_per_s", "wall_time_s")
     return evals, {k: last.get(k) for k in keys if k in last}
 
@@ -288,7 +288,16 @@ def markdown(report: dict) -> str:
         lines += [f"Along the deployed policy's own {op['episodes']} real episodes (seed 0; lengths "
                   f"{min(op['lengths']):.0f}-{max(op['lengths']):.0f}, real terminal rate {op['real_terminal_rate']:.4f}): "
                   f"one-step state error of the members' means, median {op['state_error_median']:.3g} data std "
-                  f"(mean {op['state_error_mean']:.3g}); the members' spread, median {op['member_spread_median']:.3g} data std.", ""]
+                  f"(mean {op['state_error_mean']:.3g}); the members' spread, median {op['member_spread_median']:.3g} data std."]
+        hazard = report["training"].get("rollout_restart_frac")
+        if hazard is not None and report.get("rollout_horizon", 0) > 1:
+            # issue 21: where the model's paths end far more often than the policy's real episodes,
+            # the value learns falls that the real environment does not have
+            ratio = f", {hazard / op['real_terminal_rate']:.1f} times" if op["real_terminal_rate"] > 0 else ""
+            lines.append(f"The model's paths ended on {hazard:.4f} of their steps in the last chunk (terminal or "
+                         f"outside the data's box, or at the horizon) against {op['real_terminal_rate']:.4f} of the "
+                         f"policy's real steps{ratio}.")
+        lines.append("")
     if report["value_vs_return"]:
         others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})
         lines += ["Value against reality (learning units; Q should sit at or above the Monte Carlo return), "

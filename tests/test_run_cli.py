@@ -501,9 +501,13 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
         f["rewards"] = rng.uniform(0, 3, n).astype(np.float32)
         f["terminals"] = np.arange(n) % 100 == 99
     out = tmp_path / "run"
-    assert run_mod.main([*TINY, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
+    # PMDB's persistent paths (the locomotion presets' scheme), so the paths' end rate is reported
+    dropped = {"--agent.rollout_scheme", "--agent.rollout_batch"}  # each followed by one value
+    persistent = [a for i, a in enumerate(TINY) if a not in dropped and (i == 0 or TINY[i - 1] not in dropped)]
+    assert run_mod.main([*persistent, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
                          "--ref-min-score", "0", "--ref-max-score", "200", "--run.total_steps", "20",
-                         "--agent.bc_steps", "0", "--out", str(out)]) == 0
+                         "--agent.bc_steps", "0", "--agent.rollout_scheme", "persistent", "--agent.rollout_horizon", "50",
+                         "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     row = _rows(out)[-1]
     cfg = json.loads((out / "config.json").read_text())["agent"]
@@ -556,6 +560,9 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert 0.0 <= row["greedy_gain"] <= 1.0 / (1.0 - cfg["discount"])
     printed = capsys.readouterr().out
     assert "Q first states / MC" in printed and "greedy gain" in printed and "false falls" in printed
+    # how often the model's paths end, beside how often the policy's real steps do
+    assert (f"paths ended on {row['rollout_restart_frac']:.4f} of their steps in the last chunk" in printed
+            and f"against {op['real_terminal_rate']:.4f} of the policy's real steps" in printed)
 
 
 def test_diagnose_reads_a_bc_run_as_one_without_a_model(tmp_path):
