@@ -290,9 +290,8 @@ def markdown(report: dict) -> str:
                   f"one-step state error of the members' means, median {op['state_error_median']:.3g} data std "
                   f"(mean {op['state_error_mean']:.3g}); the members' spread, median {op['member_spread_median']:.3g} data std."]
         hazard = report["training"].get("rollout_restart_frac")
-        if hazard is not None and report.get("rollout_horizon", 0) > 1:
-            # issue 21: where the model's paths end far more often than the policy's real episodes,
-            # the value learns falls that the real environment does not have
+        if hazard is not None:  # logged by the persistent scheme only
+            # issue 21: how often the paths the critic learns on end, against the real episodes
             ratio = f", {hazard / op['real_terminal_rate']:.1f} times" if op["real_terminal_rate"] > 0 else ""
             lines.append(f"The model's paths ended on {hazard:.4f} of their steps in the last chunk (terminal or "
                          f"outside the data's box, or at the horizon) against {op['real_terminal_rate']:.4f} of the "

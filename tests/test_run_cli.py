@@ -84,6 +84,17 @@ def _copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _before_the_last_chunk(ref: Path, dst: Path) -> Path:
+    """A copy of the finished run `ref` as it was before its last chunk: the checkpoint at chunk
+    9 of 10, no results.json, no policy files."""
+    out = _copy_run(ref, dst)
+    (out / "results.json").unlink()
+    shutil.rmtree(out / "checkpoints" / "10")
+    for p in out.glob("policy_seed*.npz"):
+        p.unlink()
+    return out
+
+
 def _final_leaves(run_dir):
     """The leaves of the newest checkpoint, read back with the shapes recorded in its meta."""
     with ckpt_lib.Checkpointer(Path(run_dir) / "checkpoints", None) as ck:
@@ -289,11 +300,7 @@ def test_crash_leaves_no_results_and_resume_finishes_identically(finished, tmp_p
     """A crash in the final evaluation leaves checkpoints but no results.json (and no temp
     files); --resume then finishes bit-identically to the uninterrupted run."""
     ref, _ = finished
-    out = _copy_run(ref, tmp_path / "crash")
-    (out / "results.json").unlink()
-    shutil.rmtree(out / "checkpoints" / "10")
-    for p in out.glob("policy_seed*.npz"):
-        p.unlink()
+    out = _before_the_last_chunk(ref, tmp_path / "crash")
     real_eval = results.evaluate_seeds
 
     def crash_at_the_end(*a, final, **k):
@@ -317,11 +324,7 @@ def test_a_run_started_before_a_field_existed_resumes_exactly(finished, tmp_path
     checkpoints' hash lack the field) resumes with today's code, at the field's default, and
     finishes bit-identically."""
     ref, _ = finished
-    out = _copy_run(ref, tmp_path / "older")
-    (out / "results.json").unlink()
-    shutil.rmtree(out / "checkpoints" / "10")
-    for p in out.glob("policy_seed*.npz"):
-        p.unlink()
+    out = _before_the_last_chunk(ref, tmp_path / "older")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["agent"].pop("critic_layer_norm") is False
     (out / "config.json").write_text(json.dumps(cfg))
