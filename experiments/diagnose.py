@@ -7,6 +7,9 @@ Reads a run directory written by `python -m experiments.run` (config.json, dynam
 metrics.jsonl) and reports, as a table on the terminal and in `diagnosis.json` (written
 atomically; nothing else in the run directory changes):
 
+- how the pool was trained: epochs against the cap, early stop, held-out MSE and NLL, and how
+  much the held-out MSE still fell over the last epochs (a pool stopped at its cap while still
+  improving had not converged);
 - model error along rollouts: each member of the run's pool rolled open loop along logged
   action sequences of the dataset (`dynamics.open_loop_error`), state RMSE in data-std units
   and reward error against the data's reward std, per step h = 1 .. --horizon, marking the
@@ -102,6 +105,7 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, ep
                            "discount": cfg.agent.discount}
     out["model_error"] = out["terminations"] = out["on_policy"] = None
     pool = _run_pool(run_dir)
+    out["pool_training"] = pool_training(run_dir) if pool is not None else None
     if pool is not None:  # bc: no model
         spec = config.get_spec(cfg.run)
         dataset = spec.load()  # validated as in experiments.run; loaded once for every section
@@ -126,6 +130,33 @@ def _run_pool(run_dir: Path) -> Optional[dynamics.DynamicsPool]:
         raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
                         "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
     return dynamics.load_pool(pool_file)
+
+
+CONVERGENCE_EPOCHS = 5  # the pool's held-out MSE compared over its last epochs (MBPO's patience)
+
+
+def pool_training(run_dir: Path) -> Optional[dict]:
+    """How the run's pool was trained, from the pool cache's info.json: epochs run against the
+    cap, early stop, the kept members' held-out MSE and NLL, and how much the held-out MSE (mean
+    over members) still fell over the last CONVERGENCE_EPOCHS epochs, relative to its best before
+    them (None: a pool cached before the curve was recorded). A pool that stopped at the cap with
+    its held-out error still falling had not converged (issue 21: held-out likelihood, not
+    evaluation returns, sets the presets' epochs). None when the record is missing."""
+    info_file = Path(rundir.read_json(run_dir / "dynamics.json", "dynamics record")["pool_file"]).parent / "info.json"
+    if not info_file.is_file():
+        return None
+    info = rundir.read_json(info_file, "pool record")
+    rep = info.get("report", {})
+    curve = rep.get("val_mse_curve")
+    still_falling = None
+    if curve and len(curve) > CONVERGENCE_EPOCHS:
+        before, last = min(curve[:-CONVERGENCE_EPOCHS]), min(curve[-CONVERGENCE_EPOCHS:])
+        still_falling = max(0.0, (before - last) / before) if before > 0 else 0.0
+    return {"epochs": rep.get("epochs"), "max_epochs": info.get("dynamics", {}).get("max_epochs"),
+            "stopped_early": rep.get("stopped_early"),
+            "val_mse_mean": float(np.mean(rep["val_mse"])) if rep.get("val_mse") else None,
+            "val_nll_mean": float(np.mean(rep["val_nll"])) if rep.get("val_nll") else None,
+            "val_mse_curve": curve, "last_epochs_drop": still_falling}
 
 
 TERMINATION_TRANSITIONS = 20_000  # logged transitions (all terminal ones among them, up to this many)
@@ -254,6 +285,19 @@ def _f(x: Any, fmt: str = ".3g") -> str:
 
 def markdown(report: dict) -> str:
     lines = [f"# Diagnosis of {report['run_dir']} ({report['algo']} on {report['dataset']})", ""]
+    pt = report.get("pool_training")
+    if pt is not None:
+        how = "stopped early (held-out MSE no longer improving)" if pt["stopped_early"] else "ran to the cap"
+        lines.append(f"Pool training: {pt['epochs']} of at most {pt['max_epochs']} epochs, {how}; kept members' "
+                     f"held-out MSE {_f(pt['val_mse_mean'], '.4g')}, NLL {_f(pt['val_nll_mean'], '.4g')} "
+                     "(normalized targets).")
+        if pt["last_epochs_drop"] is not None:
+            lines[-1] += (f" Over its last {CONVERGENCE_EPOCHS} epochs the held-out MSE fell "
+                          f"{100 * pt['last_epochs_drop']:.1f} %")
+            if not pt["stopped_early"] and pt["last_epochs_drop"] > 0.01:
+                lines[-1] += ": the model had not converged (raise --dynamics.max_epochs)"
+            lines[-1] += "."
+        lines.append("")
     me = report["model_error"]
     if me is not None:
         h = report["rollout_horizon"]

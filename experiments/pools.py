@@ -144,6 +144,8 @@ def _train_and_cache(dataset: Any, dataset_name: str, config: dynamics.DynamicsC
     for name in ("val_mse", "val_nll"):
         if hasattr(report, name):
             summary[name] = np.asarray(getattr(report, name)).tolist()
+    if hasattr(report, "val_mse_curve"):  # per epoch, mean over members: did the held-out error stop falling?
+        summary["val_mse_curve"] = np.asarray(report.val_mse_curve).mean(axis=1).tolist()
     # info.json first: pool.npz, written last (atomically), is what marks the entry complete
     atomic_write_json(cdir / "info.json", to_json_value(
         {"dataset": dataset_name, "dynamics": dyn_json, "dynamics_seed": seed, "dataset_fingerprint": fp,

@@ -544,6 +544,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     assert sorted(p.name for p in out.iterdir()) == sorted(before + ["diagnosis.json"])
     assert report["model_error"]["members"] == 3 and len(report["model_error"]["obs_rmse_in_data_std"]["median"]) == 3
     assert report["value_vs_return"][-1]["mc_value_mean"] == pytest.approx(row["eval/mc_value_mean"])
+    pt = report["pool_training"]  # the pool this run trained records its held-out curve, one point per epoch
+    assert len(pt["val_mse_curve"]) == pt["epochs"] >= 1 and pt["max_epochs"] == cfg_dyn_max_epochs(out)
     assert report["value_vs_return"][-1]["q_start_mean"] == pytest.approx(row["eval/q_start_mean"])
     # the pool's terminations against the file's logged ones: shares, on both kinds of transitions
     # the pool along the policy's own real episodes: the final evaluation's first 10 episodes
@@ -566,6 +568,41 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     # how often the model's paths end, beside how often the policy's real steps do
     assert (f"paths ended on {row['rollout_restart_frac']:.4f} of their steps in the last chunk" in printed
             and f"against {op['real_terminal_rate']:.4f} of the policy's real steps" in printed)
+
+
+def cfg_dyn_max_epochs(run_dir):
+    return json.loads((run_dir / "config.json").read_text())["dynamics"]["max_epochs"]
+
+
+def test_diagnose_says_whether_the_pool_converged(tmp_path):
+    """A planted pool record: stopped at its 8-epoch cap, its best held-out MSE before the last 5
+    epochs 0.4 and within them 0.3, so it still fell 25 %: not converged. An early stop is not."""
+    from experiments import diagnose as diagnose_mod
+
+    cdir = tmp_path / "cache"
+    cdir.mkdir()
+    (tmp_path / "dynamics.json").write_text(json.dumps({"pool_file": str(cdir / "pool.npz")}))
+    assert diagnose_mod.pool_training(tmp_path) is None  # no record beside the pool: nothing to say
+    info = {"dynamics": {"max_epochs": 8}, "report": {
+        "epochs": 8, "stopped_early": False, "val_mse": [0.25, 0.35], "val_nll": [-1.0, -2.0],
+        "val_mse_curve": [1.0, 0.5, 0.4, 0.45, 0.4, 0.42, 0.41, 0.3]}}
+    (cdir / "info.json").write_text(json.dumps(info))
+    pt = diagnose_mod.pool_training(tmp_path)
+    assert pt["epochs"] == 8 and pt["max_epochs"] == 8 and pt["stopped_early"] is False
+    assert pt["val_mse_mean"] == pytest.approx(0.3) and pt["val_nll_mean"] == pytest.approx(-1.5)
+    assert pt["last_epochs_drop"] == pytest.approx(0.25)
+    report = {"run_dir": "r", "algo": "rrpi", "dataset": "d", "pool_training": pt, "model_error": None,
+              "value_vs_return": [], "training": {},
+              "real_weight": 0.5, "real_batch": 4, "model_batch": 4, "discount": 0.99}
+    text = diagnose_mod.markdown(report)
+    assert "8 of at most 8 epochs, ran to the cap" in text and "fell 25.0 %: the model had not converged" in text
+    info["report"].update(stopped_early=True, epochs=10,
+                          val_mse_curve=[1.0, 0.5, 0.4, 0.45, 0.41, 0.42, 0.41, 0.43, 0.44, 0.45])
+    (cdir / "info.json").write_text(json.dumps(info))
+    pt = diagnose_mod.pool_training(tmp_path)  # best 0.4 before the last 5, 0.41 within: no longer falling
+    assert pt["last_epochs_drop"] == pytest.approx(0.0)
+    text = diagnose_mod.markdown({**report, "pool_training": pt})
+    assert "stopped early" in text and "not converged" not in text
 
 
 def test_diagnose_reads_a_bc_run_as_one_without_a_model(tmp_path):
