@@ -1,10 +1,17 @@
 """`python -m experiments.report DIR`: a Table-1-style report, with interval estimates, of every
 finished run under DIR.
 
-It reads only run directories (any folder under DIR with a `results.json`; `metrics.jsonl` for
-the learning curves), so it works on sweep output and on runs made by hand alike. Several run
-directories of the same (dataset, algorithm) each contribute their seeds; seeds made by
-different git commits are pooled only with `--allow-mixed` (and the report then says so).
+It reads only run directories (any folder under DIR with a `results.json`; `config.json` for
+the configuration, `metrics.jsonl` for the learning curves), so it works on sweep output and on
+runs made by hand alike. Several run directories of the same (dataset, algorithm) and the same
+method configuration (`RUN_FIELDS_NOT_METHOD` says which fields count) each contribute their
+seeds to one row; seeds made by different git commits are pooled only with `--allow-mixed` (and
+the report then says so). Runs of one algorithm with different configurations on a dataset are
+separate rows ("variants"), each named by the algorithm and the fields in which the
+configurations differ, e.g. `rrpi (agent.rollout_explore=1.0)`; the algorithm alone names the
+row where it has one configuration. A variant sorts after its algorithm and takes the
+algorithm's place in the papers' numbers and the comparisons (each variant against BC). A run
+whose results.json or config.json is missing or does not load is listed as unreadable.
 
 Writes (default into DIR, `--out` elsewhere):
 - `report.md`: the Table-1-style grid (dataset x algorithm, mean ± std over seeds beside the
@@ -16,7 +23,8 @@ Writes (default into DIR, `--out` elsewhere):
   and `pspo-noreg`, RRPI against `rrpi-random`, every method against BC) the probability of
   improvement and the mean difference with intervals; which datasets were evaluated paired
   (every run on the same episodes); the provenance (git commits, package versions, devices);
-- `report.csv` (one row per (dataset, algorithm), behaviour included) and
+- `report.csv` (one row per (dataset, algorithm or variant; a variant's differing fields in its
+  `variant` column), behaviour included) and
   `report_comparisons.csv` (aggregates and pairs): the same numbers;
 - `curves/<dataset>.png`: the learning curves of every algorithm on that dataset (mean over
   seeds with a ±std band; the papers' numbers and the behaviour score as horizontal lines);
@@ -45,9 +53,10 @@ from typing import Annotated, Any, Mapping, Optional, Sequence
 import numpy as np
 import tyro
 
-from experiments import cli
+from experiments import cli, config, rundir
 from experiments.plotting import paper_references, save_png
 from jaxrl_bayes import stats
+from jaxrl_bayes.algos import algo_needs_model, fields_without_effect, timescales
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes.logging import read_jsonl
@@ -60,14 +69,35 @@ _NO_ALGO = "\0"  # paper_references of a name no paper uses: the dataset-level r
 NAMED_PAIRS = (("pspo", "pspo-avg"), ("pspo", "pspo-noreg"), ("rrpi", "rrpi-random"))
 OPTIMALITY_GAMMA = 100.0  # optimality gap: shortfall below the expert's normalized score
 PROG = "python -m experiments.report"
+# Which config.json fields make a run's method. Runs of one (dataset, algorithm) whose configs
+# (each loaded as --resume loads it: a field the file lacks at its current default) differ in
+# one of them are separate rows, never pooled. They are every agent.* and dynamics.* field the
+# algorithm reads (not those `algos.fields_without_effect` names, nor dynamics.* for an algorithm
+# without a dynamics model, bc: the CLI refuses those, so they differ only through presets and
+# would split a method from itself), and every run.* field except the ones below: the row's key
+# (dataset and algorithm, from results.json), the seeds (dynamics_seed: another draw of the same
+# dynamics pool), where and how the run writes, logs and checkpoints, and how often and on how
+# many episodes it is evaluated. So run.total_steps and run.preset count, and so do run.eval_env
+# and the reference scores of a local dataset (they change what a score means). A run field added
+# later counts until it is listed here: two rows are the safe side of pooling two methods.
+RUN_FIELDS_NOT_METHOD = frozenset({
+    "run.dataset", "run.algo", "run.seed", "run.seeds", "run.dynamics_seed", "run.out", "run.force", "run.progress",
+    "run.tensorboard", "run.wandb", "run.wandb_project", "run.bc_score", "run.eval_every_chunks",
+    "run.eval_episodes", "run.final_eval_episodes", "run.eval_deployments", "run.checkpoint_every_chunks",
+    "run.keep_checkpoints"})
 
 
 @dataclass
 class Cell:
-    """All seeds of one (dataset, algorithm) gathered from one or more run directories."""
+    """All seeds of one (dataset, algorithm, method configuration) gathered from one or more run
+    directories: one row of the report."""
 
     dataset: str
-    algo: str
+    algo: str  # the algorithm (results.json's "algo"), also for a variant
+    # "section.field" -> value where this row's configuration differs from the algorithm's other
+    # rows on the dataset (a field that only follows run.total_steps by the budget rule left
+    # out); empty where the algorithm has one configuration there
+    variant: dict[str, Any] = field(default_factory=dict)
     normalized: list[float] = field(default_factory=list)  # per seed (empty: no reference scores)
     raw: list[float] = field(default_factory=list)  # per seed
     gaps: list[float] = field(default_factory=list)  # per seed: mean gap to the optimum (empty: none known)
@@ -92,13 +122,39 @@ class Cell:
     def seeds(self) -> int:
         return len(self.scores)
 
+    @property
+    def variant_text(self) -> str:
+        """The variant's fields as "section.field=value, ..." (sorted; "" for none)."""
+        return ", ".join(f"{k}={_compact(v)}" for k, v in sorted(self.variant.items()))
+
+    @property
+    def label(self) -> str:
+        """The row's name: the algorithm, then its variant's fields in parentheses."""
+        return f"{self.algo} ({self.variant_text})" if self.variant else self.algo
+
+
+def _compact(value: Any) -> str:
+    """A config value in a label: a string as it is, anything else as compact JSON."""
+    return value if isinstance(value, str) and value else json.dumps(value, separators=(",", ":"))
+
+
+def base_algo(label: str) -> str:
+    """The algorithm of a row label (`Cell.label`): "rrpi (agent.rollout_explore=1.0)" -> "rrpi"."""
+    return label.split(" (", 1)[0]
+
+
+def display(label: str) -> str:
+    """A row label as the tables and figures show it: the algorithm in capitals, the fields as they are."""
+    base = base_algo(label)
+    return base.upper() + label[len(base):]
+
 
 @dataclass
 class Report:
-    cells: dict[tuple[str, str], Cell]
+    cells: dict[tuple[str, str], Cell]  # (dataset, row label) -> its cell
     behaviour: dict[str, dict[str, Optional[float]]]  # dataset -> {"normalized", "raw"}
     unfinished: list[str]
-    unreadable: list[str]
+    unreadable: list[tuple[str, str]]  # (run dir, what is wrong with its results.json or config.json)
     mixed: list[str] = field(default_factory=list)  # cells pooled across commits (with --allow-mixed)
 
 
@@ -165,14 +221,53 @@ def _curve_points(rows: Sequence[Mapping]) -> tuple[dict[int, list[float]], bool
     return points, normalized
 
 
+def read_config(run_dir: Path) -> config.Config:
+    """The config.json of `run_dir` with every field it lacks at its current default, loaded as
+    `experiments.run --resume` loads it. Raises ValueError (UserError) if it is missing or no
+    longer fits this code."""
+    path = run_dir / "config.json"
+    return config.from_json(rundir.read_json(path, "config"), str(path))
+
+
+def method_fields(cfg: config.Config) -> set[str]:
+    """The "section.field" names of `cfg` that make its method (`RUN_FIELDS_NOT_METHOD`)."""
+    cfg_json = cfg.to_json()
+    names = {f"run.{k}" for k in cfg_json["run"]} - RUN_FIELDS_NOT_METHOD
+    try:
+        unread, model = set(fields_without_effect(cfg.agent, list(cfg_json["agent"]))), algo_needs_model(cfg.agent)
+    except UserError:  # agent.algo is not in this code: every field counts
+        unread, model = set(), True
+    names |= {f"agent.{k}" for k in cfg_json["agent"] if k not in unread}
+    return names | ({f"dynamics.{k}" for k in cfg_json["dynamics"]} if model else set())
+
+
+def variants(configs: Sequence[config.Config]) -> list[dict[str, Any]]:
+    """For the configs of the runs of one (dataset, algorithm): each one's values of the method
+    fields in which they differ (all {} where they agree). A rate that follows run.total_steps
+    by the budget rule (`timescales.budget_rates`) in every config is left out: run.total_steps,
+    which then differs too, names it."""
+    flat = [{f"{s}.{k}": v for s, section in c.to_json().items() for k, v in section.items()} for c in configs]
+    rules = [timescales.budget_rates(c.run.total_steps) for c in configs]
+
+    def by_budget_rule(name: str) -> bool:
+        section, rate = name.split(".", 1)
+        return section == "agent" and rate in timescales.RATES and all(
+            math.isclose(f[name], r[rate], rel_tol=1e-9) for f, r in zip(flat, rules))
+
+    names = sorted(set().union(*(method_fields(c) for c in configs)))
+    differ = [n for n in names if len({json.dumps(f[n], sort_keys=True) for f in flat}) > 1 and not by_budget_rule(n)]
+    return [{n: f[n] for n in differ} for f in flat]
+
+
 def collect(root: Path, allow_mixed: bool = False) -> Report:
-    """Reads every run directory under `root` into cells keyed by (dataset, algorithm).
+    """Reads every run directory under `root` into cells keyed by (dataset, row label): one per
+    (dataset, algorithm, method configuration).
 
     Raises:
       UserError: a cell's seeds come from runs of different git commits and not `allow_mixed`.
     """
     finished, unfinished = find_run_dirs(root)
-    cells: dict[tuple[str, str], Cell] = {}
+    runs: dict[tuple[str, str], list[tuple[Path, Mapping[str, Any], list, config.Config]]] = {}
     behaviour: dict[str, dict[str, Optional[float]]] = {}
     unreadable = []
     for run_dir in finished:
@@ -180,48 +275,62 @@ def collect(root: Path, allow_mixed: bool = False) -> Report:
             results = json.loads((run_dir / "results.json").read_text())
             dataset, algo = str(results["dataset"]), str(results["algo"])
             per_seed = list(results["per_seed"])
-        except (OSError, ValueError, KeyError, TypeError):
-            unreadable.append(str(run_dir))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            unreadable.append((str(run_dir), f"results.json: {type(e).__name__}: {e}"))
             continue
-        cell = cells.setdefault((dataset, algo), Cell(dataset, algo))
-        norm = [_number(s.get("normalized_score")) for s in per_seed]
-        if all(v is not None for v in norm):
-            cell.normalized.extend(norm)
-        cell.raw.extend(v for v in (_number(s.get("raw_return")) for s in per_seed) if v is not None)
-        gaps = [_number(s.get("optimality_gap")) for s in per_seed]
-        optimum = results.get("optimum") if isinstance(results.get("optimum"), Mapping) else None
-        if gaps and all(v is not None for v in gaps) and optimum is not None:
-            cell.gaps.extend(gaps)
-            cell.gap_units = str(optimum.get("gap_units"))
-            cell.optimum = _number(optimum.get("normalized_score" if cell.gap_units == "normalized" else "raw_return"))
-        if results.get("eval_episodes") is not None:
-            cell.episodes.add(int(results["eval_episodes"]))
-        cell.eval_seeds.add(results.get("eval_seed"))
-        prov = results.get("provenance") if isinstance(results.get("provenance"), Mapping) else {}
-        cell.commits[str(run_dir)] = prov.get("git_commit")
-        cell.provenance[str(run_dir)] = prov
-        cell.run_dirs.append(str(run_dir))
-        cell.presets.add(str(results.get("preset", "?")))
-        if results.get("total_steps") is not None:
-            cell.steps.add(int(results["total_steps"]))
-        points, is_norm = _curve_points(read_jsonl(run_dir / "metrics.jsonl"))
-        if points:
-            cell.curve_normalized = cell.curve_normalized and is_norm
-        for step, vals in points.items():
-            cell.curve.setdefault(step, []).extend(vals)
+        try:
+            cfg = read_config(run_dir)
+        except (ValueError, TypeError, AttributeError) as e:  # UserError is a ValueError
+            unreadable.append((str(run_dir), str(e)))
+            continue
+        runs.setdefault((dataset, algo), []).append((run_dir, results, per_seed, cfg))
         b = behaviour_score(results)
         if b["normalized"] is not None or b["raw"] is not None:
             behaviour.setdefault(dataset, b)
+    cells: dict[tuple[str, str], Cell] = {}
+    for (dataset, algo), group in runs.items():
+        for (run_dir, results, per_seed, _), variant in zip(group, variants([cfg for *_, cfg in group])):
+            cell = Cell(dataset, algo, variant)
+            _add_run(cells.setdefault((dataset, cell.label), cell), run_dir, results, per_seed)
     mixed = []
-    for (dataset, algo), cell in sorted(cells.items()):
+    for (dataset, label), cell in sorted(cells.items()):
         commits = sorted({_short(c) for c in cell.commits.values()})
         if len(commits) > 1:
             if not allow_mixed:
-                raise UserError(f"refusing to pool the seeds of {algo} on {dataset}: its {len(cell.run_dirs)} runs "
+                raise UserError(f"refusing to pool the seeds of {label} on {dataset}: its {len(cell.run_dirs)} runs "
                                 f"come from different git commits ({', '.join(commits)}); pass --allow-mixed to "
                                 f"pool them anyway, or report the runs of one commit")
-            mixed.append(f"{dataset} / {algo}: commits {', '.join(commits)}")
+            mixed.append(f"{dataset} / {label}: commits {', '.join(commits)}")
     return Report(cells, behaviour, [str(d) for d in unfinished], unreadable, mixed)
+
+
+def _add_run(cell: Cell, run_dir: Path, results: Mapping[str, Any], per_seed: Sequence[Mapping]) -> None:
+    """Adds the seeds, curve and provenance of one run to `cell`."""
+    norm = [_number(s.get("normalized_score")) for s in per_seed]
+    if all(v is not None for v in norm):
+        cell.normalized.extend(norm)
+    cell.raw.extend(v for v in (_number(s.get("raw_return")) for s in per_seed) if v is not None)
+    gaps = [_number(s.get("optimality_gap")) for s in per_seed]
+    optimum = results.get("optimum") if isinstance(results.get("optimum"), Mapping) else None
+    if gaps and all(v is not None for v in gaps) and optimum is not None:
+        cell.gaps.extend(gaps)
+        cell.gap_units = str(optimum.get("gap_units"))
+        cell.optimum = _number(optimum.get("normalized_score" if cell.gap_units == "normalized" else "raw_return"))
+    if results.get("eval_episodes") is not None:
+        cell.episodes.add(int(results["eval_episodes"]))
+    cell.eval_seeds.add(results.get("eval_seed"))
+    prov = results.get("provenance") if isinstance(results.get("provenance"), Mapping) else {}
+    cell.commits[str(run_dir)] = prov.get("git_commit")
+    cell.provenance[str(run_dir)] = prov
+    cell.run_dirs.append(str(run_dir))
+    cell.presets.add(str(results.get("preset", "?")))
+    if results.get("total_steps") is not None:
+        cell.steps.add(int(results["total_steps"]))
+    points, is_norm = _curve_points(read_jsonl(run_dir / "metrics.jsonl"))
+    if points:
+        cell.curve_normalized = cell.curve_normalized and is_norm
+    for step, vals in points.items():
+        cell.curve.setdefault(step, []).extend(vals)
 
 
 def _short(commit: Optional[str]) -> str:
@@ -238,8 +347,13 @@ def mean_std_n(values: Sequence[float]) -> tuple[float, float, int]:
 
 
 def algo_order(algos: Sequence[str]) -> list[str]:
-    known = [a for a in ALGO_ORDER if a in algos]
-    return known + sorted(a for a in set(algos) if a not in ALGO_ORDER)
+    """Row labels in column order: ALGO_ORDER, then the other algorithms by name; each
+    algorithm's variants right after it (by label)."""
+    def key(label: str) -> tuple[int, str, str]:
+        base = base_algo(label)
+        return (ALGO_ORDER.index(base) if base in ALGO_ORDER else len(ALGO_ORDER), base, label)
+
+    return sorted(set(algos), key=key)
 
 
 def paper_score(dataset: str, algo: str) -> Optional[float]:
@@ -262,7 +376,7 @@ def cell_intervals(cell: Cell) -> dict[str, Any]:
 
 
 def rows_of(report: Report) -> list[dict[str, Any]]:
-    """One row per (dataset, algorithm), plus a behaviour row where a run recorded it."""
+    """One row per (dataset, row label), plus a behaviour row where a run recorded it."""
     rows = []
     datasets = sorted({d for d, _ in report.cells})
     for dataset in datasets:
@@ -272,8 +386,9 @@ def rows_of(report: Report) -> list[dict[str, Any]]:
         for algo in algo_order([a for d, a in report.cells if d == dataset]):
             cell = report.cells[(dataset, algo)]
             row: dict[str, Any] = dict(dataset=dataset, algo=algo, seeds=cell.seeds,
+                                       variant=cell.variant_text,
                                        episodes=";".join(str(e) for e in sorted(cell.episodes)),
-                                       paper=paper_score(dataset, algo), gap_units=cell.gap_units,
+                                       paper=paper_score(dataset, cell.algo), gap_units=cell.gap_units,
                                        optimum=cell.optimum,
                                        commits=";".join(sorted({_short(c) for c in cell.commits.values()})),
                                        runs=";".join(cell.run_dirs))
@@ -305,8 +420,8 @@ def paired_datasets(report: Report) -> dict[str, Optional[str]]:
 
 
 def aggregates(report: Report) -> list[dict[str, Any]]:
-    """Per algorithm, across the datasets with normalized scores where it has runs: aggregate
-    IQM, mean and optimality gap (to 100) with stratified-bootstrap intervals."""
+    """Per row label (algorithm or variant), across the datasets with normalized scores where it
+    has runs: aggregate IQM, mean and optimality gap (to 100) with stratified-bootstrap intervals."""
     out = []
     for algo in algo_order(sorted({a for _, a in report.cells})):
         cells = [c for (d, a), c in sorted(report.cells.items()) if a == algo and c.normalized]
@@ -322,11 +437,16 @@ def aggregates(report: Report) -> list[dict[str, Any]]:
 
 
 def named_pairs(algos: Sequence[str]) -> list[tuple[str, str]]:
-    """The (X, Y) pairs compared, of those in `algos`: NAMED_PAIRS, then every method against BC."""
-    pairs = [(x, y) for x, y in NAMED_PAIRS if x in algos and y in algos]
-    if "bc" in algos:
-        pairs += [(a, "bc") for a in algo_order(list(algos)) if a != "bc"]
-    return pairs
+    """The (X, Y) pairs compared, of the row labels in `algos`: NAMED_PAIRS, then every method
+    against BC; an algorithm's variants each take its place (every variant of X against every
+    variant of Y)."""
+    ordered = algo_order(list(algos))
+
+    def rows(algo: str) -> list[str]:
+        return [a for a in ordered if base_algo(a) == algo]
+
+    pairs = [(x, y) for xa, ya in NAMED_PAIRS for x in rows(xa) for y in rows(ya)]
+    return pairs + [(a, b) for a in ordered if base_algo(a) != "bc" for b in rows("bc")]
 
 
 def comparisons(report: Report) -> list[dict[str, Any]]:
@@ -402,9 +522,9 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
             gap = ""
             if iv["gap"] is not None:
                 gap = fmt_interval(iv["gap"]["mean"], 2) + ("" if cell.gap_units == "normalized" else " *raw*")
-            p = paper_score(d, a)
+            p = paper_score(d, cell.algo)
             lines.append("| " + " | ".join([
-                d, a.upper(), str(cell.seeds), ", ".join(f"{e:,}" for e in sorted(cell.episodes)) or "?",
+                d, display(a), str(cell.seeds), ", ".join(f"{e:,}" for e in sorted(cell.episodes)) or "?",
                 fmt_interval(iv[key]["mean"]) + raw_mark, fmt_interval(iv[key]["iqm"]) + raw_mark,
                 f"{mean_std_n(cell.scores)[1]:.1f}", gap, "" if p is None else f"{p:.1f}"]) + " |")
         refs = dataset_references(d)
@@ -422,12 +542,12 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
     if aggs:
         lines += ["", "## Across datasets (normalized scores)", "",
                   f"All runs of an algorithm on the datasets with reference scores pooled; the bootstrap "
-                  f"resamples runs within each dataset. Optimality gap: mean shortfall below "
+                  f"resamples runs within each dataset; a variant is its own row. Optimality gap: mean shortfall below "
                   f"{OPTIMALITY_GAMMA:g} (lower is better).", "",
                   "| algorithm | datasets | runs | IQM [95 % CI] | mean [95 % CI] | optimality gap [95 % CI] |",
                   "|---|---|---|---|---|---|"]
         for g in aggs:
-            lines.append(f"| {g['algo'].upper()} | {g['datasets']} | {g['runs']} | {fmt_interval(g['iqm'])} | "
+            lines.append(f"| {display(g['algo'])} | {g['datasets']} | {g['runs']} | {fmt_interval(g['iqm'])} | "
                          f"{fmt_interval(g['mean'])} | {fmt_interval(g['optimality_gap'])} |")
 
     comps = comparisons(report)
@@ -441,7 +561,7 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
         for c in comps:
             diff = "" if c["difference"] is None else fmt_interval(c["difference"], 2) + (
                 "" if c["units"] == "normalized" else " *raw*")
-            lines.append(f"| {c['x'].upper()} | {c['y'].upper()} | {len(c['datasets'])} | "
+            lines.append(f"| {display(c['x'])} | {display(c['y'])} | {len(c['datasets'])} | "
                          f"{c['seeds'][0]} / {c['seeds'][1]} | {fmt_interval(c['poi'], 2)} | {diff} |")
 
     lines += ["", "Runs:", ""]
@@ -453,8 +573,8 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
         lines += ["", f"Unfinished runs (no results.json; not in the table): {len(report.unfinished)}"]
         lines += [f"- `{r}`" for r in report.unfinished]
     if report.unreadable:
-        lines += ["", f"Unreadable results.json (not in the table): {len(report.unreadable)}"]
-        lines += [f"- `{r}`" for r in report.unreadable]
+        lines += ["", f"Unreadable results.json or config.json (not in the table): {len(report.unreadable)}"]
+        lines += [f"- `{r}`: {why}" for r, why in report.unreadable]
     lines += ["", "## Provenance", ""] + provenance_lines(report, made_by)
     return "\n".join(lines) + "\n"
 
@@ -464,13 +584,18 @@ def overview_lines(report: Report) -> list[str]:
     numbers, the behaviour policy's score and the dataset-level references."""
     algos = algo_order(sorted({a for _, a in report.cells}))
     datasets = sorted({d for d, _ in report.cells})
-    with_paper = [a for a in algos if any(paper_score(d, a) is not None for d in datasets)]
     refs_any = any(dataset_references(d) for d in datasets)
+    # (row label, None) per column of runs; (None, algorithm) for the papers' numbers, after the
+    # algorithm's last variant
+    columns: list[tuple[Optional[str], Optional[str]]] = []
+    for i, a in enumerate(algos):
+        columns.append((a, None))
+        base = base_algo(a)
+        last = i + 1 == len(algos) or base_algo(algos[i + 1]) != base
+        if last and any(paper_score(d, base) is not None for d in datasets):
+            columns.append((None, base))
     header = ["dataset", "behaviour"]
-    for a in algos:
-        header.append(a.upper())
-        if a in with_paper:
-            header.append(f"{a.upper()} (paper)")
+    header += [display(a) if a is not None else f"{base.upper()} (paper)" for a, base in columns]
     if refs_any:
         header.append("other references")
     lines = [
@@ -487,15 +612,16 @@ def overview_lines(report: Report) -> list[str]:
         b = report.behaviour.get(d)
         row = [d, "" if b is None else (_fmt(b["normalized"]) if b["normalized"] is not None
                                         else _fmt(b["raw"]) + " *raw*")]
-        for a in algos:
+        for a, base in columns:
+            if a is None:
+                p = paper_score(d, base)
+                row.append("" if p is None else f"{p:.1f}")
+                continue
             cell = report.cells.get((d, a))
             if cell is None or not cell.scores:
                 row.append("")
             else:
                 row.append(_fmt(*mean_std_n(cell.scores)) + ("" if cell.normalized else " *raw*"))
-            if a in with_paper:
-                p = paper_score(d, a)
-                row.append("" if p is None else f"{p:.1f}")
         if refs_any:
             row.append("; ".join(f"{label} {v:.1f}" for label, v in dataset_references(d)))
         lines.append("| " + " | ".join(row) + " |")
@@ -530,7 +656,7 @@ def provenance_lines(report: Report, made_by: Optional[Mapping[str, Any]]) -> li
     return lines
 
 
-CSV_FIELDS = ("dataset", "algo", "seeds", "episodes",
+CSV_FIELDS = ("dataset", "algo", "variant", "seeds", "episodes",
               *(f"{k}_{s}{e}" for k in ("normalized", "raw") for s in ("mean", "iqm") for e in ("", "_low", "_high")),
               "normalized_std", "raw_std",
               *(f"gap_{s}{e}" for s in ("mean", "iqm") for e in ("", "_low", "_high")), "gap_units", "optimum",
@@ -574,7 +700,8 @@ def safe_name(name: str) -> str:
 
 
 def plot_curves(report: Report, dataset: str, path: Path) -> None:
-    """One figure: every algorithm's mean learning curve on `dataset` with a ±std band."""
+    """One figure: every row's (algorithm or variant) mean learning curve on `dataset` with a ±std
+    band; the papers' number of an algorithm once, in its first row's colour."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -583,6 +710,7 @@ def plot_curves(report: Report, dataset: str, path: Path) -> None:
     cells = [report.cells[(dataset, a)] for a in algo_order([a for d, a in report.cells if d == dataset])]
     normalized = all(c.curve_normalized for c in cells)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    papers_drawn = set()
     try:
         for i, cell in enumerate(cells):
             if not cell.curve:
@@ -593,11 +721,12 @@ def plot_curves(report: Report, dataset: str, path: Path) -> None:
             std = np.array([v.std() for v in vals])
             color = f"C{i}"
             ax.plot(steps, mean, color=color, lw=2, marker="o", ms=3,
-                    label=f"{cell.algo.upper()} ({len(cell.normalized or cell.raw)} seeds)")
+                    label=f"{display(cell.label)} ({len(cell.normalized or cell.raw)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-            p = paper_score(dataset, cell.algo) if normalized else None
+            p = paper_score(dataset, cell.algo) if normalized and cell.algo not in papers_drawn else None
             if p is not None:
-                ax.axhline(p, color=color, ls="--", lw=1, label=f"{cell.algo.upper()} paper: {p:g}")
+                papers_drawn.add(cell.algo)
+                ax.axhline(p, color=color, ls="--", lw=1, label=f"{display(cell.algo)} paper: {p:g}")
         b = report.behaviour.get(dataset)
         if b is not None and b["normalized" if normalized else "raw"] is not None:
             v = b["normalized" if normalized else "raw"]
@@ -618,8 +747,9 @@ def plot_curves(report: Report, dataset: str, path: Path) -> None:
 
 
 def plot_performance_profile(report: Report, path: Path) -> bool:
-    """Per algorithm, the fraction of runs (averaged over datasets) with a normalized score above
-    tau, with a 95 % stratified-bootstrap band. False (nothing written) without normalized scores."""
+    """Per row label (algorithm or variant), the fraction of runs (averaged over datasets) with a
+    normalized score above tau, with a 95 % stratified-bootstrap band. False (nothing written)
+    without normalized scores."""
     groups = {a: [c.normalized for (d, aa), c in sorted(report.cells.items()) if aa == a and c.normalized]
               for a in algo_order(sorted({a for _, a in report.cells}))}
     groups = {a: g for a, g in groups.items() if g}
@@ -639,7 +769,8 @@ def plot_performance_profile(report: Report, path: Path) -> bool:
         for i, (algo, samples) in enumerate(groups.items()):
             iv = stats.interval(lambda *x: stats.performance_profile(x, taus), samples, n_resamples=2000)
             runs = sum(len(x) for x in samples)
-            ax.plot(taus, iv.point, color=f"C{i}", lw=2, label=f"{algo.upper()} ({runs} runs, {len(samples)} datasets)")
+            ax.plot(taus, iv.point, color=f"C{i}", lw=2,
+                    label=f"{display(algo)} ({runs} runs, {len(samples)} datasets)")
             if iv.low is not None:
                 ax.fill_between(taus, iv.low, iv.high, color=f"C{i}", alpha=0.15, lw=0)
         ax.set_xlabel("normalized score tau")

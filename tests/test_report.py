@@ -14,10 +14,13 @@ from experiments.plotting import paper_references
 
 
 def _run(root: Path, name: str, dataset: str, algo: str, normalized, raw, *, curve=(), extra=None,
-         finished=True, gaps=None) -> Path:
+         finished=True, gaps=None, config=None) -> Path:
+    """A run directory; `config`: config.json's sections beside run.dataset and run.algo."""
     d = root / name
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"run": {"dataset": dataset, "algo": algo}}))
+    config = dict(config or {})
+    (d / "config.json").write_text(json.dumps({**config, "run": {"dataset": dataset, "algo": algo,
+                                                                 **config.get("run", {})}}))
     rows = []
     for step, seeds in curve:
         row = {"chunk": len(rows) + 1, "step": step, "eval/normalized_mean": float(np.mean(seeds))}
@@ -209,3 +212,189 @@ def test_behaviour_score_accepts_flat_keys():
     assert report.behaviour_score({"behaviour_normalized_score": 12.5}) == {"normalized": 12.5, "raw": None}
     assert report.behaviour_score({"behaviour": {"normalized_score": {"mean": 3.0}}})["normalized"] == 3.0
     assert report.behaviour_score({}) == {"normalized": None, "raw": None}
+
+
+# ----------------------------------------------------------------------------- variants
+
+PERSISTENT = {"rollout_scheme": "persistent"}  # rrpi reads rollout_explore under this scheme only
+EXPLORE_01, EXPLORE_10 = "rrpi (agent.rollout_explore=0.1)", "rrpi (agent.rollout_explore=1.0)"
+
+
+def _full_config(dataset: str, algo: str) -> dict:
+    """A complete config.json, as experiments.run writes it (every field)."""
+    from experiments.config import Config, RunConfig
+    from jaxrl_bayes import algos
+    from jaxrl_bayes.dynamics import DynamicsConfig
+
+    return Config(RunConfig(dataset=dataset, algo=algo), DynamicsConfig(), algos.algo_config(algo)).to_json()
+
+
+@pytest.fixture
+def variant_runs(tmp_path):
+    root = tmp_path / "runs"
+    seed = {"eval_seed": 3, "eval_episodes": 50}
+    _run(root, "r1", HMR, "rrpi", [50.0, 60.0], [1600.0, 1900.0], extra=seed, curve=[(10, [50.0, 60.0])],
+         config={"agent": {**PERSISTENT, "rollout_explore": 0.1}})
+    _run(root, "r2", HMR, "rrpi", [20.0, 30.0], [700.0, 1000.0], extra=seed, curve=[(10, [20.0, 30.0])],
+         config={"agent": {**PERSISTENT, "rollout_explore": 1.0}})
+    # another base seed and another dynamics_seed: bookkeeping, pooled with r2
+    _run(root, "r3", HMR, "rrpi", [40.0], [1300.0], extra=seed, curve=[(10, [40.0])],
+         config={"run": {"seed": 1, "dynamics_seed": 4}, "agent": {**PERSISTENT, "rollout_explore": 1.0}})
+    _run(root, "rr", HMR, "rrpi-random", [10.0, 15.0], [300.0, 450.0], extra=seed, config={"agent": PERSISTENT})
+    # bc trains no dynamics model: its dynamics fields do not split it
+    _run(root, "b1", HMR, "bc", [25.0], [800.0], extra=seed,
+         config={"agent": {"algo": "bc"}, "dynamics": {"max_epochs": 5}})
+    _run(root, "b2", HMR, "bc", [35.0], [1100.0], extra=seed,
+         config={"agent": {"algo": "bc"}, "dynamics": {"max_epochs": 200}})
+    _run(root, "p", HMR, "pspo", [45.0], [1400.0], extra=seed)
+    return root
+
+
+def test_configurations_of_one_algorithm_are_separate_rows(variant_runs):
+    written = report.write_report(variant_runs)
+    cells = written["report"].cells
+    assert set(cells) == {(HMR, "bc"), (HMR, "pspo"), (HMR, EXPLORE_01), (HMR, EXPLORE_10), (HMR, "rrpi-random")}
+    c01, c10 = cells[(HMR, EXPLORE_01)], cells[(HMR, EXPLORE_10)]
+    assert (c01.algo, c01.variant, c01.normalized, c01.raw) == ("rrpi", {"agent.rollout_explore": 0.1},
+                                                                [50.0, 60.0], [1600.0, 1900.0])
+    assert (c10.algo, c10.variant, c10.normalized) == ("rrpi", {"agent.rollout_explore": 1.0}, [20.0, 30.0, 40.0])
+    assert c10.run_dirs == [str(variant_runs / "r2"), str(variant_runs / "r3")]
+    assert c10.curve == {10: [20.0, 30.0, 40.0]} and c01.curve == {10: [50.0, 60.0]}
+    assert cells[(HMR, "bc")].normalized == [25.0, 35.0] and cells[(HMR, "bc")].variant == {}
+    assert [r["algo"] for r in report.rows_of(written["report"])] == [
+        "bc", EXPLORE_01, EXPLORE_10, "pspo", "rrpi-random"]  # a variant right after its algorithm
+
+    md = written["markdown"].read_text()
+    rows = _table(md)
+    paper_rrpi = f"{paper_references(HMR, 'rrpi')[0][1]:.1f}"
+    r10 = rows[(HMR, "RRPI (agent.rollout_explore=1.0)")]
+    assert r10["seeds"] == "3" and r10["mean [95 % CI]"] == f"30.0 {_percentile_ci([20, 30, 40])}"
+    assert r10["paper"] == paper_rrpi  # the algorithm's paper number
+    r01 = rows[(HMR, "RRPI (agent.rollout_explore=0.1)")]
+    assert r01["seeds"] == "2" and r01["mean [95 % CI]"] == f"55.0 {_percentile_ci([50, 60])}" == "55.0 [50.0, 60.0]"
+    assert r01["paper"] == paper_rrpi and (HMR, "RRPI") not in rows
+    grid = _table(md, "## Overview")
+    assert list(grid[(HMR, "")]) == ["dataset", "behaviour", "BC", "RRPI (agent.rollout_explore=0.1)",
+                      "RRPI (agent.rollout_explore=1.0)", "RRPI (paper)", "PSPO", "PSPO (paper)", "RRPI-RANDOM"]
+    assert grid[(HMR, "")]["RRPI (agent.rollout_explore=1.0)"] == "30.0 ± 8.2 (3)"
+    assert grid[(HMR, "")]["RRPI (paper)"] == paper_rrpi
+    assert f"- {HMR} / {EXPLORE_10}: 2 run(s)" in md
+
+    by = {(r["dataset"], r["algo"]): r for r in csv.DictReader(written["csv"].open())}
+    assert by[(HMR, EXPLORE_10)]["variant"] == "agent.rollout_explore=1.0" and by[(HMR, "bc")]["variant"] == ""
+    assert float(by[(HMR, EXPLORE_10)]["normalized_mean"]) == 30.0 and int(by[(HMR, EXPLORE_10)]["seeds"]) == 3
+    assert float(by[(HMR, EXPLORE_01)]["paper"]) == paper_references(HMR, "rrpi")[0][1]
+
+
+def test_every_variant_is_paired_against_bc_and_in_the_named_pairs(variant_runs):
+    written = report.write_report(variant_runs)
+    assert report.named_pairs([a for _, a in written["report"].cells]) == [
+        (EXPLORE_01, "rrpi-random"), (EXPLORE_10, "rrpi-random"),
+        (EXPLORE_01, "bc"), (EXPLORE_10, "bc"), ("pspo", "bc"), ("rrpi-random", "bc")]
+    pairs = _table(written["markdown"].read_text(), "## Probability of improvement")
+    v01, v10 = "RRPI (agent.rollout_explore=0.1)", "RRPI (agent.rollout_explore=1.0)"
+    assert set(pairs) == {(v01, "RRPI-RANDOM"), (v10, "RRPI-RANDOM"), (v01, "BC"), (v10, "BC"), ("PSPO", "BC"),
+                          ("RRPI-RANDOM", "BC")}
+    # 50, 60 against bc's 25, 35: every pair won; 20, 30, 40 against 25, 35: 3 of 6 won
+    assert pairs[(v01, "BC")]["P(X > Y) [95 % CI]"] == "1.00 [1.00, 1.00]"
+    assert pairs[(v01, "BC")]["seeds X / Y"] == "2 / 2"
+    assert pairs[(v01, "BC")]["mean(X) - mean(Y) [95 % CI]"].startswith("25.00 [")
+    assert pairs[(v10, "BC")]["P(X > Y) [95 % CI]"].startswith("0.50 [")
+    assert pairs[(v10, "BC")]["seeds X / Y"] == "3 / 2"
+    assert pairs[(v10, "BC")]["mean(X) - mean(Y) [95 % CI]"].startswith("0.00 [")
+    assert pairs[(v10, "RRPI-RANDOM")]["P(X > Y) [95 % CI]"] == "1.00 [1.00, 1.00]"
+    comp = list(csv.DictReader(written["comparisons_csv"].open()))
+    poi = {(c["x"], c["y"]): float(c["point"]) for c in comp if c["statistic"] == "probability_of_improvement"}
+    assert poi[(EXPLORE_10, "bc")] == 0.5 and poi[(EXPLORE_01, "bc")] == 1.0
+    agg = _table(written["markdown"].read_text(), "## Across datasets")
+    assert agg[(v10, "1")]["mean [95 % CI]"].startswith("30.0 [") and agg[(v10, "1")]["runs"] == "3"
+
+
+def test_git_commits_are_checked_per_row(tmp_path, capsys):
+    root = tmp_path / "runs"
+    prov = {c: {"provenance": {"git_commit": c * 40}} for c in "ab"}
+    explore = {x: {"agent": {**PERSISTENT, "rollout_explore": x}} for x in (0.1, 1.0)}
+    _run(root, "r1", HMR, "rrpi", [50.0], [1.0], extra=prov["a"], config=explore[0.1])
+    _run(root, "r2", HMR, "rrpi", [20.0], [1.0], extra=prov["b"], config=explore[1.0])
+    assert report.main([str(root)]) == 0  # one commit per row
+    capsys.readouterr()
+    _run(root, "r3", HMR, "rrpi", [60.0], [1.0], extra=prov["b"], config=explore[0.1])
+    assert report.main([str(root)]) == 2
+    assert f"refusing to pool the seeds of {EXPLORE_01} on {HMR}" in capsys.readouterr().err
+    assert report.main([str(root), "--allow-mixed"]) == 0
+    md = (root / "report.md").read_text()
+    assert f"(--allow-mixed)**: {HMR} / {EXPLORE_01}: commits {'a' * 12}, {'b' * 12}" in md
+    assert EXPLORE_10 + ": commits" not in md
+
+
+def test_one_configuration_keeps_the_plain_name_and_a_missing_field_is_its_default(tmp_path):
+    from jaxrl_bayes.dynamics import DynamicsConfig
+
+    root = tmp_path / "runs"
+    new = _full_config(HMR, "rrpi")
+    assert new["dynamics"]["max_epochs"] == DynamicsConfig().max_epochs == 200
+    old = json.loads(json.dumps(new))
+    del old["dynamics"]["max_epochs"], old["agent"]["rollout_horizon"]  # a run from before these fields
+    _run(root, "new", HMR, "rrpi", [50.0, 60.0], [1.0, 2.0], config=new)
+    _run(root, "old", HMR, "rrpi", [70.0], [3.0], config=old)
+    _run(root, "liq", LIQ, "rrpi", [80.0], [4.0], config={"dynamics": {"max_epochs": 5}})
+    cells = report.collect(root).cells
+    assert set(cells) == {(HMR, "rrpi"), (LIQ, "rrpi")}  # one configuration per dataset: the plain name
+    assert cells[(HMR, "rrpi")].normalized == [50.0, 60.0, 70.0] and cells[(HMR, "rrpi")].variant == {}
+    assert cells[(LIQ, "rrpi")].normalized == [80.0]
+    # a third configuration splits them, and the old run sits with max_epochs = 200
+    other = json.loads(json.dumps(new))
+    other["dynamics"]["max_epochs"] = 50
+    _run(root, "other", HMR, "rrpi", [10.0], [5.0], config=other)
+    cells = report.collect(root).cells
+    assert set(cells) == {(HMR, "rrpi (dynamics.max_epochs=200)"), (HMR, "rrpi (dynamics.max_epochs=50)"),
+                          (LIQ, "rrpi")}
+    assert cells[(HMR, "rrpi (dynamics.max_epochs=200)")].normalized == [50.0, 60.0, 70.0]
+    assert cells[(HMR, "rrpi (dynamics.max_epochs=50)")].normalized == [10.0]
+
+
+def test_rates_that_follow_the_budget_are_left_out_of_the_label(tmp_path):
+    from jaxrl_bayes.algos import timescales
+
+    root = tmp_path / "runs"
+
+    def cfg(steps, **agent):
+        return {"run": {"total_steps": steps}, "agent": {**timescales.budget_rates(steps), **agent}}
+
+    _run(root, "short", HMR, "rrpi", [10.0], [1.0], config=cfg(20_000))
+    _run(root, "long", HMR, "rrpi", [20.0], [2.0], config=cfg(100_000))
+    cells = report.collect(root).cells  # ref_tau differs too (0.001, 0.0002): the budget rule's
+    assert {a: c.normalized for (_, a), c in cells.items()} == {
+        "rrpi (run.total_steps=20000)": [10.0], "rrpi (run.total_steps=100000)": [20.0]}
+    _run(root, "tuned", HMR, "rrpi", [30.0], [3.0], config=cfg(100_000, ref_tau=0.0005))
+    cells = report.collect(root).cells
+    assert {a: c.normalized for (_, a), c in cells.items()} == {
+        "rrpi (agent.ref_tau=0.001, run.total_steps=20000)": [10.0],
+        "rrpi (agent.ref_tau=0.0002, run.total_steps=100000)": [20.0],
+        "rrpi (agent.ref_tau=0.0005, run.total_steps=100000)": [30.0]}
+
+
+def test_a_run_whose_config_cannot_be_read_is_unreadable(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "good", HMR, "rrpi", [50.0], [1.0])
+    _run(root, "unknown", HMR, "rrpi", [60.0], [1.0], config={"agent": {"no_such_field": 1}})
+    (_run(root, "lost", HMR, "rrpi", [70.0], [1.0]) / "config.json").unlink()
+    (_run(root, "garbled", HMR, "rrpi", [80.0], [1.0]) / "config.json").write_text("{not json")
+    written = report.write_report(root)
+    rep = written["report"]
+    assert list(rep.cells) == [(HMR, "rrpi")] and rep.cells[(HMR, "rrpi")].normalized == [50.0]
+    why = dict(rep.unreadable)
+    assert sorted(why) == sorted(str(root / n) for n in ("unknown", "lost", "garbled"))
+    assert "no_such_field" in why[str(root / "unknown")] and "does not exist" in why[str(root / "lost")]
+    assert "Unreadable results.json or config.json (not in the table): 3" in written["markdown"].read_text()
+
+
+def test_run_fields_are_sorted_into_method_and_bookkeeping():
+    import dataclasses
+
+    from experiments.config import RunConfig
+
+    names = {f"run.{f.name}" for f in dataclasses.fields(RunConfig)}
+    assert report.RUN_FIELDS_NOT_METHOD <= names  # no stale names
+    assert names - report.RUN_FIELDS_NOT_METHOD == {"run.total_steps", "run.preset", "run.eval_env",
+                                                    "run.ref_min_score", "run.ref_max_score"}
