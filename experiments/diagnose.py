@@ -337,9 +337,12 @@ def markdown(report: dict) -> str:
         if hazard is not None:  # logged by the persistent scheme only
             # issue 21: how often the paths the critic learns on end, against the real episodes
             ratio = f", {hazard / op['real_terminal_rate']:.1f} times" if op["real_terminal_rate"] > 0 else ""
-            lines.append(f"The model's paths ended on {hazard:.4f} of their steps in the last chunk (terminal or "
-                         f"outside the data's box, or at the horizon) against {op['real_terminal_rate']:.4f} of the "
-                         f"policy's real steps{ratio}.")
+            # the persistent scheme logs the share of successors inside the box as rollout_valid_frac:
+            # a path that diverges out of the model's support ends there, not by a fall (session 30)
+            outside = 1.0 - report["training"].get("rollout_valid_frac", 1.0)
+            lines.append(f"The model's paths ended on {hazard:.4f} of their steps in the last chunk ({outside:.4f} "
+                         f"outside the data's box, the rest terminal or at the horizon) against "
+                         f"{op['real_terminal_rate']:.4f} of the policy's real steps{ratio}.")
         lines.append("")
     if report["value_vs_return"]:
         others = sorted({k for e in report["value_vs_return"] for k in e.get("deployments", {})})

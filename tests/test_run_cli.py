@@ -566,7 +566,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     printed = capsys.readouterr().out
     assert "Q first states / MC" in printed and "greedy gain" in printed and "false falls" in printed
     # how often the model's paths end, beside how often the policy's real steps do
-    assert (f"paths ended on {row['rollout_restart_frac']:.4f} of their steps in the last chunk" in printed
+    assert (f"paths ended on {row['rollout_restart_frac']:.4f} of their steps in the last chunk "
+            f"({1.0 - row['rollout_valid_frac']:.4f} outside the data's box" in printed
             and f"against {op['real_terminal_rate']:.4f} of the policy's real steps" in printed)
 
 
