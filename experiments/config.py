@@ -27,6 +27,7 @@ from typing import Annotated, Any, Mapping, NamedTuple, Optional
 
 import tyro
 
+from experiments import rundir
 from jaxrl_bayes import algos
 from jaxrl_bayes.algos import timescales
 from jaxrl_bayes.dynamics import DynamicsConfig
@@ -153,6 +154,18 @@ def from_json(cfg_json: Mapping[str, Mapping[str, Any]], where: str) -> Config:
 
 
 # ----------------------------------------------------------------------------- presets
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """The `config.json` of a run directory, each field it lacks (one added to the code later) at its
+    current default: how `--resume`, `experiments.diagnose` and `experiments.report` read a run.
+
+    Raises:
+      rundir.RunDirError: the file is missing or unreadable.
+      UsageError: it no longer fits this code.
+    """
+    path = run_dir / "config.json"
+    return from_json(rundir.read_json(path, "run config"), str(path))
 
 
 def available_presets(configs_dir: Path = CONFIGS_DIR) -> dict[str, list[str]]:

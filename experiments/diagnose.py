@@ -49,7 +49,7 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from experiments import cli, config, results, rundir
+from experiments import cli, config, pools, results, rundir
 from jaxrl_bayes import dynamics
 from jaxrl_bayes.checkpoint import atomic_write_json
 from jaxrl_bayes.data.dataset import consecutive_segments
@@ -89,7 +89,7 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json); pass the directory "
                         "python -m experiments.run wrote")
-    cfg = config.from_json(rundir.read_json(run_dir / "config.json", "run config"), str(run_dir / "config.json"))
+    cfg = config.read_run_config(run_dir)
     report = diagnose(run_dir, cfg, args.horizon, args.segments, args.seed, args.episodes)
     atomic_write_json(run_dir / "diagnosis.json", report)
     print(markdown(report))
@@ -104,8 +104,9 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, ep
                            "real_batch": cfg.agent.real_batch, "model_batch": cfg.agent.model_batch,
                            "discount": cfg.agent.discount}
     out["model_error"] = out["terminations"] = out["on_policy"] = None
-    pool = _run_pool(run_dir)
-    out["pool_training"] = pool_training(run_dir) if pool is not None else None
+    pool_file = _pool_file(run_dir)
+    pool = None if pool_file is None else dynamics.load_pool(pool_file)
+    out["pool_training"] = None if pool_file is None else pool_training(pool_file)
     if pool is not None:  # bc: no model
         spec = config.get_spec(cfg.run)
         dataset = spec.load()  # validated as in experiments.run; loaded once for every section
@@ -117,8 +118,8 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, ep
     return out
 
 
-def _run_pool(run_dir: Path) -> Optional[dynamics.DynamicsPool]:
-    """The run's dynamics pool, or None for a run without a model (bc)."""
+def _pool_file(run_dir: Path) -> Optional[Path]:
+    """The run's dynamics pool file, or None for a run without a model (bc)."""
     dyn_file = run_dir / "dynamics.json"
     if not dyn_file.is_file():
         return None  # bc: no model
@@ -129,20 +130,20 @@ def _run_pool(run_dir: Path) -> Optional[dynamics.DynamicsPool]:
     if not pool_file.is_file():
         raise UserError(f"the run's pool file {pool_file} is gone (cache cleared?); rerun the run's command "
                         "to retrain it, or set JAXRL_BAYES_CACHE to where it is")
-    return dynamics.load_pool(pool_file)
+    return pool_file
 
 
 CONVERGENCE_EPOCHS = 5  # the pool's held-out MSE compared over its last epochs (MBPO's patience)
 
 
-def pool_training(run_dir: Path) -> Optional[dict]:
-    """How the run's pool was trained, from the pool cache's info.json: epochs run against the
+def pool_training(pool_file: Path) -> Optional[dict]:
+    """How a pool was trained, from its cache entry's record (`pools.record_path`): epochs run against the
     cap, early stop, the kept members' held-out MSE and NLL, and how much the held-out MSE (mean
     over members) still fell over the last CONVERGENCE_EPOCHS epochs, relative to its best before
     them (None: a pool cached before the curve was recorded). A pool that stopped at the cap with
     its held-out error still falling had not converged (issue 21: held-out likelihood, not
     evaluation returns, sets the presets' epochs). None when the record is missing."""
-    info_file = Path(rundir.read_json(run_dir / "dynamics.json", "dynamics record")["pool_file"]).parent / "info.json"
+    info_file = pools.record_path(pool_file)
     if not info_file.is_file():
         return None
     info = rundir.read_json(info_file, "pool record")

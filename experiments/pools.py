@@ -69,6 +69,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def record_path(pool_file: Path) -> Path:
+    """The cache entry's record (dataset, dynamics config, training report) beside its pool file."""
+    return pool_file.parent / "info.json"
+
+
 def get_or_train_pool(dataset: Any, dataset_name: str, config: dynamics.DynamicsConfig, seed: int, *,
                       progress: bool = True) -> tuple[Any, dict]:
     """Loads the cached pool for (dataset, config, seed), or trains and caches it.
@@ -147,7 +152,7 @@ def _train_and_cache(dataset: Any, dataset_name: str, config: dynamics.DynamicsC
     if hasattr(report, "val_mse_curve"):  # per epoch, mean over members: did the held-out error stop falling?
         summary["val_mse_curve"] = np.asarray(report.val_mse_curve).mean(axis=1).tolist()
     # info.json first: pool.npz, written last (atomically), is what marks the entry complete
-    atomic_write_json(cdir / "info.json", to_json_value(
+    atomic_write_json(record_path(pool_path), to_json_value(
         {"dataset": dataset_name, "dynamics": dyn_json, "dynamics_seed": seed, "dataset_fingerprint": fp,
          "report": summary}))
     dynamics.save_pool(pool, str(pool_path))

@@ -53,7 +53,7 @@ from typing import Annotated, Any, Mapping, Optional, Sequence
 import numpy as np
 import tyro
 
-from experiments import cli, config, rundir
+from experiments import cli, config
 from experiments.plotting import paper_references, save_png
 from jaxrl_bayes import stats
 from jaxrl_bayes.algos import algo_needs_model, fields_without_effect, timescales
@@ -221,17 +221,9 @@ def _curve_points(rows: Sequence[Mapping]) -> tuple[dict[int, list[float]], bool
     return points, normalized
 
 
-def read_config(run_dir: Path) -> config.Config:
-    """The config.json of `run_dir` with every field it lacks at its current default, loaded as
-    `experiments.run --resume` loads it. Raises ValueError (UserError) if it is missing or no
-    longer fits this code."""
-    path = run_dir / "config.json"
-    return config.from_json(rundir.read_json(path, "config"), str(path))
-
-
-def method_fields(cfg: config.Config) -> set[str]:
-    """The "section.field" names of `cfg` that make its method (`RUN_FIELDS_NOT_METHOD`)."""
-    cfg_json = cfg.to_json()
+def method_fields(cfg: config.Config, cfg_json: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The "section.field" names of `cfg` (`cfg_json` = `cfg.to_json()`) that make its method
+    (`RUN_FIELDS_NOT_METHOD`)."""
     names = {f"run.{k}" for k in cfg_json["run"]} - RUN_FIELDS_NOT_METHOD
     try:
         unread, model = set(fields_without_effect(cfg.agent, list(cfg_json["agent"]))), algo_needs_model(cfg.agent)
@@ -246,7 +238,8 @@ def variants(configs: Sequence[config.Config]) -> list[dict[str, Any]]:
     fields in which they differ (all {} where they agree). A rate that follows run.total_steps
     by the budget rule (`timescales.budget_rates`) in every config is left out: run.total_steps,
     which then differs too, names it."""
-    flat = [{f"{s}.{k}": v for s, section in c.to_json().items() for k, v in section.items()} for c in configs]
+    jsons = [c.to_json() for c in configs]
+    flat = [{f"{s}.{k}": v for s, section in j.items() for k, v in section.items()} for j in jsons]
     rules = [timescales.budget_rates(c.run.total_steps) for c in configs]
 
     def by_budget_rule(name: str) -> bool:
@@ -254,7 +247,7 @@ def variants(configs: Sequence[config.Config]) -> list[dict[str, Any]]:
         return section == "agent" and rate in timescales.RATES and all(
             math.isclose(f[name], r[rate], rel_tol=1e-9) for f, r in zip(flat, rules))
 
-    names = sorted(set().union(*(method_fields(c) for c in configs)))
+    names = sorted(set().union(*(method_fields(c, j) for c, j in zip(configs, jsons))))
     differ = [n for n in names if len({json.dumps(f[n], sort_keys=True) for f in flat}) > 1 and not by_budget_rule(n)]
     return [{n: f[n] for n in differ} for f in flat]
 
@@ -279,7 +272,7 @@ def collect(root: Path, allow_mixed: bool = False) -> Report:
             unreadable.append((str(run_dir), f"results.json: {type(e).__name__}: {e}"))
             continue
         try:
-            cfg = read_config(run_dir)
+            cfg = config.read_run_config(run_dir)
         except (ValueError, TypeError, AttributeError) as e:  # UserError is a ValueError
             unreadable.append((str(run_dir), str(e)))
             continue

@@ -192,7 +192,7 @@ def saved_config(run_dir: Path) -> Config:
         raise rundir.RunDirError(f"--resume {run_dir}: the run there is finished (results.json); nothing to "
                                  f"resume. Start a new run with another --out")
     try:
-        return config.from_json(rundir.read_json(cfg_path, "config"), str(cfg_path))
+        return config.read_run_config(run_dir)
     except config.UsageError as e:
         raise rundir.RunDirError(f"the saved config {cfg_path} no longer fits this code: {e}") from e
 

@@ -582,13 +582,13 @@ def test_diagnose_says_whether_the_pool_converged(tmp_path):
 
     cdir = tmp_path / "cache"
     cdir.mkdir()
-    (tmp_path / "dynamics.json").write_text(json.dumps({"pool_file": str(cdir / "pool.npz")}))
-    assert diagnose_mod.pool_training(tmp_path) is None  # no record beside the pool: nothing to say
+    pool_file = cdir / "pool.npz"
+    assert diagnose_mod.pool_training(pool_file) is None  # no record beside the pool: nothing to say
     info = {"dynamics": {"max_epochs": 8}, "report": {
         "epochs": 8, "stopped_early": False, "val_mse": [0.25, 0.35], "val_nll": [-1.0, -2.0],
         "val_mse_curve": [1.0, 0.5, 0.4, 0.45, 0.4, 0.42, 0.41, 0.3]}}
     (cdir / "info.json").write_text(json.dumps(info))
-    pt = diagnose_mod.pool_training(tmp_path)
+    pt = diagnose_mod.pool_training(pool_file)
     assert pt["epochs"] == 8 and pt["max_epochs"] == 8 and pt["stopped_early"] is False
     assert pt["val_mse_mean"] == pytest.approx(0.3) and pt["val_nll_mean"] == pytest.approx(-1.5)
     assert pt["last_epochs_drop"] == pytest.approx(0.25)
@@ -600,7 +600,7 @@ def test_diagnose_says_whether_the_pool_converged(tmp_path):
     info["report"].update(stopped_early=True, epochs=10,
                           val_mse_curve=[1.0, 0.5, 0.4, 0.45, 0.41, 0.42, 0.41, 0.43, 0.44, 0.45])
     (cdir / "info.json").write_text(json.dumps(info))
-    pt = diagnose_mod.pool_training(tmp_path)  # best 0.4 before the last 5, 0.41 within: no longer falling
+    pt = diagnose_mod.pool_training(pool_file)  # best 0.4 before the last 5, 0.41 within: no longer falling
     assert pt["last_epochs_drop"] == pytest.approx(0.0)
     text = diagnose_mod.markdown({**report, "pool_training": pt})
     assert "stopped early" in text and "not converged" not in text
@@ -611,10 +611,10 @@ def test_diagnose_reads_a_bc_run_as_one_without_a_model(tmp_path):
     from experiments import diagnose as diagnose_mod
 
     (tmp_path / "dynamics.json").write_text(json.dumps({"note": "bc trains without a dynamics pool", "reused": None}))
-    assert diagnose_mod._run_pool(tmp_path) is None
+    assert diagnose_mod._pool_file(tmp_path) is None
     (tmp_path / "dynamics.json").write_text(json.dumps({"pool_file": str(tmp_path / "gone.npz")}))
     with pytest.raises(diagnose_mod.UserError, match="is gone"):
-        diagnose_mod._run_pool(tmp_path)
+        diagnose_mod._pool_file(tmp_path)
 
 
 def test_bc_score_comes_from_a_finished_bc_run_of_the_same_dataset_beside_the_run(tmp_path):
