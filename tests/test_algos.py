@@ -346,3 +346,26 @@ def test_greedy_gain_of_a_linear_critic_follows_the_policy_width():
     # a narrow one (std 1e-4 pre-tanh): no draw differs from the mode by more than ~5 std
     narrow = greedy_gain(linear, _dist(float(np.arctanh(0.5)), 1e-4), jax.random.PRNGKey(2), 32)
     assert 0.0 <= float(narrow) < 1e-3
+
+
+def test_init_from_behaviour_starts_rrpi_at_the_cloned_policy(bandit):
+    """RRPI has no pi_beta of its own; `init_from_behaviour` fits one (bc_steps of cloning) and
+    starts pi and pi_ref there. Planted: the data's actions sit at -0.5 (std 0.05), so the cloned
+    policy's deterministic action is -0.5 and a fresh network's is near 0."""
+    _, pool = bandit
+    rng = np.random.default_rng(1)
+    n = 2000
+    act = np.clip(rng.normal(-0.5, 0.05, size=(n, 1)), -1, 1).astype(np.float32)
+    obs = np.zeros((n, 1), np.float32)
+    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=np.zeros(n, np.float32), terminals=np.ones(n, bool),
+                             next_observations=obs, name="planted-behaviour")
+    modes = {}
+    for init in (False, True):
+        config = algo_config("rrpi", **{**SMALL, "init_from_behaviour": init, **({"bc_steps": 3000} if init else {})})
+        trainer = make_trainer(config, ds, pool, _always_done)
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(0), trainer.data)
+        modes[init] = float(trainer.act_fn(state.policy)(jnp.zeros((1, 1)))[0, 0])
+        ref_mode = float(trainer.act_fn(state.ref_policy)(jnp.zeros((1, 1)))[0, 0])
+        assert ref_mode == pytest.approx(modes[init], abs=1e-6)
+    assert abs(modes[True] + 0.5) < 0.05, modes
+    assert abs(modes[False]) < 0.05, modes  # a fresh network starts at tanh(0)

@@ -38,7 +38,7 @@ TINY = ["--agent.rollout_scheme", "short", "--run.total_steps", "200", "--agent.
         "--dynamics.hidden", "32", "32", "--agent.num_active", "3", "--agent.rollout_batch", "50",
         "--agent.real_batch", "32", "--agent.model_batch", "32", "--agent.num_candidates", "4",
         "--agent.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",
-        "--agent.bc_steps", "20", "--agent.buffer_capacity", "1000", "--dynamics.num_members", "3",
+        "--agent.buffer_capacity", "1000", "--dynamics.num_members", "3",
         "--run.eval_episodes", "20", "--run.final_eval_episodes", "20", "--run.eval_every_chunks", "1",
         "--run.no_progress"]
 # bc trains no model: the model fields of TINY would be refused ("has no effect on --algo bc")
@@ -509,7 +509,7 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
     persistent = [a for i, a in enumerate(TINY) if a not in dropped and (i == 0 or TINY[i - 1] not in dropped)]
     assert run_mod.main([*persistent, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
                          "--ref-min-score", "0", "--ref-max-score", "200", "--run.total_steps", "20",
-                         "--agent.bc_steps", "0", "--agent.rollout_scheme", "persistent", "--agent.rollout_horizon", "50",
+                         "--agent.rollout_scheme", "persistent", "--agent.rollout_horizon", "50",
                          "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     row = _rows(out)[-1]

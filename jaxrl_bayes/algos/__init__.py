@@ -73,10 +73,17 @@ def algo_needs_model(name: str | AgentConfig) -> bool:
     return PARTS.lookup(algo, "agent.algo").needs_model
 
 
+# what `train.behaviour_cloning` reads: fitting pi_beta is all they do
+BEHAVIOUR_FIT_FIELDS = frozenset({"bc_steps", "bc_lr", "bc_batch"})
+
+
 def fields_without_effect(config: AgentConfig, names) -> list[str]:
     """Those of the AgentConfig field `names` that `config.algo` never reads (sorted)."""
-    reads = PARTS.lookup(config.algo, "agent.algo").reads
+    parts = PARTS.lookup(config.algo, "agent.algo")
+    reads = parts.reads
     unread = set(names) & config.unread_fields()
+    if reads is None and not (parts.needs_behaviour or config.init_from_behaviour):
+        unread |= set(names) & BEHAVIOUR_FIT_FIELDS  # no pi_beta is fitted
     return sorted(unread if reads is None else (set(names) - reads) | unread)
 
 

@@ -195,8 +195,11 @@ class AgentConfig:
     # log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on returns).
     # 0 = no hold-out: the last iterate is deployed.
     bc_holdout: float = 0.1
-    # Start pi and pi_k at pi_beta? Not in the papers. Measured on liquidation (3 seeds): with the
-    # slow reference (ref_tau 1e-5) pi_k then stays near the behaviour policy all run, 95.3 vs 97.4.
+    # Start pi and pi_k at pi_beta (fitted by bc_steps of behaviour cloning, for any algorithm)?
+    # Not in the papers: policy iteration from pi_0 = pi_beta, so RRPI's monotone improvement
+    # (Theorem 2) starts at the data's policy rather than at a random network. Measured on
+    # liquidation (PSPO, 3 seeds): with the slow reference (ref_tau 1e-5) pi_k then stays near the
+    # behaviour policy all run, 95.3 vs 97.4.
     init_from_behaviour: bool = False
     # --- deployment (DEPLOYMENTS): the policy whose tanh(mean) is evaluated and saved
     deploy: str = "policy"
@@ -233,6 +236,8 @@ class AgentConfig:
             problems.append(f"bc_top_fraction must be in (0, 1], got {self.bc_top_fraction}")
         if not 0.0 <= self.bc_holdout < 1.0:
             problems.append(f"bc_holdout must be in [0, 1), got {self.bc_holdout}")
+        if self.init_from_behaviour and self.bc_steps < 1:
+            problems.append("init_from_behaviour starts pi at pi_beta, which needs bc_steps >= 1 (e.g. 5000)")
         if not 0.0 <= self.rollout_explore <= 1.0:
             problems.append(f"rollout_explore must be in [0, 1], got {self.rollout_explore}")
         if self.temperature <= 0 or self.trust_eta <= 0:

@@ -84,7 +84,7 @@ def behaviour_cloning(key: chex.PRNGKey, params, data: TrainData, nets: Networks
 
 def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainState:
     """Fresh networks, optimizers, an empty model buffer, the uniform belief (and pi_beta by BC
-    where the algorithm needs it)."""
+    where the algorithm needs it, or where `init_from_behaviour` starts pi and pi_ref at it)."""
     config, nets = learner.config, learner.nets
     obs_dim, act_dim = data.obs.shape[1], data.act.shape[1]
     k_pol, k_crit, k_bc, k_state = jax.random.split(key, 4)
@@ -92,7 +92,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
     policy = nets.policy.init(k_pol, dummy_obs)
     critic = nets.critic.init(k_crit, dummy_obs, jnp.zeros((1, act_dim)))
     behaviour = policy
-    if learner.parts.needs_behaviour and config.bc_steps > 0:
+    if (learner.parts.needs_behaviour or config.init_from_behaviour) and config.bc_steps > 0:
         behaviour = behaviour_cloning(k_bc, policy, data, nets, config)
         if config.init_from_behaviour:
             policy = behaviour
