@@ -82,7 +82,8 @@ def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: s
     """The AgentConfig a trial's new run starts from: the algorithm's, with the preset of the
     dataset's family where both are given (the locomotion presets choose the persistent rollout
     scheme, which reads other fields than the short one), and the extra options' own
-    `--agent.rollout_scheme`, which decides which scheme fields are read."""
+    `--agent.rollout_scheme` and `--agent.[no-]init-from-behaviour`, which decide which fields
+    are read (the scheme's; the behaviour fit's bc_*)."""
     from jaxrl_bayes import algos as algos_lib
 
     agent = algos_lib.algo_config(algo)
@@ -96,8 +97,11 @@ def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: s
             pass
     for group in _option_groups(extra):
         name, _, inline = group[0][2:].partition("=")
-        if name.replace("-", "_") == "agent.rollout_scheme" and (inline or len(group) > 1):
+        name = name.replace("-", "_")
+        if name == "agent.rollout_scheme" and (inline or len(group) > 1):
             agent = dataclasses.replace(agent, rollout_scheme=inline or group[1])
+        elif name in ("agent.init_from_behaviour", "agent.no_init_from_behaviour"):
+            agent = dataclasses.replace(agent, init_from_behaviour=name == "agent.init_from_behaviour")
     return agent
 
 

@@ -29,7 +29,7 @@ TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.
         "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
         "--dynamics.num_members", "3", "--agent.num_active", "3",
         "--agent.rollout_batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
-        "--agent.num_candidates", "4", "--agent.num_next_samples", "2", "--agent.bc_steps", "10",
+        "--agent.num_candidates", "4", "--agent.num_next_samples", "2",
         "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout_horizon", "1",
         "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1",
         "--run.final_eval_episodes", "2",
@@ -136,7 +136,10 @@ def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, 
 def test_each_trial_gets_the_extra_options_its_algorithm_reads():
     extra = ["--run.total_steps=20", "--dynamics.hidden", "16", "16", "--agent.num-candidates", "4",
              "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"]
-    assert sweep.options_for("rrpi", extra) == (extra, [])
+    # rrpi fits no pi_beta unless it starts from one, so bc_batch has no effect on it by default
+    assert sweep.options_for("rrpi", extra) == (extra[:-2], ["--agent.bc_batch"])
+    assert sweep.options_for("rrpi", extra + ["--agent.init_from_behaviour"]) == (
+        extra + ["--agent.init_from_behaviour"], [])
     assert sweep.options_for("bc", extra) == (
         ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"],
         ["--dynamics.hidden", "--agent.num-candidates"])
