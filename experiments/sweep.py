@@ -78,6 +78,37 @@ def _option_groups(extra: Sequence[str]) -> list[list[str]]:
     return groups
 
 
+@dataclasses.dataclass(frozen=True)
+class _Option:
+    """One option group of the extra options, named the way experiments.run reads it."""
+    section: str  # "agent", "dynamics", "run", ... ("" for a stray value)
+    field: str  # underscores for dashes, the boolean's `no-` prefix removed
+    negated: bool  # given as --<section>.no-<field> (a boolean set to False)
+    value: Optional[str]  # the inline `=value` or the next token, None for a bare flag
+
+
+def _parse_option(group: Sequence[str]) -> _Option:
+    """`group` (from `_option_groups`) as section, field, negation and value: the one place the
+    sweep turns an option's spelling into a config field, so `_trial_agent` and `options_for`
+    agree. `--agent.no-<field>` is a negation only where `<field>` is an AgentConfig field and
+    `no_<field>` is not."""
+    from jaxrl_bayes.algos.common import AgentConfig
+
+    head = group[0]
+    if not head.startswith("--"):
+        return _Option("", "", False, None)
+    name, eq, inline = head[2:].partition("=")
+    section, _, field = name.partition(".")
+    field = field.replace("-", "_")
+    fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    negated = (section == "agent" and field.startswith("no_") and field not in fields
+               and field[3:] in fields)
+    if negated:
+        field = field[3:]
+    value = inline if eq else (group[1] if len(group) > 1 else None)
+    return _Option(section, field, negated, value)
+
+
 def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: str | None):
     """The AgentConfig a trial's new run starts from: the algorithm's, with the preset of the
     dataset's family where both are given (the locomotion presets choose the persistent rollout
@@ -95,13 +126,13 @@ def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: s
             agent = config_mod.base_config(run, preset_explicit=True)[0].agent
         except UserError:  # a missing file, an unknown preset: the trial itself says so
             pass
-    for group in _option_groups(extra):
-        name, _, inline = group[0][2:].partition("=")
-        name = name.replace("-", "_")
-        if name == "agent.rollout_scheme" and (inline or len(group) > 1):
-            agent = dataclasses.replace(agent, rollout_scheme=inline or group[1])
-        elif name in ("agent.init_from_behaviour", "agent.no_init_from_behaviour"):
-            agent = dataclasses.replace(agent, init_from_behaviour=name == "agent.init_from_behaviour")
+    for opt in map(_parse_option, _option_groups(extra)):
+        if opt.section != "agent":
+            continue
+        if opt.field == "rollout_scheme" and opt.value:
+            agent = dataclasses.replace(agent, rollout_scheme=opt.value)
+        elif opt.field == "init_from_behaviour":
+            agent = dataclasses.replace(agent, init_from_behaviour=not opt.negated)
     return agent
 
 
@@ -122,11 +153,8 @@ def options_for(algo: str, extra: Sequence[str], dataset: str | None = None,
     keep: list[str] = []
     dropped: list[str] = []
     for group in _option_groups(extra):
-        name = group[0][2:].split("=", 1)[0] if group[0].startswith("--") else ""
-        section, _, field = name.partition(".")
-        field = field.replace("-", "_")
-        if field.startswith("no_") and not hasattr(agent, field):  # a boolean's --agent.no-<field>
-            field = field[3:]
+        opt = _parse_option(group)
+        section, field = opt.section, opt.field
         unused = ((section == "dynamics" and not algos_lib.algo_needs_model(agent))
                   or (section == "agent" and field and algos_lib.fields_without_effect(agent, [field])))
         if unused:

@@ -140,6 +140,13 @@ def test_each_trial_gets_the_extra_options_its_algorithm_reads():
     assert sweep.options_for("rrpi", extra) == (extra[:-2], ["--agent.bc_batch"])
     assert sweep.options_for("rrpi", extra + ["--agent.init_from_behaviour"]) == (
         extra + ["--agent.init_from_behaviour"], [])
+    # one spelling rule for both checks: dashes, the boolean's no- form, the flag last or first
+    for flag in (["--agent.init-from-behaviour"], ["--agent.init_from_behaviour", "--agent.no-init-from-behaviour"]):
+        kept, dropped = sweep.options_for("rrpi", extra + flag)
+        assert dropped == ([] if flag[-1] == "--agent.init-from-behaviour" else ["--agent.bc_batch"])
+        assert kept[-len(flag):] == flag  # the boolean itself is an option rrpi reads
+    assert sweep.options_for("rrpi", ["--agent.rollout-scheme=short", "--agent.rollout_batch", "8"]) == (
+        ["--agent.rollout-scheme=short", "--agent.rollout_batch", "8"], [])
     assert sweep.options_for("bc", extra) == (
         ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"],
         ["--dynamics.hidden", "--agent.num-candidates"])
