@@ -369,3 +369,24 @@ def test_init_from_behaviour_starts_rrpi_at_the_cloned_policy(bandit):
         assert ref_mode == pytest.approx(modes[init], abs=1e-6)
     assert abs(modes[True] + 0.5) < 0.05, modes
     assert abs(modes[False]) < 0.05, modes  # a fresh network starts at tanh(0)
+
+
+def test_fields_an_algorithm_never_reads_are_named():
+    """Each field below is read, or not, as the code reads it: RRPI's reference is pi_ref alone
+    (no behaviour weight, no trust region); a uniform belief measures no member on real pairs;
+    the KL-budget rule replaces the fixed temperature; PSPO's temperature is eta."""
+    from jaxrl_bayes.algos import fields_without_effect
+
+    pspo_only = ["behaviour_weight", "trust_eta", "trust_epsilon", "trust_rate"]
+    evidence = ["consistency", "lam", "consistency_batch", "consistency_samples"]
+    rrpi = algo_config("rrpi")
+    assert fields_without_effect(rrpi, pspo_only + evidence) == sorted(pspo_only + evidence)
+    assert fields_without_effect(rrpi, ["temperature", "target_kl"]) == ["temperature"]
+    assert fields_without_effect(algo_config("rrpi", auto_temperature=False), ["temperature", "target_kl"]) == ["target_kl"]
+    pspo = algo_config("pspo")
+    assert fields_without_effect(pspo, pspo_only + evidence) == []
+    assert fields_without_effect(pspo, ["temperature", "target_kl"]) == ["temperature"]
+    assert fields_without_effect(algo_config("pspo-avg"), evidence) == sorted(evidence)
+    noreg = algo_config("pspo-noreg")
+    assert fields_without_effect(noreg, ["trust_eta"]) == ["trust_eta"]
+    assert fields_without_effect(algo_config("pspo-noreg", auto_temperature=False), ["trust_eta"]) == []

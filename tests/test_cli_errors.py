@@ -101,6 +101,8 @@ CASES = {
                              "--agent.selector has no effect on --algo bc"),
     "behaviour-fit-without-behaviour": (lambda t: ["--algo", "rrpi", "--agent.bc_steps", "100"],
                                         "--agent.bc_steps has no effect on --algo rrpi"),
+    "pspo-field-on-rrpi": (lambda t: ["--algo", "rrpi", "--agent.behaviour_weight", "0.5"],
+                           "--agent.behaviour_weight has no effect on --algo rrpi"),
     "init-from-behaviour-without-fit": (lambda t: ["--algo", "rrpi", "--agent.init_from_behaviour"],
                                         "init_from_behaviour starts pi at pi_beta, which needs bc_steps >= 1"),
     "dynamics-field-without-model": (lambda t: ["--algo", "bc", "--dynamics.max_epochs", "3"],

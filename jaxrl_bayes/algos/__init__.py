@@ -82,6 +82,8 @@ def fields_without_effect(config: AgentConfig, names) -> list[str]:
     parts = PARTS.lookup(config.algo, "agent.algo")
     reads = parts.reads
     unread = set(names) & config.unread_fields()
+    if parts.ignores is not None:
+        unread |= set(names) & parts.ignores(config)
     if reads is None and not (parts.needs_behaviour or config.init_from_behaviour):
         unread |= set(names) & BEHAVIOUR_FIT_FIELDS  # no pi_beta is fitted
     return sorted(unread if reads is None else (set(names) - reads) | unread)

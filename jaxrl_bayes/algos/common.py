@@ -51,6 +51,8 @@ class Parts(NamedTuple):
       active_key) -> Trainer (BC, which has no critic).
     reads: the AgentConfig fields the algorithm reads (None: all of them). A caller that sets
       another field explicitly is told that it has no effect (`algos.fields_without_effect`).
+    ignores: config -> the fields its parts never read under that config (with `reads` None):
+      RRPI's reference never reads PSPO's behaviour weight or trust region.
     """
 
     reference: Callable[..., tuple[jax.Array, jax.Array]] | None = None
@@ -58,6 +60,7 @@ class Parts(NamedTuple):
     needs_model: bool = True
     build: Callable[..., Any] | None = None
     reads: frozenset[str] | None = None
+    ignores: Callable[["AgentConfig"], frozenset[str]] | None = None
 
 
 # algorithm parts by AgentConfig.algo; filled by rrpi.py, pspo.py, bc.py
@@ -256,9 +259,14 @@ class AgentConfig:
         # deterministic members (mean successor and mean reward) draw nothing: K and the noise sharing idle
         no_draws = (frozenset({"num_next_samples", "rollout_samples", "common_noise"})
                     if self.model_successor == "mean" and self.model_reward == "mean" else frozenset())
-        if self.rollout_scheme == "persistent":
-            return frozenset({"rollout_batch", "rollout_samples"}) | no_draws
-        return frozenset({"rollout_explore"}) | no_draws
+        # a belief rule that reads no evidence (uniform) measures no member on real pairs
+        no_evidence = (frozenset() if self.belief not in posterior.BELIEFS or posterior.BELIEFS[self.belief].needs_evidence
+                       else frozenset({"consistency", "lam", "consistency_batch", "consistency_samples"}))
+        # PMDB's KL-budget rule sets the temperature per state from target_kl; a fixed one is `temperature`
+        temperature = frozenset({"temperature"} if self.auto_temperature else {"target_kl"})
+        scheme = (frozenset({"rollout_batch", "rollout_samples"}) if self.rollout_scheme == "persistent"
+                  else frozenset({"rollout_explore"}))
+        return scheme | no_draws | no_evidence | temperature
 
     def draws(self, num_samples: int) -> int:
         """Successor draws per member for a configured K: 1 where members are deterministic

@@ -37,7 +37,16 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
     return log_mu, temp
 
 
-PARTS.register("pspo", Parts(reference=reference, needs_behaviour=True))
+def ignores(config) -> frozenset[str]:
+    """The temperature is eta (or the KL-budget rule), never `temperature`; without the behaviour
+    term, the KL-budget rule replaces eta too, so the trust region has nothing to set."""
+    unread = {"temperature"}
+    if config.behaviour_weight == 0.0 and config.auto_temperature:
+        unread |= {"trust_eta", "trust_epsilon", "trust_rate"}
+    return frozenset(unread)
+
+
+PARTS.register("pspo", Parts(reference=reference, needs_behaviour=True, ignores=ignores))
 
 register_algorithm("pspo", algo="pspo", selector="posterior", belief="profile", bc_steps=5000)
 register_algorithm("pspo-avg", algo="pspo", selector="posterior", belief="uniform", bc_steps=5000)

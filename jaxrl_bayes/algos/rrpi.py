@@ -22,7 +22,9 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
     return log_mu, temperature_for(ctx.config, q, log_mu, log_q)
 
 
-PARTS.register("rrpi", Parts(reference=reference))
+# PSPO's behaviour-policy term and trust-region multiplier eta: mu here is pi_ref alone
+PSPO_ONLY = frozenset({"behaviour_weight", "trust_eta", "trust_epsilon", "trust_rate"})
+PARTS.register("rrpi", Parts(reference=reference, ignores=lambda config: PSPO_ONLY))
 
 register_algorithm("rrpi", algo="rrpi", kth=1, selector="worst", belief="uniform")
 register_algorithm("pmdb", algo="rrpi", kth=2, selector="worst", belief="uniform", num_active=10)  # PMDB: k = 2 of N = 10
