@@ -133,7 +133,10 @@ def _pool_file(run_dir: Path) -> Optional[Path]:
     return pool_file
 
 
-CONVERGENCE_EPOCHS = 5  # the pool's held-out MSE compared over its last epochs (MBPO's patience)
+# The pool's own early-stopping rule (`dynamics.train_pool`): a pool that ran to its cap had not
+# converged if its held-out MSE still improved by more than dynamics.IMPROVEMENT_THRESHOLD over its
+# last `max_epochs_since_update` epochs (the patience; MBPO's 5 where the record predates the field).
+CONVERGENCE_EPOCHS = dynamics.DynamicsConfig.max_epochs_since_update
 
 
 def pool_training(pool_file: Path) -> Optional[dict]:
@@ -149,11 +152,13 @@ def pool_training(pool_file: Path) -> Optional[dict]:
     info = rundir.read_json(info_file, "pool record")
     rep = info.get("report", {})
     curve = rep.get("val_mse_curve")
+    patience = int(info.get("dynamics", {}).get("max_epochs_since_update", CONVERGENCE_EPOCHS))
     still_falling = None
-    if curve and len(curve) > CONVERGENCE_EPOCHS:
-        before, last = min(curve[:-CONVERGENCE_EPOCHS]), min(curve[-CONVERGENCE_EPOCHS:])
+    if curve and len(curve) > patience:
+        before, last = min(curve[:-patience]), min(curve[-patience:])
         still_falling = max(0.0, (before - last) / before) if before > 0 else 0.0
     return {"epochs": rep.get("epochs"), "max_epochs": info.get("dynamics", {}).get("max_epochs"),
+            "patience": patience,
             "stopped_early": rep.get("stopped_early"),
             "val_mse_mean": float(np.mean(rep["val_mse"])) if rep.get("val_mse") else None,
             "val_nll_mean": float(np.mean(rep["val_nll"])) if rep.get("val_nll") else None,
@@ -293,9 +298,9 @@ def markdown(report: dict) -> str:
                      f"held-out MSE {_f(pt['val_mse_mean'], '.4g')}, NLL {_f(pt['val_nll_mean'], '.4g')} "
                      "(normalized targets).")
         if pt["last_epochs_drop"] is not None:
-            lines[-1] += (f" Over its last {CONVERGENCE_EPOCHS} epochs the held-out MSE fell "
+            lines[-1] += (f" Over its last {pt.get('patience', CONVERGENCE_EPOCHS)} epochs the held-out MSE fell "
                           f"{100 * pt['last_epochs_drop']:.1f} %")
-            if not pt["stopped_early"] and pt["last_epochs_drop"] > 0.01:
+            if not pt["stopped_early"] and pt["last_epochs_drop"] > dynamics.IMPROVEMENT_THRESHOLD:
                 lines[-1] += ": the model had not converged (raise --dynamics.max_epochs)"
             lines[-1] += "."
         lines.append("")

@@ -604,6 +604,15 @@ def test_diagnose_says_whether_the_pool_converged(tmp_path):
     assert pt["last_epochs_drop"] == pytest.approx(0.0)
     text = diagnose_mod.markdown({**report, "pool_training": pt})
     assert "stopped early" in text and "not converged" not in text
+    # the pool's own patience and threshold: 2 epochs, best 0.5 before them and 0.497 within them
+    # (0.6 % < the 1 % an epoch must gain to count as an improvement): converged, though at the cap
+    info["dynamics"]["max_epochs_since_update"] = 2
+    info["report"].update(stopped_early=False, epochs=4, val_mse_curve=[1.0, 0.5, 0.52, 0.497])
+    (cdir / "info.json").write_text(json.dumps(info))
+    pt = diagnose_mod.pool_training(pool_file)
+    assert pt["patience"] == 2 and pt["last_epochs_drop"] == pytest.approx(0.006)
+    text = diagnose_mod.markdown({**report, "pool_training": pt})
+    assert "Over its last 2 epochs the held-out MSE fell 0.6 %" in text and "not converged" not in text
 
 
 def test_diagnose_reads_a_bc_run_as_one_without_a_model(tmp_path):
