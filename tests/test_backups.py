@@ -162,3 +162,56 @@ def test_model_targets_fuses_sampling_termination_and_value():
     # state 0: members give 0.5 + 0.5*{0,1,2}; state 1: s'={1,2,3}: 0.5+0.5*1, 0.5+0.5*2, 0.5 (done)
     np.testing.assert_allclose(np.asarray(out.member_y), [[0.5, 1.0], [1.0, 1.5], [1.5, 0.5]])
     assert out.next_obs.shape == (3, 2, 2, 1)
+
+
+def _stand_or_walk(normalization: str, value_range_of_config: bool = True):
+    """Value iteration on a 1-state task that ends on a fall: "stand" pays r = 1 and never falls,
+    "walk" pays r = 3.5 and falls (terminal, value 0) with probability 0.02; a third action
+    "crawl" pays -0.5 and never falls. The data's rewards span [-3.58, 8.45] (the walker2d
+    look-alike's). Rewards in the learning units of `normalization`, targets clipped to that
+    config's value range, as the trainer does. Returns (Q (3,), value range)."""
+    from jaxrl_bayes.algos import algo_config
+    from jaxrl_bayes.data.dataset import reward_normalizer
+
+    config = algo_config("rrpi", reward_normalization=normalization)
+    shift, scale = reward_normalizer(-3.58, 8.45, normalization)
+    r = (jnp.asarray([1.0, 3.5, -0.5]) - shift) / scale
+    fall = jnp.asarray([0.0, 0.02, 0.0])
+    v = jnp.zeros(())
+    for _ in range(3000):
+        # expectation over the fall: (1 - p) of the alive successor's target, p of a terminal one
+        q = ((1 - fall) * backups.bellman_target(r, jnp.zeros(3), v, config.discount, config.value_range)
+             + fall * backups.bellman_target(r, jnp.ones(3), v, config.discount, config.value_range))
+        v = q.max()
+    return np.asarray(q), config.value_range
+
+
+def test_pmdb_reward_shift_changes_the_optimal_policy_of_a_task_that_ends_on_a_fall():
+    """Raw rewards: walking is worth 3.5 / (1 - 0.99 * 0.98) = 117.4 against standing's 1 / 0.01 = 100
+    (forever), so walking is optimal. PMDB's shift adds (4.18 + ...) / 13.2 to every step, a bonus for staying alive
+    that makes standing optimal; "signed" (a pure scale) keeps walking optimal, with Q = raw Q / 9.3."""
+    gamma = 0.99
+    walk = 3.5 / (1 - gamma * 0.98)  # V* = walking forever
+    raw = np.array([1.0 + gamma * walk, walk, -0.5 + gamma * walk])  # each action once, then walk
+    q_signed, rng = _stand_or_walk("signed")
+    np.testing.assert_allclose(q_signed, raw / (1.1 * 8.45), rtol=1e-4)
+    assert q_signed.argmax() == 1 and rng == pytest.approx((-100.0, 100.0))
+    q_pmdb, _ = _stand_or_walk("pmdb")
+    assert q_pmdb.argmax() == 0  # stand: the shift rewards survival more than the task does
+
+
+def test_signed_rewards_keep_negative_values():
+    """A task that only pays -0.5 per step is worth -0.5 / (1 - gamma) = -50 (raw); under "signed" the
+    clip [-1/(1 - gamma), 1/(1 - gamma)] keeps it; a [0, 1/(1 - gamma)] clip would read 0."""
+    from jaxrl_bayes.algos import algo_config
+    from jaxrl_bayes.data.dataset import reward_normalizer
+
+    config = algo_config("rrpi", reward_normalization="signed")
+    shift, scale = reward_normalizer(-0.5, -0.5, "signed")
+    assert (shift, scale) == (0.0, 0.55) and config.reward_range == (-1.0, 1.0)
+    v = jnp.zeros(())
+    for _ in range(3000):
+        v = backups.bellman_target(jnp.asarray(-0.5 / scale), jnp.zeros(()), v, config.discount, config.value_range)
+    np.testing.assert_allclose(float(v) * scale, -50.0, rtol=1e-4)
+    assert reward_normalizer(0.0, 0.0, "signed") == (0.0, 1.0)
+    assert reward_normalizer(-5.0, 2.0, "signed") == (0.0, 5.5)

@@ -78,7 +78,7 @@ def register_algorithm(name: str, **overrides) -> dict:
     return ALGORITHMS.register(name, dict(overrides))
 
 
-REWARD_NORMALIZATIONS = ("pmdb", "scale")  # modes of data.dataset.reward_normalizer
+REWARD_NORMALIZATIONS = ("pmdb", "scale", "signed")  # modes of data.dataset.reward_normalizer
 MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
 MODEL_SUCCESSORS = ("sample", "mean")  # AgentConfig.model_successor
 ROLLOUT_SCHEMES = ("short", "persistent")  # AgentConfig.rollout_scheme
@@ -138,12 +138,13 @@ class AgentConfig:
     # s' ~ N(mu, sigma), the papers' E over p_m) | "mean" (mu: a deterministic member, whose falls
     # are those of its best guess, not of its noise crossing a termination threshold). Issue 21.
     model_successor: str = "sample"
-    value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB)
+    value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB); [-value_max, value_max] for signed rewards
     value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
     # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
     # a constant per step, which changes the optimal policy wherever the policy controls episode
     # length (liquidation: selling ends the episode). "scale": r~ = r / (1.1 max r), for tasks
-    # with non-negative rewards; the optimal policy is unchanged.
+    # with non-negative rewards; the optimal policy is unchanged. "signed": r~ = r / (1.1 max |r|),
+    # for rewards of either sign (the optimal policy unchanged; values clipped to +-value_bound).
     reward_normalization: str = "pmdb"
     # --- model rollouts (ROLLOUT_SCHEMES)
     # "short": every chunk, `rollout_batch` dataset states are rolled `rollout_horizon` steps into the
@@ -284,9 +285,18 @@ class AgentConfig:
         return self.value_max if self.value_max is not None else 1.0 / (1.0 - self.discount)
 
     @property
+    def reward_range(self) -> tuple[float, float]:
+        """Clip of model rewards in learning units: [0, 1] (PMDB; "pmdb" and "scale" map the
+        data's rewards inside it), [-1, 1] for "signed" rewards."""
+        return (-1.0 if self.reward_normalization == "signed" else 0.0, 1.0)
+
+    @property
     def value_range(self) -> tuple[float, float] | None:
-        """(0, value_bound) where targets are clipped, else None."""
-        return (0.0, self.value_bound) if self.value_clip else None
+        """(0, value_bound) where targets are clipped, else None; (-value_bound, value_bound)
+        for "signed" rewards, whose values may be negative."""
+        if not self.value_clip:
+            return None
+        return (-self.value_bound if self.reward_normalization == "signed" else 0.0, self.value_bound)
 
 
 # ----------------------------------------------------------------------------- state and data
@@ -404,13 +414,13 @@ def policy_dist(nets: Networks, params, data: TrainData, obs: jax.Array) -> netw
 
 
 def critic_values(nets: Networks, params, data: TrainData, obs: jax.Array, act: jax.Array, config: AgentConfig) -> jax.Array:
-    """min of the twin critics at (obs, act), clipped to [0, value_bound] if configured.
+    """min of the twin critics at (obs, act), clipped to `config.value_range` if configured.
 
     obs broadcasts against act's leading axes: obs (B,S) with act (M,B,A) -> (M,B).
     """
     obs = jnp.broadcast_to(normalize_obs(data, obs), act.shape[:-1] + obs.shape[-1:])
     q = nets.critic.apply(params, obs, act).min(0)
-    return jnp.clip(q, 0.0, config.value_bound) if config.value_clip else q
+    return q if config.value_range is None else jnp.clip(q, *config.value_range)
 
 
 # Centre of the narrow proposal around dataset actions, kept this far inside (-1, 1) so that

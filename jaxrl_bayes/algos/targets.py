@@ -50,7 +50,7 @@ def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samp
         value_fn=value_fn,
         termination_fn=target_termination(ctx),
         discount=c.discount,
-        reward_range=(0.0, 1.0),
+        reward_range=c.reward_range,
         value_range=c.value_range,
     )
 
@@ -73,7 +73,7 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
     done = target_termination(ctx)(obs[:, None], act[:, None], next_obs)
     next_v = value_fn(k_value, next_obs)
     # member_targets wants (N, K) + B: use N = 1 and move K to axis 1
-    y = backups.member_targets(reward.T[None], done.T[None], next_v.T[None], c.discount, (0.0, 1.0),
+    y = backups.member_targets(reward.T[None], done.T[None], next_v.T[None], c.discount, c.reward_range,
                                c.value_range)[0]
     return (y, all_next[:, 0]) if with_successors else y
 

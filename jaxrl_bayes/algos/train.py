@@ -278,7 +278,8 @@ def refill(learner: Learner, state: TrainState, data: TrainData, key: chex.PRNGK
         policy_fn=policy_fn,
         sample_fn=config.model_sampler(data, config.rollout_samples),
         termination_fn=learner.termination_fn,
-        selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount),
+        selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount,
+                                           config.reward_range),
         horizon=config.rollout_horizon,
         obs_bounds=(data.obs_low, data.obs_high),
     )

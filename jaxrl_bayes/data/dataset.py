@@ -263,16 +263,27 @@ def reward_normalizer(r_min: float, r_max: float, mode: str = "pmdb") -> tuple[f
 
     Args:
       r_min, r_max: the smallest and largest reward in the data.
-      mode: "pmdb" (PMDB's shift and scale) or "scale" (no shift; for tasks where a constant
+      mode: "pmdb" (PMDB's shift and scale), "scale" (no shift; for tasks where a constant
         per-step shift changes the optimal policy, such as liquidation, whose episodes end on a
-        sale).
+        sale) or "signed" (no shift, for rewards of either sign: locomotion, whose episodes end
+        on a fall).
 
     Returns:
       "pmdb": shift = r_min - 0.05 (r_max - r_min), scale = 1.1 (r_max - r_min); when all
       rewards are equal (scale 0) the scale is 1 and shift = r_min - 0.05, so every normalised
       reward is 0.05 rather than a division by zero.
       "scale": shift = 0, scale = 1.1 r_max (1 when r_max <= 0); needs r_min >= 0.
+      "signed": shift = 0, scale = 1.1 max(|r_min|, |r_max|) (1 when every reward is 0), so
+      r~ lies in (-1/1.1, 1/1.1) and its sign is the reward's.
+
+    Only a positive scale leaves the optimal policy of an episodic task unchanged: PMDB's shift
+    adds -shift / scale to every step, a bonus for staying alive that the task does not pay
+    (on the walker2d look-alike, r_min -3.58 and r_max 8.45: 4.18 per step in the data's
+    units, beside the environment's own alive bonus of 1).
     """
+    if mode == "signed":
+        bound = max(abs(r_min), abs(r_max))
+        return 0.0, REWARD_SPAN * bound if bound > 0 else 1.0
     if mode == "scale":
         if r_min < 0:
             raise UserError(
@@ -280,7 +291,7 @@ def reward_normalizer(r_min: float, r_max: float, mode: str = "pmdb") -> tuple[f
                 f"{r_min:g}; use reward_normalization='pmdb'")
         return 0.0, REWARD_SPAN * r_max if r_max > 0 else 1.0
     if mode != "pmdb":
-        raise UserError(f"unknown reward normalization {mode!r}; choose 'pmdb' or 'scale'")
+        raise UserError(f"unknown reward normalization {mode!r}; choose 'pmdb', 'scale' or 'signed'")
     span = r_max - r_min
     if span <= 0.0:
         return r_min - REWARD_MARGIN, 1.0
