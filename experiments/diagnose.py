@@ -298,7 +298,7 @@ def markdown(report: dict) -> str:
                      f"held-out MSE {_f(pt['val_mse_mean'], '.4g')}, NLL {_f(pt['val_nll_mean'], '.4g')} "
                      "(normalized targets).")
         if pt["last_epochs_drop"] is not None:
-            lines[-1] += (f" Over its last {pt.get('patience', CONVERGENCE_EPOCHS)} epochs the held-out MSE fell "
+            lines[-1] += (f" Over its last {pt['patience']} epochs the held-out MSE fell "
                           f"{100 * pt['last_epochs_drop']:.1f} %")
             if not pt["stopped_early"] and pt["last_epochs_drop"] > dynamics.IMPROVEMENT_THRESHOLD:
                 lines[-1] += ": the model had not converged (raise --dynamics.max_epochs)"

@@ -164,7 +164,7 @@ def test_model_targets_fuses_sampling_termination_and_value():
     assert out.next_obs.shape == (3, 2, 2, 1)
 
 
-def _stand_or_walk(normalization: str, value_range_of_config: bool = True):
+def _stand_or_walk(normalization: str):
     """Value iteration on a 1-state task that ends on a fall: "stand" pays r = 1 and never falls,
     "walk" pays r = 3.5 and falls (terminal, value 0) with probability 0.02; a third action
     "crawl" pays -0.5 and never falls. The data's rewards span [-3.58, 8.45] (the walker2d

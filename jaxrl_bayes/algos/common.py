@@ -292,11 +292,9 @@ class AgentConfig:
 
     @property
     def value_range(self) -> tuple[float, float] | None:
-        """(0, value_bound) where targets are clipped, else None; (-value_bound, value_bound)
-        for "signed" rewards, whose values may be negative."""
-        if not self.value_clip:
-            return None
-        return (-self.value_bound if self.reward_normalization == "signed" else 0.0, self.value_bound)
+        """`reward_range` over 1/(1-gamma) steps where targets are clipped, else None: (0, value_bound),
+        or (-value_bound, value_bound) for "signed" rewards, whose values may be negative."""
+        return (self.reward_range[0] * self.value_bound, self.value_bound) if self.value_clip else None
 
 
 # ----------------------------------------------------------------------------- state and data
