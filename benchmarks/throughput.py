@@ -1,4 +1,4 @@
-"""Throughput of the jitted train step, model rollouts and dynamics training (issue 8).
+"""Throughput of the jitted train step, model rollouts and dynamics training.
 
     python -m benchmarks.throughput                      # RRPI, PSPO, PMDB at small + paper sizes
     python -m benchmarks.throughput --quick              # tiny sizes; ~14 min on 2 shared cores (load 15-20)
@@ -792,7 +792,7 @@ PROG = "python -m benchmarks.throughput"
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Throughput of the jitted train step, model rollouts and dynamics training (issue 8)."""
+    """Throughput of the jitted train step, model rollouts and dynamics training."""
 
     algos: tuple[str, ...] = ALGOS  # of rrpi, pspo, pmdb (and other named algorithms)
     sizes: tuple[SizeName, ...] = ("small", "paper")  # problem sizes (SIZES; cpu-* from the cpu presets)

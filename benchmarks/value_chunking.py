@@ -1,4 +1,4 @@
-"""Interleaved A/B of the fused soft value against chunked evaluation (issue 8's inefficiency).
+"""Interleaved A/B of the fused soft value against chunked evaluation (the model-state target's cost).
 
     python -m benchmarks.value_chunking --algo pmdb --size paper --chunks 64 256 1024 --rounds 3
 
@@ -30,8 +30,8 @@ PROG = "python -m benchmarks.value_chunking"
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Interleaved A/B of the fused soft value against chunked evaluation (issue 8's
-    inefficiency): best and median chunk time of each variant."""
+    """Interleaved A/B of the fused soft value against chunked evaluation:
+    best and median chunk time of each variant."""
 
     algo: str = "pmdb"  # algorithm whose step trainer is timed (jaxrl_bayes.algos.ALGORITHMS)
     size: tp.SizeName = "paper"  # benchmark size (benchmarks.throughput.SIZES, its --sizes)

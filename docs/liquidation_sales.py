@@ -1,4 +1,4 @@
-"""Where the learned liquidation policies lose against the DP optimum (README, issue 22).
+"""Where the learned liquidation policies lose against the DP optimum (docs/liquidation.md).
 
 The DP policy, the fixed schedules, the behaviour policy and every policy file of the given run
 directories are rolled out on the 10,000 price paths of the final evaluation (`experiments.results.FINAL_EVAL_SEED`, the paths its score was measured on),

@@ -1,4 +1,4 @@
-"""Why `target_uncertainty_spearman` is positive on liquidation (README, issue 22).
+"""Why `target_uncertainty_spearman` is positive on liquidation (docs/liquidation.md).
 
 The diagnostic (`jaxrl_bayes.algos.diagnostics.target_uncertainty`) ranks, across model-buffer
 states, the selected member's target y(s, a) against the std over the members' targets. This

@@ -333,7 +333,7 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
 
 
 def test_parts_flops_of_the_chunked_variant_agree_with_the_one_batch_variant():
-    """Issue 15: a part whose soft value runs in lax.map chunks is counted per chunk, so its
+    """A part whose soft value runs in lax.map chunks is counted per chunk, so its
     FLOPs equal the one-batch variant's (XLA's own count sees one chunk: far below)."""
     size = throughput.SIZES["tiny"]
     dataset = throughput.synthetic_dataset(size.num_data)

@@ -1,4 +1,4 @@
-"""Tests of benchmarks/device (issue 24): the GPU machine's one call, run here as its CPU dry run,
+"""Tests of benchmarks/device: the GPU machine's one call, run here as its CPU dry run,
 its time bounds and failure handling, the offline wheel install, and the wheel gathering's pieces.
 No test here asks for a speed: the dry run's figures mean nothing."""
 

@@ -1,4 +1,4 @@
-"""Everything a GPU machine needs to produce the paper-size figures in one call (issue 24).
+"""Everything a GPU machine needs to produce the paper-size figures in one call.
 
 - `python3 -m benchmarks.device` (`script.py`): the call itself: offline wheel install, GPU
   check, `benchmarks.throughput` at the paper sizes, a short `experiments.run` with the paper

@@ -1,4 +1,4 @@
-"""The GPU machine's one call (issue 24): paper-size figures, each stage bounded in time.
+"""The GPU machine's one call: paper-size figures, each stage bounded in time.
 
     python3 -m benchmarks.device                  # on the GPU machine: output in $OUT
     python -m benchmarks.device --dry-run --out D  # CPU dry run at tiny sizes (the test suite runs it)
@@ -61,7 +61,7 @@ XLA_CACHE = REPO / "benchmarks" / "device" / ".xla_cache"
 ALGOS = ("pspo", "rrpi", "pmdb")
 RUN_STAGE = "rrpi-run"
 EVAL_ENV = "Hopper-v4"
-PSPO_GOAL_MS = 1.0  # README / issue 24: <= 1 ms per PSPO iteration at paper sizes
+PSPO_GOAL_MS = 1.0  # the papers' figure: <= 1 ms per PSPO iteration at paper sizes
 SEEDS_GOAL_RATIO = 3.0  # 8 vmapped seeds for <= 3x the cost of one
 
 

@@ -44,7 +44,7 @@ from jaxrl_bayes.io import atomic_open
 
 REPO = Path(__file__).resolve().parents[2]
 PROG = "python -m benchmarks.device.wheels"
-# What the GPU machine has installed (issue 24); JAX's CUDA plugin adds nothing the project needs.
+# What the GPU machine has installed; JAX's CUDA plugin adds nothing the project needs.
 PRESENT = ("jax", "flax", "optax", "chex", "orbax-checkpoint", "h5py", "matplotlib", "tqdm", "pytest")
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_27_x86_64", "manylinux_2_28_x86_64")
 

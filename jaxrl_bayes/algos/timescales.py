@@ -5,7 +5,8 @@ gradient steps. A rate r (a Polyak coefficient, or a learning rate of a fixed-si
 time scale of about 1/r steps, so a run of T steps lives through T·r of them. Running PMDB's rates
 for 10,000 steps is another algorithm: the reference policy mu of the KL-regularized update
 (`ref_tau` = 1e-5) completes 0.1 of a time constant and stays ~90 % its random initialization,
-where PMDB's run lets it follow the policy through 20 (issue 21, ALGORITHMS.md §3).
+where PMDB's run lets it follow the policy through 20 (ALGORITHMS.md §3; measured on the
+walker2d look-alike in docs/locomotion.md).
 
 The rule keeps every rate's number of time constants per run at PMDB's, up to a per-step cap
 beyond which a step is no longer a small step:
