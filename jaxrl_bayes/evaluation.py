@@ -13,7 +13,9 @@ instead and reset the finished sub-environments ourselves with `reset_mask`, eac
 next episode's seed; sub-environments with no episode left keep running but are not counted.
 
 `normalized_score` is D4RL's score (Fu et al., 2020, `d4rl.get_normalized_score`) times 100:
-100 (R - R_random) / (R_expert - R_random). It is the only implementation in the project.
+100 (R - R_random) / (R_expert - R_random). It lives in the leaf module `jaxrl_bayes.scores`
+(the only implementation in the project) and is re-exported here; the liquidation environment
+imports it from there, so that module and this one do not import each other.
 
 A dataset's task: `jaxrl_bayes.data.registry.DatasetSpec` holds facts only (evaluation
 environment, reference scores, widths); `evaluator_for(spec)`, `evaluate_on(spec, ...)` and
@@ -30,6 +32,7 @@ import numpy as np
 
 from jaxrl_bayes.data.dataset import episode_breaks
 from jaxrl_bayes.errors import UserError
+from jaxrl_bayes.scores import normalized_score  # re-exported: evaluation.normalized_score
 
 ActFn = Callable[[Any], Any]
 # evaluator(act_fn, num_episodes, seed) -> returns; evaluators that take a `params` keyword
@@ -37,27 +40,6 @@ ActFn = Callable[[Any], Any]
 EvalFn = Callable[..., np.ndarray]
 # At most this many sub-environments unless asked (BENCHMARKS.md: >= 10 locomotion episodes).
 DEFAULT_NUM_ENVS = 10
-
-
-def normalized_score(returns, ref_min: Optional[float], ref_max: Optional[float]) -> np.ndarray:
-    """100 (R - ref_min) / (ref_max - ref_min), D4RL's normalised score in percent.
-
-    Args:
-      returns: raw returns, any shape.
-      ref_min: the random policy's reference return.
-      ref_max: the expert's reference return.
-
-    Returns:
-      float64 array of the shape of `returns`.
-
-    Raises:
-      ValueError: a reference is unknown (None) or ref_max == ref_min.
-    """
-    if ref_min is None or ref_max is None:
-        raise ValueError("no reference scores known for this task: report raw returns only")
-    if ref_max == ref_min:
-        raise ValueError(f"reference scores are equal ({ref_min}); cannot normalise")
-    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
 
 
 class Episodes(NamedTuple):

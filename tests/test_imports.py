@@ -82,3 +82,13 @@ def test_data_does_not_import_evaluation():
         if any(n == "jaxrl_bayes.evaluation" or n.startswith("jaxrl_bayes.evaluation.") for n in names):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"modules under jaxrl_bayes/data/ that import jaxrl_bayes.evaluation: {offenders}"
+
+
+def test_liquidation_does_not_import_evaluation():
+    """The evaluation harness builds the liquidation evaluator from `jaxrl_bayes.envs.liquidation`;
+    the environment scores its own returns with `jaxrl_bayes.scores.normalized_score`, so it never
+    imports `jaxrl_bayes.evaluation` back (the two once imported each other inside functions)."""
+    path = ROOT / "jaxrl_bayes" / "envs" / "liquidation.py"
+    names = _imported_modules(path, "jaxrl_bayes.envs.liquidation")
+    assert not any(n == "jaxrl_bayes.evaluation" or n.startswith("jaxrl_bayes.evaluation.") for n in names)
+    assert "jaxrl_bayes.scores" in names

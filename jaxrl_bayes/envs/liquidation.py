@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes.envs import liquidation_dp
+from jaxrl_bayes.scores import normalized_score
 from jaxrl_bayes.termination import LIQUIDATION_HORIZON, LIQUIDATION_MIN_MONEY
 
 # D4RL-style normalisation (BENCHMARKS.md table; PSPO Table 7 "Offline optimal liquidation").
@@ -587,9 +588,7 @@ def optimum_returns(num_episodes: int = 1000, seed: int = 0) -> np.ndarray:
 
 
 def normalize_score(raw_return: Any) -> Any:
-    """D4RL-normalised score 100 (R - 0) / (135 - 0) (`evaluation.normalized_score`)."""
-    from jaxrl_bayes.evaluation import normalized_score
-
+    """D4RL-normalised score 100 (R - 0) / (135 - 0) (`jaxrl_bayes.scores.normalized_score`)."""
     return normalized_score(raw_return, REF_MIN_SCORE, REF_MAX_SCORE)
 
 
