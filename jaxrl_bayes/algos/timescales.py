@@ -15,9 +15,9 @@ beyond which a step is no longer a small step:
 
     field       r_PMDB   cap     the cap's source
     ref_tau     1e-5     1.0     a Polyak rate is at most 1 (mu = the previous iterate, RRPI Thm 2)
-    tau         5e-3     0.02    measured, hopper look-alike (README): the value propagates with time
-                                 constant 1/(tau (1 - gamma)); 0.02 doubled Q/MC at 4k steps (0.50 vs
-                                 0.21) at the same score
+    tau         5e-3     0.02    measured, hopper look-alike (docs/locomotion.md): the value
+                                 propagates with time constant 1/(tau (1 - gamma)); 0.02 doubled
+                                 Q/MC at 4k steps (0.50 vs 0.21) at the same score
     policy_lr   3e-5     3e-4    SAC's Adam step size, the largest the projection was run with
     critic_lr   3e-4     3e-4    PMDB (already SAC's; never raised)
 
