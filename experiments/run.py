@@ -473,7 +473,7 @@ def write_policies(run_dir: Path, trainer: Any, act: Any, policy_params: Any, cf
         path = policy_lib.save_policy(run_dir / name, p_i, obs_mean=np.asarray(data.obs_mean),
                                       obs_std=np.asarray(data.obs_std), action_dim=int(module.action_dim),
                                       hidden=tuple(int(h) for h in module.hidden), activation=module.activation,
-                                      meta=meta)
+                                      action_scale=module.action_scale, meta=meta)
         want = np.asarray(act(p_i, check_obs, data))
         got = np.asarray(policy_lib.load_policy(path).act(check_obs))
         if want.shape != got.shape or not np.allclose(want, got, rtol=0.0, atol=1e-5):

@@ -10,6 +10,16 @@ The tanh-Gaussian policy follows SAC (Haarnoja et al., 2018, App. C): u ~ N(mean
 a = tanh(u), log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2), with the Jacobian term computed
 stably as 2 (log 2 - u - softplus(-2u)). Log-std is clamped to [LOG_STD_MIN, LOG_STD_MAX]
 (ALGORITHMS.md "Notation and conventions").
+
+A tanh can reach the bounds of the action box only as its mean goes to infinity, so a policy
+whose best action is a bound (sell everything, full torque) deploys a point strictly inside
+it, and the KL and entropy terms of a regularized projection pay it to stay there. An
+`action_scale` c > 1 widens the policy's squash: the environment (and the dynamics model)
+receives clip(c a, -1, 1), where a = tanh(u) is the policy's own action. Every policy-side
+quantity (log-densities, KLs, critic inputs, cloned data actions a_env / c) lives in the
+policy's space, where the densities stay smooth; the bound is reached from the finite mean
+atanh(1 / c). c = 1 is the plain tanh-Gaussian (`to_env_action` and `from_env_action` are then
+the identity).
 """
 
 from __future__ import annotations
@@ -122,6 +132,16 @@ class GaussianParams(NamedTuple):
     log_std: jax.Array
 
 
+def to_env_action(actions: jax.Array, action_scale: float) -> jax.Array:
+    """The environment's action for the policy's action a in (-1, 1): clip(c a, -1, 1)."""
+    return actions if action_scale == 1.0 else jnp.clip(action_scale * actions, -1.0, 1.0)
+
+
+def from_env_action(actions: jax.Array, action_scale: float) -> jax.Array:
+    """The policy's action for an environment action in [-1, 1] (a dataset action): a_env / c."""
+    return actions if action_scale == 1.0 else actions / action_scale
+
+
 class TanhGaussianPolicy(nn.Module):
     """State -> pre-tanh Gaussian (mean, clamped log-std) of a tanh-squashed policy.
 
@@ -129,11 +149,14 @@ class TanhGaussianPolicy(nn.Module):
       action_dim: width of the action.
       hidden: hidden widths (D4RL / PMDB use (256, 256); PSPO Table 5 width 256).
       activation: hidden activation.
+      action_scale: c >= 1; the environment receives clip(c tanh(u), -1, 1) (`to_env_action`).
+        It does not change the network, only how its actions meet the environment.
     """
 
     action_dim: int
     hidden: Sequence[int] = (256, 256)
     activation: str = "relu"
+    action_scale: float = 1.0
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> GaussianParams:
@@ -184,8 +207,13 @@ def tanh_gaussian_log_prob(dist: GaussianParams, actions: jax.Array) -> jax.Arra
 
 
 def tanh_gaussian_mode(dist: GaussianParams) -> jax.Array:
-    """The deployed deterministic action tanh(mean)."""
+    """The deterministic action tanh(mean), in the policy's space."""
     return jnp.tanh(dist.mean)
+
+
+def deployed_action(module: TanhGaussianPolicy, dist: GaussianParams) -> jax.Array:
+    """The environment action a deterministic policy deploys: clip(c tanh(mean), -1, 1)."""
+    return to_env_action(tanh_gaussian_mode(dist), module.action_scale)
 
 
 def tanh_gaussian_kl(p: GaussianParams, q: GaussianParams) -> jax.Array:

@@ -87,7 +87,8 @@ class DeployedPolicy(NamedTuple):
     @property
     def module(self) -> networks.TanhGaussianPolicy:
         """The flax module the parameters belong to."""
-        return policy_module(self.action_dim, self.header["hidden"], self.header["activation"])
+        return policy_module(self.action_dim, self.header["hidden"], self.header["activation"],
+                             self.header.get("action_scale", 1.0))
 
     @property
     def bundle(self) -> tuple[Any, jax.Array, jax.Array]:
@@ -111,13 +112,16 @@ class DeployedPolicy(NamedTuple):
         return _act_jit(self.module, self.bundle, obs)
 
 
-def policy_module(action_dim: int, hidden: Sequence[int], activation: str = "relu") -> networks.TanhGaussianPolicy:
+def policy_module(action_dim: int, hidden: Sequence[int], activation: str = "relu",
+                  action_scale: float = 1.0) -> networks.TanhGaussianPolicy:
     """The `TanhGaussianPolicy` of the given sizes (hidden as a tuple, so modules compare equal)."""
-    return networks.TanhGaussianPolicy(int(action_dim), tuple(int(h) for h in hidden), activation)
+    return networks.TanhGaussianPolicy(int(action_dim), tuple(int(h) for h in hidden), activation,
+                                       float(action_scale))
 
 
 def deployed_action(module: networks.TanhGaussianPolicy, bundle, obs: jax.Array) -> jax.Array:
-    """tanh(mean) of `module` at (obs - obs_mean) / obs_std, as `Trainer.act` computes it.
+    """clip(c tanh(mean), -1, 1) of `module` at (obs - obs_mean) / obs_std, as `Trainer.act` computes
+    it (c = `module.action_scale`, 1 for a plain tanh-Gaussian).
 
     Args:
       module: the policy module.
@@ -128,7 +132,7 @@ def deployed_action(module: networks.TanhGaussianPolicy, bundle, obs: jax.Array)
       [..., action_dim] actions.
     """
     params, mean, std = bundle
-    return networks.tanh_gaussian_mode(module.apply(params, (obs - mean) / std))
+    return networks.deployed_action(module, module.apply(params, (obs - mean) / std))
 
 
 _act_jit = jax.jit(deployed_action, static_argnums=0)
@@ -196,7 +200,7 @@ def _json_value(x: Any) -> Any:
 
 
 def save_policy(path: str | os.PathLike, policy_params, *, obs_mean, obs_std, action_dim: int,
-                hidden: Sequence[int], activation: str = "relu",
+                hidden: Sequence[int], activation: str = "relu", action_scale: float = 1.0,
                 meta: Mapping[str, Any] | None = None) -> Path:
     """Writes one deployable policy file (atomically: a temporary file renamed into place).
 
@@ -209,6 +213,8 @@ def save_policy(path: str | os.PathLike, policy_params, *, obs_mean, obs_std, ac
       action_dim: width of the action.
       hidden: hidden widths of the policy MLP.
       activation: hidden activation name (`networks.ACTIVATIONS`).
+      action_scale: c >= 1 of `networks.to_env_action` (the file records it; files without it
+        read as 1).
       meta: JSON-serializable facts to keep with it (algo, dataset, seed, score, ...).
 
     Returns:
@@ -226,7 +232,9 @@ def save_policy(path: str | os.PathLike, policy_params, *, obs_mean, obs_std, ac
                          "vectors of the same width (the observation width)")
     if not (np.all(np.isfinite(mean)) and np.all(std > 0) and np.all(np.isfinite(std))):
         raise ValueError("obs_mean must be finite and obs_std finite and > 0")
-    module = policy_module(action_dim, hidden, activation)
+    if not 1.0 <= float(action_scale) < float("inf"):
+        raise ValueError(f"action_scale must be a finite number >= 1, got {action_scale}")
+    module = policy_module(action_dim, hidden, activation, action_scale)
     layers = _params_to_layers(policy_params, module, mean.size)
     header = {
         "format": FORMAT_NAME,
@@ -237,7 +245,8 @@ def save_policy(path: str | os.PathLike, policy_params, *, obs_mean, obs_std, ac
         "hidden": list(module.hidden),
         "activation": activation,
         "log_std_bounds": [networks.LOG_STD_MIN, networks.LOG_STD_MAX],
-        "action": "tanh(mean) of the tanh-Gaussian MLP at (obs - obs_mean) / obs_std",
+        "action": "clip(action_scale * tanh(mean), -1, 1) of the tanh-Gaussian MLP at (obs - obs_mean) / obs_std",
+        "action_scale": float(action_scale),
         "meta": _json_value(dict(meta or {})),
     }
     header_bytes = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), np.uint8)
@@ -304,12 +313,15 @@ def load_policy(path: str | os.PathLike) -> DeployedPolicy:
         obs_dim, action_dim = int(header["obs_dim"]), int(header["action_dim"])
         hidden = [int(h) for h in header["hidden"]]
         activation = str(header["activation"])
+        action_scale = float(header.get("action_scale", 1.0))
     except (KeyError, TypeError, ValueError) as e:
         raise _bad(path, f"has an incomplete header (needs obs_dim, action_dim, hidden, activation): {e!r}") from e
     try:
         networks.get_activation(activation)
     except ValueError as e:
         raise _bad(path, str(e)) from e
+    if not 1.0 <= action_scale < float("inf"):
+        raise _bad(path, f"has action_scale {action_scale}; it must be a finite number >= 1")
     widths = [obs_dim, *hidden, 2 * action_dim]
     expected = {"obs_mean": (obs_dim,), "obs_std": (obs_dim,)}
     for k in range(len(widths) - 1):

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrl_bayes import networks
 from jaxrl_bayes.algos import losses, train
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Networks, Parts, TrainData, make_networks, make_train_data, register_algorithm, strong_types,
@@ -122,8 +123,9 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
         data = data.replace(obs=data.obs[take], act=data.act[take], reward=data.reward[take],
                             next_obs=data.next_obs[take], done=data.done[take])
     if held_rows is not None:
-        full_obs, full_act = jnp.asarray(dataset.observations, jnp.float32), jnp.asarray(dataset.actions, jnp.float32)
-        data = data.replace(holdout_obs=full_obs[held_rows], holdout_act=full_act[held_rows])
+        data = data.replace(holdout_obs=jnp.asarray(dataset.observations, jnp.float32)[held_rows],
+                            holdout_act=networks.from_env_action(jnp.asarray(dataset.actions, jnp.float32)[held_rows],
+                                                                 config.action_scale))
     nets = make_networks(config, data.act.shape[1], with_critic=False)
     tx = optax.adam(config.bc_lr)
     return train.bind(config, data, nets, functools.partial(init_state, nets, tx),
@@ -131,7 +133,7 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
 
 
 # every AgentConfig field that build/init_state/run_chunk (and make_train_data) read
-READS = frozenset({"algo", "policy_hidden", "bc_lr", "bc_batch", "steps_per_chunk", "bc_top_fraction", "bc_holdout"})
+READS = frozenset({"algo", "policy_hidden", "action_scale", "bc_lr", "bc_batch", "steps_per_chunk", "bc_top_fraction", "bc_holdout"})
 
 PARTS.register("bc", Parts(needs_model=False, build=build, reads=READS))
 register_algorithm("bc", algo="bc")

@@ -106,6 +106,10 @@ class AgentConfig:
     # case over members' V(s') also picks the critic's roughness between nearby successors.
     critic_layer_norm: bool = False
     policy_hidden: tuple[int, ...] = (256, 256)  # PSPO T5 width 256; D4RL SAC 2 x 256
+    # c >= 1: the environment and the dynamics model receive clip(c tanh(u), -1, 1), so an action
+    # at the box's bound is reached from a finite mean (`networks.to_env_action`); 1 = plain tanh
+    # (SAC, PMDB). Dataset actions enter the policy's space as a / c.
+    action_scale: float = 1.0
     critic_lr: float = 3e-4  # PMDB
     policy_lr: float = 3e-5  # PMDB actor_lr
     tau: float = 5e-3  # PMDB tau_value (target critics)
@@ -242,6 +246,8 @@ class AgentConfig:
             problems.append(f"bc_holdout must be in [0, 1), got {self.bc_holdout}")
         if self.init_from_behaviour and self.bc_steps < 1:
             problems.append("init_from_behaviour starts pi at pi_beta, which needs bc_steps >= 1 (e.g. 5000)")
+        if not 1.0 <= self.action_scale <= 10.0:
+            problems.append(f"action_scale must be in [1, 10], got {self.action_scale}")
         if not 0.0 <= self.rollout_explore <= 1.0:
             problems.append(f"rollout_explore must be in [0, 1], got {self.rollout_explore}")
         if self.temperature <= 0 or self.trust_eta <= 0:
@@ -277,7 +283,7 @@ class AgentConfig:
     def model_sampler(self, data: "TrainData", num_samples: int):
         """`sample_model` under this config's noise sharing, reward and successor rules."""
         return sample_model(data, self.draws(num_samples), self.common_noise, self.model_reward == "mean",
-                            self.model_successor == "mean")
+                            self.model_successor == "mean", self.action_scale)
 
     @property
     def value_bound(self) -> float:
@@ -347,7 +353,7 @@ class Networks(NamedTuple):
 
 def make_networks(config: AgentConfig, act_dim: int, with_critic: bool = True) -> Networks:
     """The tanh-Gaussian policy (config.policy_hidden) and the twin critic (config.critic_hidden)."""
-    return Networks(networks.TanhGaussianPolicy(act_dim, config.policy_hidden),
+    return Networks(networks.TanhGaussianPolicy(act_dim, config.policy_hidden, action_scale=config.action_scale),
                     networks.TwinCritic(config.critic_hidden, layer_norm=config.critic_layer_norm)
                     if with_critic else None)
 
@@ -386,7 +392,7 @@ def make_train_data(dataset, pool: dynamics.DynamicsPool | None, config: AgentCo
                                      config.reward_normalization)
     return TrainData(
         obs=obs,
-        act=jnp.asarray(dataset.actions, jnp.float32),
+        act=networks.from_env_action(jnp.asarray(dataset.actions, jnp.float32), config.action_scale),
         reward=(jnp.asarray(dataset.rewards, jnp.float32) - shift) / scale,
         next_obs=jnp.asarray(dataset.next_observations, jnp.float32),
         done=jnp.asarray(dataset.terminals, jnp.float32),
@@ -525,12 +531,14 @@ def chunked_value_fn(value_fn: Callable, chunk_states: int) -> Callable:
 
 
 def sample_model(data: TrainData, num_samples: int, common_noise: bool = False, mean_reward: bool = False,
-                 mean_next_obs: bool = False):
+                 mean_next_obs: bool = False, action_scale: float = 1.0):
     """(key, obs, act) -> (next_obs (N,K,B,S), rewards (N,K,B) in learning units) from the active members
     (`dynamics.sample`: common_noise shares the noise across members; mean_reward gives mu_r;
-    mean_next_obs gives mu_s')."""
+    mean_next_obs gives mu_s'). `act` is in the policy's space: the members see the environment's
+    action `networks.to_env_action(act, action_scale)`."""
 
     def sample_fn(key, obs, act):
+        act = networks.to_env_action(act, action_scale)
         out = dynamics.sample(data.model, key, obs, act, num_samples, common_noise=common_noise,
                               mean_reward=mean_reward, mean_next_obs=mean_next_obs)
         return out.next_obs, (out.reward - data.reward_shift) / data.reward_scale

@@ -66,7 +66,7 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
     c = ctx.config
     k_model, k_value = jax.random.split(key)
     all_next, rewards = sample_model(ctx.data, c.draws(c.num_next_samples), mean_reward=c.model_reward == "mean",
-                                     mean_next_obs=c.model_successor == "mean")(k_model, obs, act)
+                                     mean_next_obs=c.model_successor == "mean", action_scale=c.action_scale)(k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
     next_obs = backups.take_members(jnp.swapaxes(all_next, 1, 2), member)  # (B, K, S)
     reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)

@@ -343,8 +343,8 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
 
 
 def act(nets: Networks, policy_params, obs: jax.Array, data: TrainData) -> jax.Array:
-    """The deployed deterministic policy tanh(mean) at raw observations (B, S) -> (B, A)."""
-    return networks.tanh_gaussian_mode(policy_dist(nets, policy_params, data, obs))
+    """The deployed deterministic policy clip(c tanh(mean), -1, 1) at raw observations (B, S) -> (B, A)."""
+    return networks.deployed_action(nets.policy, policy_dist(nets, policy_params, data, obs))
 
 
 # ----------------------------------------------------------------------------- the trainer
