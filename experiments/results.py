@@ -63,6 +63,16 @@ def optimum_returns(spec: Any, episodes: int, seed: int) -> Optional[np.ndarray]
     return liquidation.optimum_returns(episodes, seed)
 
 
+def best_schedule_returns(spec: Any, episodes: int, seed: int) -> Optional[tuple[str, np.ndarray]]:
+    """(name, raw returns) of the task's best one-line schedule on the same episodes (None where
+    the task has none): liquidation's best fixed schedule (`liquidation.best_schedule_returns`)."""
+    if spec.family != "liquidation":
+        return None
+    from jaxrl_bayes.envs import liquidation
+
+    return liquidation.best_schedule_returns(episodes, seed)
+
+
 def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: int, episodes: int, *,
                    final: bool, units: Optional[tuple[float, float, float]] = None,
                    start_q: Optional[Callable[[np.ndarray], Any]] = None) -> dict[str, Any]:
@@ -88,7 +98,8 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
       "episodes": n, "eval_seed": seed}; "q_start": [S] where start_q was called; when final
       also "returns": [S][n] per-episode raw returns, "optimum_returns": [n] or None, and
       "optimality_gap": [S] mean per-episode gap
-      (optimum - policy; normalized where references exist, else raw) or None.
+      (optimum - policy; normalized where references exist, else raw) or None, and
+      "best_schedule": (name, [n] returns) of the best one-line schedule on the same episodes, or None.
     """
     with_mc = units is not None and spec.eval_env_spec is not None
     seed = eval_seed(final)
@@ -120,8 +131,10 @@ def evaluate_seeds(spec: Any, act_fn: Callable, policy_params: Any, num_seeds: i
             to_units = ((lambda r: evaluation.normalize_for(spec, r)) if has_references(spec)
                         else (lambda r: np.asarray(r, np.float64)))
             gaps = [float(np.mean(to_units(best) - to_units(r))) for r in per_episode]
+        schedule = best_schedule_returns(spec, episodes, seed)
         out.update(returns=[r.tolist() for r in per_episode],
-                   optimum_returns=None if best is None else best.tolist(), optimality_gap=gaps)
+                   optimum_returns=None if best is None else best.tolist(), optimality_gap=gaps,
+                   best_schedule=None if schedule is None else (schedule[0], schedule[1].tolist()))
     return out
 
 
@@ -254,6 +267,14 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
             "gap_units": "normalized" if has_references(spec) else "raw",
             "episode_returns": optimum,
         },
+        # the best one-line schedule on the same episodes (liquidation: all at once, equal shares
+        # or all at the last step), or None: what a learned policy must beat for learning to pay
+        "best_schedule": None if not final.get("best_schedule") else {
+            "policy": final["best_schedule"][0],
+            "raw_return": float(np.mean(final["best_schedule"][1])),
+            "normalized_score": (float(np.mean(evaluation.normalize_for(spec, final["best_schedule"][1])))
+                                 if has_references(spec) else None),
+        },
         "evaluation_note": (None if evals else NO_EVALUATION.format(dataset=run.dataset)) or (
             None if final["normalized"] is not None else NO_REFERENCES),
         "ref_min_score": spec.ref_min_score,
@@ -317,6 +338,11 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
         value = opt["normalized_score"] if opt["normalized_score"] is not None else opt["raw_return"]
         lines.append(f"  optimum on the same {results['eval_episodes']} episodes: {value:.2f} "
                      f"({opt['gap_units']}); gap = optimum - policy, episode by episode")
+    sched = results.get("best_schedule")
+    if sched is not None:
+        value = sched["normalized_score"] if sched["normalized_score"] is not None else sched["raw_return"]
+        lines.append(f"  best one-line schedule on the same episodes ({sched['policy'].replace('_', ' ')}): "
+                     f"{value:.2f}")
     if results.get("evaluation_note"):
         lines.append(f"  {results['evaluation_note']}")
     b = results.get("behaviour") or {}

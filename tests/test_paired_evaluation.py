@@ -1,4 +1,4 @@
-"""Paired evaluation (issue 22): every run on a dataset meets the same evaluation episodes."""
+"""Paired evaluation: every run on a dataset meets the same evaluation episodes."""
 
 import types
 
@@ -56,6 +56,12 @@ def test_liquidation_runs_of_the_same_policy_give_bit_identical_per_path_returns
     assert a["normalized"][0] == pytest.approx(100.0 * r.mean() / 135.0, rel=1e-12)
     # the DP policy on those paths averages the exact optimum within 4 standard errors
     assert abs(opt.mean() - liquidation.dp_optimum().expected_return) < 4 * opt.std() / np.sqrt(opt.size)
+    # the best one-line schedule on the same paths: holding to the last step beats selling at
+    # once (E p_19 ~ 1.36 > p_0 ~ 1) and equal shares (the mean of the E p_t), path for path
+    name, sched = a["best_schedule"]
+    assert name == "last_step"
+    np.testing.assert_array_equal(sched, liquidation.evaluate_policy(liquidation.last_step_policy, 3000,
+                                                                     results.FINAL_EVAL_SEED))
     periodic = results.evaluate_seeds(spec, _act, same, 2, 3000, final=False)
     assert periodic["eval_seed"] == results.PERIODIC_EVAL_SEED != results.FINAL_EVAL_SEED
     assert "returns" not in periodic  # per-episode returns are kept for the final evaluation only
@@ -75,6 +81,7 @@ def test_gym_runs_of_the_same_policy_meet_the_same_reset_seeds():
     a = results.evaluate_seeds(spec, act_a, w[None], 1, 3, final=True)
     b = results.evaluate_seeds(spec, act_b, w[None], 1, 3, final=True)
     assert a["returns"] == b["returns"] and a["optimum_returns"] is None and a["optimality_gap"] is None
+    assert a["best_schedule"] is None
     # episode k starts from reset(seed = FINAL_EVAL_SEED + k), whatever the run
     by_hand = evaluation.evaluate_gym("Pendulum-v1", lambda obs: jnp.tanh(obs @ w), 3, results.FINAL_EVAL_SEED)
     np.testing.assert_array_equal(a["returns"][0], by_hand)
