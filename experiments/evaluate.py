@@ -137,6 +137,8 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
         return EXIT_OK
     if ns.episodes is not None and ns.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {ns.episodes}")
+    if ns.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (each evaluation seed has its own episodes), got {ns.seed}")
     policies = _load_all(Path(ns.policy))
     specs: dict[str, Any] = {}
     results = []

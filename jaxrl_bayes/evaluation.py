@@ -2,8 +2,10 @@
 
 `evaluate_gym` runs a deterministic policy for exactly `num_episodes` episodes in a Gymnasium
 1.x `SyncVectorEnv` and returns each episode's raw return. Episode k (k = 0 .. num_episodes-1)
-starts from `reset(seed=seed + k)`, whichever sub-environment runs it, so the returns do not
-depend on `num_envs` and equal stepping one environment by hand with the same seeds.
+starts from `reset(seed=episode_seed(seed, k))`, whichever sub-environment runs it, so the
+returns do not depend on `num_envs` and equal stepping one environment by hand with the same
+seeds. `episode_seed` gives two evaluation seeds disjoint sets of episodes (seed + k would
+give seeds 0 and 1 all but one episode in common).
 `gym_episodes` gives per episode also the discounted return, the length and the observation it
 started from (`Episodes`).
 
@@ -53,6 +55,19 @@ class Episodes(NamedTuple):
     first_obs: np.ndarray
 
 
+# episodes one evaluation seed may hold: episode k of seed s resets with s * EPISODES_PER_SEED + k
+EPISODES_PER_SEED = 2**20
+
+
+def episode_seed(seed: int, k: int) -> int:
+    """The reset seed of episode k of evaluation seed `seed`: s * 2^20 + k, so the episodes of two
+    different non-negative evaluation seeds never coincide (for k < 2^20)."""
+    if seed < 0 or not 0 <= k < EPISODES_PER_SEED:
+        raise ValueError(f"evaluation seed must be >= 0 and episode index in [0, {EPISODES_PER_SEED}), "
+                         f"got seed {seed}, episode {k}")
+    return int(seed) * EPISODES_PER_SEED + int(k)
+
+
 def evaluate_gym(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int = 0,
                  num_envs: Optional[int] = None, jit: bool = True, params: Any = None) -> np.ndarray:
     """Raw returns [num_episodes] of a deterministic policy in a Gymnasium environment
@@ -71,7 +86,7 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
         [num_envs, act_dim]; JAX-traceable unless `jit=False`. Actions are clipped to the
         action space's bounds. With `params`: act_fn(params, obs) -> actions.
       num_episodes: episodes to complete (>= 1).
-      seed: episode k is reset with seed + k.
+      seed: episode k is reset with `episode_seed(seed, k)`.
       num_envs: sub-environments (default min(num_episodes, 10)).
       jit: wrap `act_fn` in `jax.jit` (compiled once: the batch shape is fixed).
       params: optional pytree of arrays passed to act_fn as its first argument. It is an
@@ -113,7 +128,7 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
         running, running_disc, steps = (np.zeros(n, dtype=np.float64) for _ in range(3))
         episode_of = np.arange(n)  # episode each sub-env is running; -1 when idle
         next_episode, completed = n, 0
-        obs, _ = envs.reset(seed=[seed + k for k in range(n)])
+        obs, _ = envs.reset(seed=[episode_seed(seed, k) for k in range(n)])
         out.first_obs[:n] = obs
         while completed < num_episodes:
             actions = np.asarray(act_fn(np.asarray(obs, dtype=np.float32)), dtype=np.float64)
@@ -142,7 +157,7 @@ def gym_episodes(env_id: Any, act_fn: ActFn, num_episodes: int = 10, seed: int =
                     completed += 1
                 running[i] = running_disc[i] = steps[i] = 0.0
                 if next_episode < num_episodes:
-                    episode_of[i], seeds[i] = next_episode, seed + next_episode
+                    episode_of[i], seeds[i] = next_episode, episode_seed(seed, next_episode)
                     next_episode += 1
                 else:
                     episode_of[i] = -1

@@ -24,7 +24,7 @@ def returns_by_hand(env_id, num_episodes, seed):
     env = gym.make(env_id)
     out = []
     for k in range(num_episodes):
-        obs, _ = env.reset(seed=seed + k)
+        obs, _ = env.reset(seed=seed * 2**20 + k)  # episode k of evaluation seed `seed`
         total, done = 0.0, False
         while not done:
             act = np.asarray(policy(obs[None].astype(np.float32)))[0]
@@ -138,7 +138,7 @@ def test_gym_episodes_discounted_returns_and_lengths_match_stepping_by_hand():
     env, g = gym.make("Hopper-v4"), 0.9
     want, steps = [], []
     for k in range(3):
-        obs, _ = env.reset(seed=10 + k)
+        obs, _ = env.reset(seed=10 * 2**20 + k)
         rewards, done = [], False
         while not done:
             before = obs
@@ -169,7 +169,7 @@ def test_value_in_learning_units_of_a_constant_reward():
 
 def test_gym_episodes_record_the_first_states_the_episodes_act_in():
     """`Episodes.first_obs[k]` is the first observation the policy sees in episode k (reset with
-    seed + k), one environment at a time, and the same with two sub-environments."""
+    seed * 2^20 + k), one environment at a time, and the same with two sub-environments."""
     from jaxrl_bayes.evaluation import gym_episodes
 
     seen = []
@@ -185,6 +185,21 @@ def test_gym_episodes_record_the_first_states_the_episodes_act_in():
     np.testing.assert_allclose(np.stack([seen[i] for i in starts]), first, rtol=1e-6)
     assert not np.allclose(first[0], first[1])  # other seeds, other states
     env = gym.make("Pendulum-v1")
-    np.testing.assert_allclose([env.reset(seed=40 + k)[0] for k in range(3)], first, rtol=1e-6)
+    np.testing.assert_allclose([env.reset(seed=40 * 2**20 + k)[0] for k in range(3)], first, rtol=1e-6)
     two = gym_episodes("Pendulum-v1", act_fn, num_episodes=3, seed=40, num_envs=2, jit=False)
     np.testing.assert_array_equal(two.first_obs, first)
+
+
+def test_evaluation_seeds_have_disjoint_episodes():
+    """Evaluation seeds 0 and 1 meet no common episode (with reset seed s + k they shared all but one)."""
+    from jaxrl_bayes.evaluation import episode_seed, gym_episodes
+
+    def act_fn(obs):
+        return np.zeros((obs.shape[0], 1), np.float32)
+
+    a = gym_episodes("Pendulum-v1", act_fn, num_episodes=20, seed=0, jit=False).first_obs
+    b = gym_episodes("Pendulum-v1", act_fn, num_episodes=20, seed=1, jit=False).first_obs
+    assert not any(np.array_equal(x, y) for x in a for y in b)
+    assert len({episode_seed(s, k) for s in range(5) for k in range(1000)}) == 5000
+    with pytest.raises(ValueError, match="evaluation seed must be >= 0"):
+        episode_seed(-1, 0)

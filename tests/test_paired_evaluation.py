@@ -82,7 +82,7 @@ def test_gym_runs_of_the_same_policy_meet_the_same_reset_seeds():
     b = results.evaluate_seeds(spec, act_b, w[None], 1, 3, final=True)
     assert a["returns"] == b["returns"] and a["optimum_returns"] is None and a["optimality_gap"] is None
     assert a["best_schedule"] is None
-    # episode k starts from reset(seed = FINAL_EVAL_SEED + k), whatever the run
+    # episode k starts from reset(seed = FINAL_EVAL_SEED * 2**20 + k), whatever the run
     by_hand = evaluation.evaluate_gym("Pendulum-v1", lambda obs: jnp.tanh(obs @ w), 3, results.FINAL_EVAL_SEED)
     np.testing.assert_array_equal(a["returns"][0], by_hand)
     assert len(set(a["returns"][0])) == 3  # three different episodes
