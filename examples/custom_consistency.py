@@ -57,11 +57,15 @@ def main(consistency: str = "rms", chunks: int = 2, seed: int = 0, belief: str |
     pool, _ = dynamics.train_pool(
         jax.random.PRNGKey(seed), ds.observations, ds.actions, ds.rewards, ds.next_observations,
         dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=5, batch_size=128))
+    # total_steps: the run's budget, from which the step sizes and Polyak rates follow (the budget
+    # rule of jaxrl_bayes.algos.timescales, as on the command line); without it they would be
+    # PMDB's, set for 2,000,000 steps
+    steps_per_chunk = 20
     config = algo_config(
-        "pspo", consistency=consistency, num_active=3, critic_hidden=(32, 32), policy_hidden=(32, 32),
-        real_batch=32, model_batch=32, num_candidates=4, num_next_samples=2, rollout_batch=32,
-        rollout_horizon=2, buffer_capacity=512, consistency_batch=16, bc_steps=20, steps_per_chunk=20,
-        **({} if belief is None else {"belief": belief}))
+        "pspo", total_steps=chunks * steps_per_chunk, consistency=consistency, num_active=3,
+        critic_hidden=(32, 32), policy_hidden=(32, 32), real_batch=32, model_batch=32, num_candidates=4,
+        num_next_samples=2, rollout_batch=32, rollout_horizon=2, buffer_capacity=512, consistency_batch=16,
+        bc_steps=20, steps_per_chunk=steps_per_chunk, **({} if belief is None else {"belief": belief}))
     trainer = make_trainer(config, ds, pool, termination.no_termination)
     states = trainer.init_seeds(jax.random.PRNGKey(seed)[None])
     metrics = {}

@@ -6,8 +6,10 @@ DynamicsConfig` and `jaxrl_bayes.algos.AgentConfig`. A field's value resolves as
     dataclass default < algorithm default (algos.algo_config) < preset < command line
 
 except the rates that set the run's time scales (`jaxrl_bayes.algos.timescales.RATES`: ref_tau,
-tau, policy_lr, critic_lr), which follow from `run.total_steps` by the budget rule of that module
-unless given on the command line; a preset may not set them (`with_budget_rates`).
+tau, policy_lr, critic_lr), which follow from `run.total_steps` by the library's budget rule
+(`jaxrl_bayes.algos.with_budget`) unless given on the command line; a preset may not set them
+(`with_budget_rates`). A run's config.json records which fields follow another ("_derived"), so
+a reader tells the run's choices from their consequences (`saved_json`, `derived_fields`).
 
 Presets live in `experiments/configs/<family>.json` (family = the dataset's family, e.g.
 liquidation, hopper); each file holds named presets ("cpu", "paper"), each with sections "run",
@@ -291,15 +293,36 @@ def base_config(run: RunConfig, *, preset_explicit: bool) -> tuple[Config, dict[
     return cfg, sources
 
 
-def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset()) -> tuple[Config, dict[str, str]]:
-    """`cfg` with the time-scale rates (`timescales.RATES`) set by the budget rule for
-    `cfg.run.total_steps`, except those in `given` ("agent.<field>" names set on the command line).
+BUDGET_RULE = "budget rule for run.total_steps"  # how the source of a rate the rule set begins
 
-    Returns (config, sources of the rates it set).
+
+def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset()) -> tuple[Config, dict[str, str]]:
+    """`cfg` for its budget (`algos.with_budget` for `cfg.run.total_steps`): the rates given on
+    the command line (`given`: "agent.<field>" names) are the explicit ones, the rule sets the rest.
+
+    Returns (config, sources of the rates the rule set).
     """
-    rates = {k: v for k, v in timescales.budget_rates(cfg.run.total_steps).items() if f"agent.{k}" not in given}
-    why = f"budget rule for run.total_steps = {cfg.run.total_steps} (jaxrl_bayes.algos.timescales)"
-    return cfg._replace(agent=dataclasses.replace(cfg.agent, **rates)), {f"agent.{k}": why for k in rates}
+    explicit = {name.split(".", 1)[1] for name in given if name.startswith("agent.")}
+    agent = algos.with_budget(cfg.agent, cfg.run.total_steps, explicit)
+    why = f"{BUDGET_RULE} = {cfg.run.total_steps} (jaxrl_bayes.algos.timescales)"
+    return cfg._replace(agent=agent), {f"agent.{k}": why for k in timescales.derived_rates(explicit)}
+
+
+DERIVED = "_derived"  # config.json's record of the fields that follow another field
+
+
+def saved_json(cfg: Config, sources: Mapping[str, str]) -> dict:
+    """The config.json of a new run: the config's JSON form plus "_derived", {field: the field it
+    follows} for each rate the budget rule set from run.total_steps (their `sources`)."""
+    out = cfg.to_json()
+    out[DERIVED] = {name: "run.total_steps" for name, why in sorted(sources.items()) if why.startswith(BUDGET_RULE)}
+    return out
+
+
+def derived_fields(cfg_json: Mapping[str, Any]) -> frozenset[str]:
+    """The "section.field" names that a saved config records as following another field (none
+    in a config.json written before the record existed: every value counts as chosen)."""
+    return frozenset(cfg_json.get(DERIVED) or ())
 
 
 def apply_preset(cfg: Config, name: str) -> Config:

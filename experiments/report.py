@@ -56,7 +56,7 @@ import tyro
 from experiments import cli, config
 from experiments.plotting import paper_references, save_png
 from jaxrl_bayes import stats
-from jaxrl_bayes.algos import algo_needs_model, fields_without_effect, timescales
+from jaxrl_bayes.algos import algo_needs_model, fields_without_effect
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes.logging import read_jsonl
@@ -95,8 +95,9 @@ class Cell:
     dataset: str
     algo: str  # the algorithm (results.json's "algo"), also for a variant
     # "section.field" -> value where this row's configuration differs from the algorithm's other
-    # rows on the dataset (a field that only follows run.total_steps by the budget rule left
-    # out); empty where the algorithm has one configuration there
+    # rows on the dataset (a field that config.json records as following another, such as a rate
+    # the budget rule set from run.total_steps, left out); empty where the algorithm has one
+    # configuration there
     variant: dict[str, Any] = field(default_factory=dict)
     normalized: list[float] = field(default_factory=list)  # per seed (empty: no reference scores)
     raw: list[float] = field(default_factory=list)  # per seed
@@ -233,22 +234,18 @@ def method_fields(cfg: config.Config, cfg_json: Mapping[str, Mapping[str, Any]])
     return names | ({f"dynamics.{k}" for k in cfg_json["dynamics"]} if model else set())
 
 
-def variants(configs: Sequence[config.Config]) -> list[dict[str, Any]]:
+def variants(configs: Sequence[config.Config],
+             derived: Optional[Sequence[frozenset[str]]] = None) -> list[dict[str, Any]]:
     """For the configs of the runs of one (dataset, algorithm): each one's values of the method
-    fields in which they differ (all {} where they agree). A rate that follows run.total_steps
-    by the budget rule (`timescales.budget_rates`) in every config is left out: run.total_steps,
-    which then differs too, names it."""
+    fields in which they differ (all {} where they agree). `derived`: per config, the fields its
+    config.json records as following another field (`config.derived_fields`, e.g. a rate the
+    budget rule set from run.total_steps); a field that follows another in every config is no
+    choice of the runs and is left out: the field it follows, which then differs too, names it."""
     jsons = [c.to_json() for c in configs]
     flat = [{f"{s}.{k}": v for s, section in j.items() for k, v in section.items()} for j in jsons]
-    rules = [timescales.budget_rates(c.run.total_steps) for c in configs]
-
-    def by_budget_rule(name: str) -> bool:
-        section, rate = name.split(".", 1)
-        return section == "agent" and rate in timescales.RATES and all(
-            math.isclose(f[name], r[rate], rel_tol=1e-9) for f, r in zip(flat, rules))
-
-    names = sorted(set().union(*(method_fields(c, j) for c, j in zip(configs, jsons))))
-    differ = [n for n in names if len({json.dumps(f[n], sort_keys=True) for f in flat}) > 1 and not by_budget_rule(n)]
+    follows = frozenset.intersection(*derived) if derived else frozenset()
+    names = sorted(set().union(*(method_fields(c, j) for c, j in zip(configs, jsons))) - follows)
+    differ = [n for n in names if len({json.dumps(f[n], sort_keys=True) for f in flat}) > 1]
     return [{n: f[n] for n in differ} for f in flat]
 
 
@@ -260,7 +257,8 @@ def collect(root: Path, allow_mixed: bool = False) -> Report:
       UserError: a cell's seeds come from runs of different git commits and not `allow_mixed`.
     """
     finished, unfinished = find_run_dirs(root)
-    runs: dict[tuple[str, str], list[tuple[Path, Mapping[str, Any], list, config.Config]]] = {}
+    # (dataset, algo) -> [(run dir, results.json, per seed, (config, its derived fields))]
+    runs: dict[tuple[str, str], list[tuple[Path, Mapping[str, Any], list, tuple[config.Config, frozenset]]]] = {}
     behaviour: dict[str, dict[str, Optional[float]]] = {}
     unreadable = []
     for run_dir in finished:
@@ -273,16 +271,18 @@ def collect(root: Path, allow_mixed: bool = False) -> Report:
             continue
         try:
             cfg = config.read_run_config(run_dir)
+            derived = config.derived_fields(json.loads((run_dir / "config.json").read_text()))
         except (ValueError, TypeError, AttributeError) as e:  # UserError is a ValueError
             unreadable.append((str(run_dir), str(e)))
             continue
-        runs.setdefault((dataset, algo), []).append((run_dir, results, per_seed, cfg))
+        runs.setdefault((dataset, algo), []).append((run_dir, results, per_seed, (cfg, derived)))
         b = behaviour_score(results)
         if b["normalized"] is not None or b["raw"] is not None:
             behaviour.setdefault(dataset, b)
     cells: dict[tuple[str, str], Cell] = {}
     for (dataset, algo), group in runs.items():
-        for (run_dir, results, per_seed, _), variant in zip(group, variants([cfg for *_, cfg in group])):
+        configs, derived = zip(*(saved for *_, saved in group))
+        for (run_dir, results, per_seed, _), variant in zip(group, variants(configs, derived)):
             cell = Cell(dataset, algo, variant)
             _add_run(cells.setdefault((dataset, cell.label), cell), run_dir, results, per_seed)
     mixed = []

@@ -114,7 +114,7 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
             with rundir.run_lock(run_dir):
                 ctx.run_dir = run_dir
                 if not resuming:
-                    atomic_write_json(run_dir / "config.json", cfg.to_json())
+                    atomic_write_json(run_dir / "config.json", config.saved_json(cfg, sources))
                 with rundir.file_logging(run_dir):
                     logger.info("%s run in %s: %s on %s, preset %s, %d seed(s)", "resuming" if resuming else "new",
                                 run_dir, cfg.run.algo, cfg.run.dataset, cfg.run.preset, cfg.run.seeds)

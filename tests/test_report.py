@@ -354,12 +354,17 @@ def test_one_configuration_keeps_the_plain_name_and_a_missing_field_is_its_defau
 
 
 def test_rates_that_follow_the_budget_are_left_out_of_the_label(tmp_path):
-    from jaxrl_bayes.algos import timescales
+    from experiments import config
+    from jaxrl_bayes import algos
+    from jaxrl_bayes.dynamics import DynamicsConfig
 
     root = tmp_path / "runs"
 
     def cfg(steps, **agent):
-        return {"run": {"total_steps": steps}, "agent": {**timescales.budget_rates(steps), **agent}}
+        """The config.json experiments.run writes for `--run.total_steps steps` and `agent` on its command line."""
+        run = config.Config(config.RunConfig(dataset=HMR, total_steps=steps), DynamicsConfig(), algos.algo_config("rrpi", **agent))
+        run, sources = config.with_budget_rates(run, {f"agent.{k}" for k in agent})
+        return config.saved_json(run, sources)
 
     _run(root, "short", HMR, "rrpi", [10.0], [1.0], config=cfg(20_000))
     _run(root, "long", HMR, "rrpi", [20.0], [2.0], config=cfg(100_000))

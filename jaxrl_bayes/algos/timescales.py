@@ -23,16 +23,24 @@ beyond which a step is no longer a small step:
 
 So a 10k-step run gets ref_tau 2e-3 (20 time constants, as PMDB), tau 0.02 and policy_lr 3e-4;
 the 1M-step paper presets get 2e-5, 0.01 and 6e-5; 2M steps give PMDB's values exactly.
-`experiments.config` applies it to every new run (a preset may not set these fields; the command
-line may, and is then checked by `check_reference_moves`).
+
+`with_budget` applies the rule to a config; a rate the user set explicitly keeps its value.
+`jaxrl_bayes.algos.algo_config(name, total_steps=T, **overrides)` calls it (the rates among
+`overrides` are the explicit ones), and so does `experiments.config` for every new run (the
+rates given on the command line are the explicit ones; a preset may not set them). An
+explicit ref_tau is checked by `check_reference_moves`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Collection, NamedTuple
 
 from jaxrl_bayes.errors import UserError
+
+if TYPE_CHECKING:
+    from jaxrl_bayes.algos.common import AgentConfig
 
 PMDB_STEPS = 2_000_000  # PMDB/config.py agent_num_steps
 
@@ -60,6 +68,19 @@ def budget_rates(total_steps: int) -> dict[str, float]:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     stretch = max(1.0, PMDB_STEPS / total_steps)
     return {name: min(r.cap, r.pmdb * stretch) for name, r in RATES.items()}
+
+
+def derived_rates(explicit: Collection[str] = ()) -> tuple[str, ...]:
+    """The fields of `RATES` that the rule sets: those not in `explicit` (the AgentConfig field
+    names the user set)."""
+    return tuple(name for name in RATES if name not in explicit)
+
+
+def with_budget(config: "AgentConfig", total_steps: int, explicit: Collection[str] = ()) -> "AgentConfig":
+    """`config` for a run of `total_steps` train steps: each rate of `RATES` not named in
+    `explicit` set by the rule (`budget_rates`); the named ones keep their values."""
+    rates = budget_rates(total_steps)
+    return dataclasses.replace(config, **{name: rates[name] for name in derived_rates(explicit)})
 
 
 def reference_time_constants(ref_tau: float, total_steps: int) -> float:
