@@ -80,8 +80,8 @@ def test_full_disk_while_caching_leaves_no_partial_pool_and_the_retry_trains_the
     uninterrupted run would have cached)."""
     from tests.faults import full_disk
 
-    writer = full_disk(dynamics.atomic_open, on_call=1, after_bytes=1000)
-    monkeypatch.setattr(dynamics, "atomic_open", writer)
+    writer = full_disk(dynamics.files.atomic_open, on_call=1, after_bytes=1000)
+    monkeypatch.setattr(dynamics.files, "atomic_open", writer)  # where save_pool looks it up
     being_saved = []
     real_save = dynamics.save_pool
     monkeypatch.setattr(dynamics, "save_pool", lambda pool, path: (being_saved.append(pool), real_save(pool, path)))
