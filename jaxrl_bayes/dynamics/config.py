@@ -13,6 +13,9 @@ from jaxrl_bayes import networks
 from jaxrl_bayes.errors import UserError
 
 
+EARLY_STOPPING = ("mse", "geometric_mse")  # DynamicsConfig.early_stopping
+
+
 @dataclasses.dataclass(frozen=True)
 class DynamicsConfig:
     """Hyper-parameters of the dynamics pool (hashable: used as a static field)."""
@@ -25,6 +28,12 @@ class DynamicsConfig:
     batch_size: int = 256  # MBPO / PMDB; PSPO Table 5 uses 512
     max_epochs: int = 200  # upper bound on epochs (MBPO trains until early stopping)
     max_epochs_since_update: int = 5  # early-stopping patience (MBPO)
+    # What a member's held-out improvement is measured on (EARLY_STOPPING): "mse", the mean over
+    # the standardized target dimensions (MBPO); "geometric_mse", their geometric mean, under which
+    # a dimension the inputs determine (money left after a sale, a reward) counts as much as one
+    # at its noise floor (a random price step): with "mse" the noise floor of one dimension hides
+    # the others' progress from the 1 % rule, and the members stop while still wrong on them.
+    early_stopping: str = "mse"
     holdout_ratio: float = 0.1  # MBPO / PMDB: 10 % held out ...
     max_holdout: int = 1000  # ... at most 1000 transitions (MBPO `max_holdout`)
     beta_nll: float = 0.0  # 0 = Gaussian NLL; 0.5 = beta-NLL (Seitzer et al., 2022)
@@ -54,6 +63,8 @@ class DynamicsConfig:
             problems.append(f"batch_size={self.batch_size} must be >= 1")
         if self.max_epochs < 1:
             problems.append(f"max_epochs={self.max_epochs} must be >= 1")
+        if self.early_stopping not in EARLY_STOPPING:
+            problems.append(f"early_stopping={self.early_stopping!r} unknown; choose one of {', '.join(EARLY_STOPPING)}")
         if self.max_epochs_since_update < 0:
             problems.append("max_epochs_since_update must be >= 0")
         if not 0.0 <= self.holdout_ratio < 1.0:

@@ -121,11 +121,19 @@ class _EpochOut(NamedTuple):
     improved: jax.Array
 
 
+def stopping_score(module, tparams, xv, yv) -> jax.Array:
+    """[P] geometric mean over target dimensions of each member's held-out MSE."""
+    mean, _ = _member_outputs(module, tparams["net"], tparams["max_logstd"], tparams["min_logstd"], xv, True)
+    per_dim = jnp.mean((mean - yv) ** 2, axis=1)  # [P, D]
+    return jnp.exp(jnp.mean(jnp.log(per_dim + 1e-12), axis=-1))
+
+
 def _make_epoch_fn(module, tx, config: DynamicsConfig, num_batches: int, batch_size: int):
     """Builds the jitted whole-epoch function (shuffle, scan over minibatches, validate)."""
 
     beta = float(config.beta_nll)
     coef = float(config.logstd_bound_coef)
+    geometric = config.early_stopping == "geometric_mse"
 
     def total_loss(tparams, xb, yb):
         mean, logstd = _member_outputs(
@@ -158,11 +166,12 @@ def _make_epoch_fn(module, tx, config: DynamicsConfig, num_batches: int, batch_s
 
         (tparams, opt_state), losses = jax.lax.scan(step, (tparams, opt_state), batches)
         val_mse, _ = val_metrics(tparams, xv, yv)
-        improved = val_mse < best_val * (1.0 - IMPROVEMENT_THRESHOLD)  # inf best: first epoch
+        score = stopping_score(module, tparams, xv, yv) if geometric else val_mse
+        improved = score < best_val * (1.0 - IMPROVEMENT_THRESHOLD)  # inf best: first epoch
         best = jax.tree_util.tree_map(
             lambda b, p: jnp.where(improved.reshape((-1,) + (1,) * (p.ndim - 1)), p, b), best, tparams
         )
-        best_val = jnp.where(improved, val_mse, best_val)
+        best_val = jnp.where(improved, score, best_val)
         return _EpochOut(tparams, opt_state, best, best_val, jnp.mean(losses), val_mse, improved)
 
     return jax.jit(epoch), jax.jit(val_metrics)
