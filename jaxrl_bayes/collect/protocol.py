@@ -153,6 +153,271 @@ def _target_tree(state, key, meta: dict, obs_dim: int, act_dim: int) -> dict:
     return _saved_tree(state, key, stream, medium)
 
 
+@dataclasses.dataclass
+class _Run:
+    """A SAC collection run in progress: what a checkpoint holds (SAC state, PRNG key, stream,
+    medium snapshot, curve, confirmations) and the live pieces (environments, jitted functions,
+    replay buffer). The steps of `train_sac` read and update it in place."""
+
+    runner: VecRunner
+    fns: Any  # sac.jitted(config.sac, act_dim)
+    state: Any  # the SAC state
+    key: jax.Array
+    stream: Stream
+    curve: list = dataclasses.field(default_factory=list)  # EvalPoints
+    confirmations: list = dataclasses.field(default_factory=list)
+    medium_index: Optional[int] = None
+    medium_params: Any = None
+    medium_eval: Optional[float] = None
+    last_eval: int = 0  # stream.count at the last routine evaluation
+    last_ckpt: int = 0  # stream.count at the last checkpoint
+    replay: Any = None  # the ring buffer of every recorded transition (`_refilled_replay`)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.runner.obs.shape[-1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.runner.low.shape[0]
+
+    def medium_found(self) -> bool:
+        return self.medium_index is not None
+
+
+def _medium_threshold(config: CollectConfig, stop_at_medium: bool) -> float:
+    """The medium threshold, or inf where none can be set and no medium level is wanted."""
+    try:
+        return config.medium_threshold()
+    except GenerateError:
+        if stop_at_medium:
+            raise
+        return float("inf")  # no medium level wanted and no reference to set one
+
+
+def _start(config: CollectConfig) -> _Run:
+    """A fresh run: environments, SAC state from PRNGKey(seed) (first split: the init key)."""
+    runner = VecRunner(config.env_id, config.num_envs, config.max_episode_steps, config.seed)
+    obs_dim, act_dim = runner.obs.shape[-1], runner.low.shape[0]
+    fns = sac.jitted(config.sac, act_dim)
+    key = jax.random.PRNGKey(config.seed)
+    key, k_init = jax.random.split(key)
+    state = sac.init(k_init, config.sac, obs_dim, act_dim)
+    stream = Stream(config.sac_steps + config.num_envs, obs_dim, act_dim)
+    return _Run(runner, fns, state, key, stream)
+
+
+def _checkpoint_to_resume(config: CollectConfig, work_dir: Optional[str | os.PathLike],
+                          resume: bool) -> Optional[dict]:
+    """The metadata of the checkpoint in `work_dir` to continue, or None to start afresh.
+
+    Raises:
+      GenerateError: an old-format checkpoint; a checkpoint without `resume`; a checkpoint
+        made with other settings.
+    """
+    if work_dir is None:
+        return None
+    if (Path(work_dir) / _OLD_CHECKPOINT).exists():
+        raise GenerateError(
+            f"{Path(work_dir) / _OLD_CHECKPOINT} is a checkpoint of the old npz format, which "
+            f"this version cannot resume; finish that run with the code that started it, or "
+            f"use another --work-dir")
+    meta = load_checkpoint_meta(work_dir)
+    ckpt_dir = Path(work_dir) / CHECKPOINT_DIR
+    if meta is not None:
+        if not resume:
+            raise GenerateError(
+                f"a training checkpoint exists in {ckpt_dir}: pass resume=True (--resume) to "
+                f"continue it, or use another work directory")
+        if meta.get("version") != _CHECKPOINT_VERSION or meta.get("config") != _config_key(config):
+            diff = sorted(k for k in RESUME_FIELDS
+                          if meta.get("config", {}).get(k) != _config_key(config)[k])
+            raise GenerateError(
+                f"the checkpoint in {ckpt_dir} was made with other settings "
+                f"({', '.join(diff) or 'format version'} differ); use the same options or "
+                f"another --work-dir")
+    return meta
+
+
+def _restore(run: _Run, config: CollectConfig, work_dir: str | os.PathLike, meta: dict) -> None:
+    """Continues `run` from the checkpoint with `meta`: SAC state, key, stream, medium
+    snapshot, environments (or, where not restorable, their interrupted episodes cut), curve."""
+    ckpt_dir = Path(work_dir) / CHECKPOINT_DIR
+    try:
+        with _checkpointer(work_dir) as ckpt:
+            tree, _ = ckpt.restore(_target_tree(run.state, run.key, meta, run.obs_dim, run.act_dim))
+    except checkpoint.CheckpointError as e:
+        raise GenerateError(f"the checkpoint in {ckpt_dir} cannot be restored "
+                            f"({' '.join(str(e).split())}); delete it to start over") from e
+    run.state, run.key = tree["sac"], tree["key"]
+    stream = run.stream
+    n = int(meta["count"])
+    stream.grow(max(stream.capacity, n + config.num_envs))
+    for k in Stream.FIELDS:
+        stream.arrays[k][:n] = np.asarray(tree["stream"][k])
+    stream.count = n
+    if meta["medium_index"] is not None:
+        run.medium_index, run.medium_eval = meta["medium_index"], meta["medium_eval"]
+        run.medium_params = tree["medium"]
+    env_state = meta["env_state"]
+    if env_state is not None:
+        run.runner.set_state({**env_state, "sims": np.asarray(env_state["sims"], np.float64),
+                              "obs": np.asarray(env_state["obs"], np.float64)})
+    else:  # not restorable: the interrupted episodes end here
+        run.runner.obs, _ = run.runner.envs.reset(seed=config.seed + 7919 * (n + 1))
+        for e in range(config.num_envs):
+            rows = np.flatnonzero(stream.arrays["env_index"][:n] == e)
+            if len(rows) and not (stream.arrays["terminals"][rows[-1]]
+                                  or stream.arrays["truncations"][rows[-1]]):
+                stream.arrays["truncations"][rows[-1]] = True
+    run.curve = [EvalPoint(*p) for p in meta["curve"]]
+    run.confirmations = [Confirmation(**c) for c in meta.get("confirmations", [])]
+    run.last_eval, run.last_ckpt = meta["last_eval"], n
+    logger.info("resumed %s at %d environment steps", ckpt_dir, n)
+
+
+def _save_checkpoint(run: _Run, config: CollectConfig, work_dir: Optional[str | os.PathLike]) -> None:
+    """Writes the run's checkpoint, named by its environment steps (nothing when work_dir is None)."""
+    if work_dir is None:
+        return
+    env_state = run.runner.get_state()
+    meta = {
+        "version": _CHECKPOINT_VERSION, "config": _config_key(config),
+        "full_config": config.to_json(), "count": run.stream.count,
+        "medium_index": run.medium_index, "medium_eval": run.medium_eval,
+        "curve": [list(p) for p in run.curve], "last_eval": run.last_eval,
+        "confirmations": [c._asdict() for c in run.confirmations],
+        "env_state": None if env_state is None else {
+            "elapsed": env_state["elapsed"], "rngs": env_state["rngs"],
+            "sims": env_state["sims"].tolist(), "obs": env_state["obs"].tolist()},
+    }
+    with _checkpointer(work_dir) as ckpt:
+        ckpt.save(run.stream.count, _saved_tree(run.state, run.key, run.stream.view(), run.medium_params), meta)
+
+
+def _to_transition(runner: VecRunner, view: dict) -> ring.Transition:
+    """Stream rows as replay transitions, actions mapped from the env's box to [-1, 1]."""
+    act = 2.0 * (view["actions"] - runner.low) / (runner.high - runner.low) - 1.0
+    return ring.Transition(
+        jnp.asarray(view["observations"]), jnp.asarray(act, jnp.float32),
+        jnp.asarray(view["rewards"]), jnp.asarray(view["next_observations"]),
+        jnp.asarray(view["terminals"], jnp.float32))
+
+
+def _refilled_replay(run: _Run, config: CollectConfig) -> Any:
+    """A replay buffer large enough for the whole run, holding the stream recorded so far
+    (after a resume: every transition of the checkpoint)."""
+    capacity = max(config.sac_steps, run.stream.count) + config.num_envs * config.epoch_vec_steps
+    example = ring.Transition(jnp.zeros(run.obs_dim), jnp.zeros(run.act_dim), jnp.zeros(()),
+                              jnp.zeros(run.obs_dim), jnp.zeros(()))
+    replay = ring.buffer_init(capacity, example)
+    for s in range(0, run.stream.count, _REFILL_ROWS):
+        replay = run.fns.buffer_add(replay, _to_transition(
+            run.runner, {k: v[s: s + _REFILL_ROWS] for k, v in run.stream.view().items()}))
+    return replay
+
+
+def _evaluator(config: CollectConfig, runner: VecRunner) -> Callable[..., EvalPoint]:
+    """run_eval(params, idx, env_steps, confirm=False) -> EvalPoint: routine evaluation `idx`
+    (or its confirming evaluation) of the deterministic policy, in the collection's own time
+    limit, policy actions mapped to the env's box. One act function for the whole run, so the
+    evaluation compiles once."""
+    act_dim = runner.low.shape[0]
+    eval_spec = dataclasses.replace(gym.spec(config.env_id),
+                                    max_episode_steps=config.max_episode_steps)
+    low, high = jnp.asarray(runner.low, jnp.float32), jnp.asarray(runner.high, jnp.float32)
+
+    def eval_act(params, obs):
+        a = sac.act(params, obs, config.sac, act_dim)
+        return low + (a + 1.0) * 0.5 * (high - low)
+
+    def run_eval(params, idx: int, env_steps: int, confirm: bool = False) -> EvalPoint:
+        seed = (config.seed + _EVAL_SEED_STRIDE * (idx + 1)
+                + (_CONFIRM_SEED_OFFSET if confirm else 0))
+        rets = evaluation.evaluate_gym(
+            eval_spec, eval_act, num_episodes=config.confirm_episodes if confirm else
+            config.eval_episodes, seed=seed, params=params)
+        return EvalPoint(env_steps, float(rets.mean()), float(rets.std()))
+
+    return run_eval
+
+
+def _collect_and_update(run: _Run, config: CollectConfig) -> int:
+    """One epoch: `epoch_vec_steps` vector steps (uniform actions before `start_steps`, then
+    the SAC actor's samples) recorded and added to the replay, then `updates_per_epoch` SAC
+    updates once past `update_after`. The run's key is split into four here. Returns the
+    environment steps taken."""
+    run.key, k_rand, k_explore, k_update = jax.random.split(run.key, 4)
+    stream, runner = run.stream, run.runner
+    first = stream.count
+    nv = config.epoch_vec_steps
+    rand = np.asarray(jax.random.uniform(k_rand, (nv, config.num_envs, run.act_dim),
+                                         minval=-1.0, maxval=1.0))
+    keys = np.asarray(jax.random.split(k_explore, nv))
+    for i in range(nv):
+        if stream.count < config.start_steps:
+            a = rand[i]
+        else:
+            a = np.asarray(run.fns.explore(run.state.actor_params,
+                                           np.asarray(runner.obs, np.float32), keys[i]))
+        stream.add(*runner.step(a))
+    run.replay = run.fns.buffer_add(run.replay, _to_transition(
+        runner, {k: v[first: stream.count] for k, v in stream.view().items()}))
+    if stream.count >= config.update_after:
+        run.state, _ = run.fns.update_many(run.state, run.replay, k_update, config.updates_per_epoch)
+    return stream.count - first
+
+
+def _confirms_medium(run: _Run, config: CollectConfig, run_eval: Callable[..., EvalPoint],
+                     threshold: float, point: EvalPoint) -> bool:
+    """Whether the policy of a routine evaluation that reached the threshold is medium: its
+    confirming evaluation (recorded in `run.confirmations`) reaches the threshold too."""
+    if config.confirm_episodes == 0:
+        return True
+    check = run_eval(run.state.actor_params, len(run.curve) - 1, run.stream.count, confirm=True)
+    run.confirmations.append(Confirmation(
+        point.env_steps, point.return_mean, point.return_std, config.eval_episodes,
+        check.return_mean, check.return_std, config.confirm_episodes,
+        check.return_mean >= threshold))
+    logger.info("SAC %s: confirming evaluation %.1f +- %.1f (%d episodes): %s",
+                config.env_id, check.return_mean, check.return_std,
+                config.confirm_episodes, "medium" if run.confirmations[-1].accepted else
+                "rejected, training on")
+    return run.confirmations[-1].accepted
+
+
+def _evaluate(run: _Run, config: CollectConfig, run_eval: Callable[..., EvalPoint], threshold: float,
+              callback: Optional[Callable[[EvalPoint], None]], bar: Any) -> None:
+    """The routine evaluation: appended to the curve; the first policy that reaches the
+    threshold and is confirmed becomes the medium policy (a copy of its actor parameters)."""
+    point = run_eval(run.state.actor_params, len(run.curve), run.stream.count)
+    run.curve.append(point)
+    run.last_eval = run.stream.count
+    if callback is not None:
+        callback(point)
+    bar.set_postfix(ret=f"{point.return_mean:.1f}")
+    logger.info("SAC %s: %d steps, eval return %.1f +- %.1f", config.env_id,
+                point.env_steps, point.return_mean, point.return_std)
+    if not run.medium_found() and point.return_mean >= threshold and _confirms_medium(
+            run, config, run_eval, threshold, point):
+        run.medium_index, run.medium_eval = run.stream.count, point.return_mean
+        run.medium_params = jax.tree_util.tree_map(jnp.copy, run.state.actor_params)
+
+
+def _result(run: _Run, run_eval: Callable[..., EvalPoint], stop_at_medium: bool,
+            t_start: float) -> TrainResult:
+    """The `TrainResult`; the final policy is evaluated unless the last routine evaluation was
+    of it (or the run stopped at the medium policy)."""
+    curve = run.curve
+    final_eval = curve[-1].return_mean if curve and curve[-1].env_steps == run.stream.count else None
+    if final_eval is None and not (stop_at_medium and run.medium_found()):
+        point = run_eval(run.state.actor_params, len(curve), run.stream.count)
+        final_eval = point.return_mean
+    return TrainResult(run.stream.view(), run.medium_index, run.medium_params, run.medium_eval,
+                       run.state.actor_params, final_eval, curve, run.confirmations,
+                       run.stream.count, time.time() - t_start)
+
+
 def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = None,
               resume: bool = False, stop_at_medium: bool = False, progress: bool = False,
               callback: Optional[Callable[[EvalPoint], None]] = None) -> TrainResult:
@@ -176,188 +441,31 @@ def train_sac(config: CollectConfig, work_dir: Optional[str | os.PathLike] = Non
     from tqdm.auto import tqdm
 
     t_start = time.time()
-    try:
-        threshold = config.medium_threshold()
-    except GenerateError:
-        if stop_at_medium:
-            raise
-        threshold = float("inf")  # no medium level wanted and no reference to set one
-    runner = VecRunner(config.env_id, config.num_envs, config.max_episode_steps, config.seed)
-    obs_dim, act_dim = runner.obs.shape[-1], runner.low.shape[0]
-    fns = sac.jitted(config.sac, act_dim)
-    key = jax.random.PRNGKey(config.seed)
-    key, k_init = jax.random.split(key)
-    state = sac.init(k_init, config.sac, obs_dim, act_dim)
-    stream = Stream(config.sac_steps + config.num_envs, obs_dim, act_dim)
-    curve: list[EvalPoint] = []
-    confirmations: list[Confirmation] = []
-    medium_index = medium_params = medium_eval = None
-    last_eval = last_ckpt = 0
-    if work_dir is not None and (Path(work_dir) / _OLD_CHECKPOINT).exists():
-        raise GenerateError(
-            f"{Path(work_dir) / _OLD_CHECKPOINT} is a checkpoint of the old npz format, which "
-            f"this version cannot resume; finish that run with the code that started it, or "
-            f"use another --work-dir")
-    meta = load_checkpoint_meta(work_dir) if work_dir is not None else None
-    ckpt_dir = Path(work_dir) / CHECKPOINT_DIR if work_dir is not None else None
-
+    threshold = _medium_threshold(config, stop_at_medium)
+    run = _start(config)
+    meta = _checkpoint_to_resume(config, work_dir, resume)
     if meta is not None:
-        if not resume:
-            raise GenerateError(
-                f"a training checkpoint exists in {ckpt_dir}: pass resume=True (--resume) to "
-                f"continue it, or use another work directory")
-        if meta.get("version") != _CHECKPOINT_VERSION or meta.get("config") != _config_key(config):
-            diff = sorted(k for k in RESUME_FIELDS
-                          if meta.get("config", {}).get(k) != _config_key(config)[k])
-            raise GenerateError(
-                f"the checkpoint in {ckpt_dir} was made with other settings "
-                f"({', '.join(diff) or 'format version'} differ); use the same options or "
-                f"another --work-dir")
-        try:
-            with _checkpointer(work_dir) as ckpt:
-                tree, _ = ckpt.restore(_target_tree(state, key, meta, obs_dim, act_dim))
-        except checkpoint.CheckpointError as e:
-            raise GenerateError(f"the checkpoint in {ckpt_dir} cannot be restored "
-                                f"({' '.join(str(e).split())}); delete it to start over") from e
-        state, key = tree["sac"], tree["key"]
-        n = int(meta["count"])
-        stream.grow(max(stream.capacity, n + config.num_envs))
-        for k in Stream.FIELDS:
-            stream.arrays[k][:n] = np.asarray(tree["stream"][k])
-        stream.count = n
-        if meta["medium_index"] is not None:
-            medium_index, medium_eval = meta["medium_index"], meta["medium_eval"]
-            medium_params = tree["medium"]
-        env_state = meta["env_state"]
-        if env_state is not None:
-            runner.set_state({**env_state, "sims": np.asarray(env_state["sims"], np.float64),
-                              "obs": np.asarray(env_state["obs"], np.float64)})
-        else:  # not restorable: the interrupted episodes end here
-            runner.obs, _ = runner.envs.reset(seed=config.seed + 7919 * (n + 1))
-            for e in range(config.num_envs):
-                rows = np.flatnonzero(stream.arrays["env_index"][:n] == e)
-                if len(rows) and not (stream.arrays["terminals"][rows[-1]]
-                                      or stream.arrays["truncations"][rows[-1]]):
-                    stream.arrays["truncations"][rows[-1]] = True
-        curve = [EvalPoint(*p) for p in meta["curve"]]
-        confirmations = [Confirmation(**c) for c in meta.get("confirmations", [])]
-        last_eval, last_ckpt = meta["last_eval"], n
-        logger.info("resumed %s at %d environment steps", ckpt_dir, n)
+        _restore(run, config, work_dir, meta)
+    run.replay = _refilled_replay(run, config)
+    run_eval = _evaluator(config, run.runner)
 
-    def save():
-        if work_dir is None:
-            return
-        env_state = runner.get_state()
-        meta = {
-            "version": _CHECKPOINT_VERSION, "config": _config_key(config),
-            "full_config": config.to_json(), "count": stream.count,
-            "medium_index": medium_index, "medium_eval": medium_eval,
-            "curve": [list(p) for p in curve], "last_eval": last_eval,
-            "confirmations": [c._asdict() for c in confirmations],
-            "env_state": None if env_state is None else {
-                "elapsed": env_state["elapsed"], "rngs": env_state["rngs"],
-                "sims": env_state["sims"].tolist(), "obs": env_state["obs"].tolist()},
-        }
-        with _checkpointer(work_dir) as ckpt:
-            ckpt.save(stream.count, _saved_tree(state, key, stream.view(), medium_params), meta)
-
-    def to_transition(view: dict) -> ring.Transition:
-        act = 2.0 * (view["actions"] - runner.low) / (runner.high - runner.low) - 1.0
-        return ring.Transition(
-            jnp.asarray(view["observations"]), jnp.asarray(act, jnp.float32),
-            jnp.asarray(view["rewards"]), jnp.asarray(view["next_observations"]),
-            jnp.asarray(view["terminals"], jnp.float32))
-
-    capacity = max(config.sac_steps, stream.count) + config.num_envs * config.epoch_vec_steps
-    example = ring.Transition(jnp.zeros(obs_dim), jnp.zeros(act_dim), jnp.zeros(()),
-                              jnp.zeros(obs_dim), jnp.zeros(()))
-    replay = ring.buffer_init(capacity, example)
-    for s in range(0, stream.count, _REFILL_ROWS):  # refill after a resume
-        replay = fns.buffer_add(replay, to_transition(
-            {k: v[s: s + _REFILL_ROWS] for k, v in stream.view().items()}))
-
-    # Evaluation in the collection's own time limit, policy actions mapped to the env's box.
-    eval_spec = dataclasses.replace(gym.spec(config.env_id),
-                                    max_episode_steps=config.max_episode_steps)
-    low, high = jnp.asarray(runner.low, jnp.float32), jnp.asarray(runner.high, jnp.float32)
-
-    def eval_act(params, obs):
-        a = sac.act(params, obs, config.sac, act_dim)
-        return low + (a + 1.0) * 0.5 * (high - low)
-
-    def run_eval(params, idx, confirm=False):
-        seed = (config.seed + _EVAL_SEED_STRIDE * (idx + 1)
-                + (_CONFIRM_SEED_OFFSET if confirm else 0))
-        rets = evaluation.evaluate_gym(
-            eval_spec, eval_act, num_episodes=config.confirm_episodes if confirm else
-            config.eval_episodes, seed=seed, params=params)
-        return EvalPoint(stream.count, float(rets.mean()), float(rets.std()))
-
-    def is_medium(point: EvalPoint) -> bool:
-        """Whether the policy of a routine evaluation that reached the threshold is medium."""
-        if config.confirm_episodes == 0:
-            return True
-        check = run_eval(state.actor_params, len(curve) - 1, confirm=True)
-        confirmations.append(Confirmation(
-            point.env_steps, point.return_mean, point.return_std, config.eval_episodes,
-            check.return_mean, check.return_std, config.confirm_episodes,
-            check.return_mean >= threshold))
-        logger.info("SAC %s: confirming evaluation %.1f +- %.1f (%d episodes): %s",
-                    config.env_id, check.return_mean, check.return_std,
-                    config.confirm_episodes, "medium" if confirmations[-1].accepted else
-                    "rejected, training on")
-        return confirmations[-1].accepted
-
-    bar = tqdm(total=config.sac_steps, initial=min(stream.count, config.sac_steps),
+    bar = tqdm(total=config.sac_steps, initial=min(run.stream.count, config.sac_steps),
                disable=not progress, unit="step", desc=f"SAC {config.env_id}")
     try:
-        while stream.count < config.sac_steps and not (stop_at_medium and medium_index is not None):
-            key, k_rand, k_explore, k_update = jax.random.split(key, 4)
-            first = stream.count
-            nv = config.epoch_vec_steps
-            rand = np.asarray(jax.random.uniform(k_rand, (nv, config.num_envs, act_dim),
-                                                 minval=-1.0, maxval=1.0))
-            keys = np.asarray(jax.random.split(k_explore, nv))
-            for i in range(nv):
-                if stream.count < config.start_steps:
-                    a = rand[i]
-                else:
-                    a = np.asarray(fns.explore(state.actor_params,
-                                               np.asarray(runner.obs, np.float32), keys[i]))
-                stream.add(*runner.step(a))
-            replay = fns.buffer_add(replay, to_transition(
-                {k: v[first: stream.count] for k, v in stream.view().items()}))
-            if stream.count >= config.update_after:
-                state, _ = fns.update_many(state, replay, k_update, config.updates_per_epoch)
-            bar.update(stream.count - first)
-            finished = stream.count >= config.sac_steps
-            if stream.count - last_eval >= config.eval_every or finished:
-                point = run_eval(state.actor_params, len(curve))
-                curve.append(point)
-                last_eval = stream.count
-                if callback is not None:
-                    callback(point)
-                bar.set_postfix(ret=f"{point.return_mean:.1f}")
-                logger.info("SAC %s: %d steps, eval return %.1f +- %.1f", config.env_id,
-                            point.env_steps, point.return_mean, point.return_std)
-                if medium_index is None and point.return_mean >= threshold and is_medium(point):
-                    medium_index, medium_eval = stream.count, point.return_mean
-                    medium_params = jax.tree_util.tree_map(jnp.copy, state.actor_params)
-            if stream.count - last_ckpt >= config.checkpoint_every:
-                save()
-                last_ckpt = stream.count
-        if stream.count != last_ckpt:
-            save()
+        while run.stream.count < config.sac_steps and not (stop_at_medium and run.medium_found()):
+            bar.update(_collect_and_update(run, config))
+            finished = run.stream.count >= config.sac_steps
+            if run.stream.count - run.last_eval >= config.eval_every or finished:
+                _evaluate(run, config, run_eval, threshold, callback, bar)
+            if run.stream.count - run.last_ckpt >= config.checkpoint_every:
+                _save_checkpoint(run, config, work_dir)
+                run.last_ckpt = run.stream.count
+        if run.stream.count != run.last_ckpt:
+            _save_checkpoint(run, config, work_dir)
     finally:
         bar.close()
-        runner.close()
-    final_eval = curve[-1].return_mean if curve and curve[-1].env_steps == stream.count else None
-    if final_eval is None and not (stop_at_medium and medium_index is not None):
-        point = run_eval(state.actor_params, len(curve))
-        final_eval = point.return_mean
-    return TrainResult(stream.view(), medium_index, medium_params, medium_eval,
-                       state.actor_params, final_eval, curve, confirmations, stream.count,
-                       time.time() - t_start)
+        run.runner.close()
+    return _result(run, run_eval, stop_at_medium, t_start)
 
 
 def make_policy(config: CollectConfig, actor_params, act_dim: int) -> Callable:
