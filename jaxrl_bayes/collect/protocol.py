@@ -52,9 +52,9 @@ CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_VERSION = 2  # 1 was a single checkpoint.npz
 _OLD_CHECKPOINT = "checkpoint.npz"
 _REFILL_ROWS = 100_000  # rows per buffer_add call when a resumed run refills its replay
-# Episode seeds: routine evaluation i resets episode k with seed + 100_003 (i + 1) + k, its
-# confirming evaluation with that + _CONFIRM_SEED_OFFSET: disjoint episodes while
-# eval_episodes <= 50_000 and confirm_episodes <= 50_003.
+# Evaluation seeds: routine evaluation i uses seed + 100_003 (i + 1), its confirming evaluation
+# that + _CONFIRM_SEED_OFFSET; distinct evaluation seeds meet disjoint episodes
+# (`evaluation.episode_seed`).
 _EVAL_SEED_STRIDE = 100_003
 _CONFIRM_SEED_OFFSET = 50_000
 
