@@ -10,9 +10,9 @@ What is measured (all after compilation, every call ended by `jax.block_until_re
   one-state, one-step rollout (so the chunk is R train steps plus a negligible refill). The
   step time is (T(R) - T(1)) / (R - 1) from a second trainer with R = 1; T(1) * R against T(R)
   is the dispatch overhead that the scanned chunk removes. Repeated with 1, 2, 4, 8 seeds vmapped.
-- **Rollout.** The chunk's rollout refill (`algos.train.refill`: policy, all N members, the
-  member selector, `rollout.rollout` with `lax.scan`, the buffer write) jitted alone:
-  transitions per second = B_roll * H / time.
+- **Rollout.** The chunk's rollout refill (`algos.train.begin_chunk` of the short scheme: policy,
+  all N members, the member selector, `rollout.rollout` with `lax.scan`, the buffer write) jitted
+  alone: transitions per second = B_roll * H / time.
 - **Dynamics.** `dynamics.train_pool` for two epochs; samples per second = member-samples of the
   second (compiled) epoch per second, as the pool's own report gives it.
 - **Where the time goes.** The model-state target, the real-pair target and PSPO's belief
@@ -68,7 +68,7 @@ from benchmarks.flops import count_flops, interleaved_reference
 from benchmarks.synthetic import ACT_DIM, OBS_DIM, synthetic_dataset
 from experiments import cli
 from jaxrl_bayes.io import atomic_open
-from jaxrl_bayes import buffer, dynamics, posterior
+from jaxrl_bayes import buffer, dynamics, posterior, rollout_schemes
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
 from jaxrl_bayes.data.dataset import Dataset
 from jaxrl_bayes.termination import walker2d_termination
@@ -142,8 +142,8 @@ def preset_size(family: str, preset: str = "cpu") -> Size:
     agent.update(values("agent"))
     dyn = dataclasses.asdict(dynamics.DynamicsConfig())
     dyn.update(values("dynamics"))
-    if agent["rollout_scheme"] != "short":
-        # the persistent scheme has no refill (its imagined states advance inside the train step):
+    if "rollout_batch" in rollout_schemes.ROLLOUT_SCHEMES[agent["rollout_scheme"]].unread:
+        # a scheme without a refill (the persistent one advances its states inside the train step):
         # the rollout row times the short scheme at the library's default sizes
         default = common.AgentConfig()
         agent.update(rollout_batch=default.rollout_batch, rollout_horizon=default.rollout_horizon)
@@ -489,15 +489,16 @@ def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
 
 
 def bench_rollout(bench: Bench, algo: str) -> dict:
-    """The chunk's rollout refill (`algos.train.refill`: start states, policy, all N members,
-    the member selector, `lax.scan`, the buffer write) jitted alone at the size's B x H."""
+    """The chunk's rollout refill (`algos.train.begin_chunk` of the short scheme: start states,
+    policy, all N members, the member selector, `lax.scan`, the buffer write) jitted alone at the
+    size's B x H."""
     base = bench.step_trainer(algo, 1)
     state = _single(bench.states(base, 1))
     trainer = make_trainer(agent_config(algo, bench.size), bench.dataset, bench.pool, walker2d_termination)
     cfg = trainer.config  # the size's rollout_batch and horizon, the library's value_chunk
 
     def run(state, data, key):
-        return train.refill(trainer.learner, state, data, key)
+        return train.begin_chunk(trainer.learner, state, data, key)
 
     key = jax.random.PRNGKey(4)
     compiled = jax.jit(run).lower(state, trainer.data, key).compile()

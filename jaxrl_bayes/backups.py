@@ -73,10 +73,11 @@ def member_targets(
 
 
 class MemberChoice(NamedTuple):
-    """A target per state and the member that produced it."""
+    """A target per state and the member that produced it (None from a rule that combines
+    members, e.g. their mean, where no one member produced it)."""
 
     target: jax.Array  # shape B
-    member: jax.Array  # int32, shape B
+    member: jax.Array | None  # int32, shape B
 
 
 def kth_min_target(member_y: jax.Array, k: int = 1) -> MemberChoice:

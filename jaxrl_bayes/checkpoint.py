@@ -213,7 +213,8 @@ class Checkpointer:
         if len(saved) != len(specs):
             raise CheckpointError(
                 f"{where} holds {len(saved)} arrays but the target has {len(specs)}: it was written "
-                f"by a different configuration or code version; start a new run (another --out)"
+                f"by a different configuration or by an earlier version of jaxrl_bayes whose learner state "
+                f"differs, and cannot be resumed; start the run again (another --out)"
             )
         diffs = [
             f"leaf {i}: saved {s[0]} {s[1]}, target {t[0]} {t[1]}"
@@ -224,7 +225,8 @@ class Checkpointer:
             raise CheckpointError(
                 f"{where} does not match the target ({len(diffs)} differing arrays; "
                 + "; ".join(diffs[:5])
-                + "): it was written by a different configuration; start a new run (another --out)"
+                + "): it was written by a different configuration or by an earlier version of jaxrl_bayes, "
+                "and cannot be resumed; start the run again (another --out)"
             )
         if check_treedef and full_meta.get("treedef") != str(treedef):
             logger.warning("%s: tree structure text differs from the target's; restoring by leaf order", where)

@@ -6,6 +6,8 @@ KL-regularized backup and projection, and flags. The other choices are orthogona
 up by name in registries that their defining modules fill:
 
     rollout.SELECTORS       member rule of rollouts and model-state backups (worst, posterior, uniform)
+    rollout_schemes.ROLLOUT_SCHEMES  how the train step gets its model rows (short, persistent)
+    MODEL_BACKUPS           target on model states (selected; rules over all members' targets in `targets.py`)
     posterior.BELIEFS       belief update (gibbs, uniform)
     posterior.CONSISTENCY   consistency metric of the Gibbs belief (observed, consensus)
     REAL_TARGETS            target on real pairs (data, robust; entries in `targets.py`)
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, value
+from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, rollout_schemes, value
 from jaxrl_bayes.data.dataset import reward_normalizer
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.registry import Registry, closest
@@ -69,6 +71,9 @@ PARTS: Registry[Parts] = Registry("algorithm (agent.algo)")
 ALGORITHMS: Registry[dict] = Registry("named algorithm")
 # real-pair target rules: name -> fn(ctx, key, real, observed_y, value_fn) -> y (B,); filled by targets.py
 REAL_TARGETS: Registry[Callable[..., jax.Array]] = Registry("real-pair target")
+# model-state backup rules: name -> fn(ctx, key, obs, act, value_fn) -> targets.ModelBackup; filled by
+# targets.py ("selected", and `targets.register_member_backup` for rules over all members' targets)
+MODEL_BACKUPS: Registry[Callable[..., Any]] = Registry("model-state backup")
 
 
 def register_algorithm(name: str, **overrides) -> dict:
@@ -81,7 +86,6 @@ def register_algorithm(name: str, **overrides) -> dict:
 REWARD_NORMALIZATIONS = ("pmdb", "scale", "signed")  # modes of data.dataset.reward_normalizer
 MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
 MODEL_SUCCESSORS = ("sample", "mean")  # AgentConfig.model_successor
-ROLLOUT_SCHEMES = ("short", "persistent")  # AgentConfig.rollout_scheme
 # AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
 # projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
 # "mode 1"). `deployed_policy` reads it.
@@ -150,7 +154,7 @@ class AgentConfig:
     # with non-negative rewards; the optimal policy is unchanged. "signed": r~ = r / (1.1 max |r|),
     # for rewards of either sign (the optimal policy unchanged; values clipped to +-value_bound).
     reward_normalization: str = "pmdb"
-    # --- model rollouts (ROLLOUT_SCHEMES)
+    # --- model rollouts (`rollout_schemes.ROLLOUT_SCHEMES`)
     # "short": every chunk, `rollout_batch` dataset states are rolled `rollout_horizon` steps into the
     # ring buffer, and model rows are drawn from it (MOPO/MBPO-style; ALGORITHMS.md §5).
     # "persistent": PMDB's adversarial game: `model_batch` imagined states advance one step per train
@@ -170,6 +174,10 @@ class AgentConfig:
     # worst (k-th smallest one-step target; RRPI/PMDB) | posterior (draw from the belief; PSPO) |
     # uniform (RRPI's "random member" ablation)
     selector: str = "worst"
+    # Target on model states (`MODEL_BACKUPS`): "selected" (the one-step target of the member the
+    # selector picks per state; RRPI, PMDB, PSPO) | a rule over all members' targets registered with
+    # `targets.register_member_backup` (e.g. a lower confidence bound, examples/lcb_backup.py)
+    backup: str = "selected"
     buffer_capacity: int = 100_000
     obs_bound_std: float = 10.0  # successors beyond data min/max +- this many stds end a path
     steps_per_chunk: int = 1000  # R train steps per jitted call
@@ -220,13 +228,14 @@ class AgentConfig:
         posterior.BELIEFS.check(self.belief, "agent.belief")
         posterior.CONSISTENCY.check(self.consistency, "agent.consistency")
         REAL_TARGETS.check(self.real_target, "agent.real_target")
+        MODEL_BACKUPS.check(self.backup, "agent.backup")
+        rollout_schemes.ROLLOUT_SCHEMES.check(self.rollout_scheme, "agent.rollout_scheme")
         if self.reward_normalization not in REWARD_NORMALIZATIONS:
             raise UserError(f"agent.reward_normalization = {self.reward_normalization!r} is not a reward "
                             f"normalization; choose one of: {', '.join(REWARD_NORMALIZATIONS)}"
                             f"{closest(self.reward_normalization, REWARD_NORMALIZATIONS)}")
         for name, choices in (("model_reward", MODEL_REWARDS), ("model_successor", MODEL_SUCCESSORS),
-                              ("deploy", DEPLOYMENTS),
-                              ("rollout_scheme", ROLLOUT_SCHEMES)):
+                              ("deploy", DEPLOYMENTS)):
             value = getattr(self, name)
             if value not in choices:
                 raise UserError(f"agent.{name} = {value!r} is not valid; choose one of: {', '.join(choices)}"
@@ -271,8 +280,8 @@ class AgentConfig:
                        else frozenset({"consistency", "lam", "consistency_batch", "consistency_samples"}))
         # PMDB's KL-budget rule sets the temperature per state from target_kl; a fixed one is `temperature`
         temperature = frozenset({"temperature"} if self.auto_temperature else {"target_kl"})
-        scheme = (frozenset({"rollout_batch", "rollout_samples"}) if self.rollout_scheme == "persistent"
-                  else frozenset({"rollout_explore"}))
+        schemes = rollout_schemes.ROLLOUT_SCHEMES
+        scheme = schemes[self.rollout_scheme].unread if self.rollout_scheme in schemes else frozenset()
         return scheme | no_draws | no_evidence | temperature
 
     def draws(self, num_samples: int) -> int:
@@ -337,9 +346,13 @@ class TrainState:
     policy_opt: Any
     ref_policy: Any  # mu / pi_k: Polyak copy of the policy
     behaviour: Any  # pi_beta (PSPO; RRPI keeps its unused initial copy)
-    buffer: buffer.RingBuffer  # model states and actions (buffer.StateAction)
-    adv_obs: jax.Array  # (model_batch, S) imagined states of the persistent rollout scheme
-    adv_steps: jax.Array  # (model_batch,) int32: steps since each path's restart
+    # model states and actions (buffer.StateAction): the short scheme's rollouts, from which it
+    # draws the model rows; the persistent scheme's rows as trained on; the chunk diagnostics sample it
+    buffer: buffer.RingBuffer
+    # the rollout scheme's own state (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout_scheme]`): () for
+    # "short", `rollout_schemes.Paths` for "persistent" (whose two leaves are those of the former
+    # adv_obs and adv_steps fields, in their place, so its older checkpoints restore unchanged)
+    rollout: Any
     belief: jax.Array  # posterior b over the N active members (uniform for RRPI)
     eta: jax.Array  # PSPO trust-region multiplier
     step: jax.Array

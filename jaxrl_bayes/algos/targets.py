@@ -1,10 +1,14 @@
 """Critic targets through the ensemble, and the belief update, as module-level functions.
 
-- `model_target`: the target on model states. The configured member selector
+- `model_target`: the target on model states, by the configured backup rule (`MODEL_BACKUPS`,
+  `AgentConfig.backup`). The default, "selected": the configured member selector
   (`rollout.SELECTORS[config.selector]`) picks one member per state and its one-step target
   y_m(s, a) is backed up: RRPI's worst case (k-th min over all N member targets, RRPI Eq. 5-6;
   PMDB k = 2), PSPO's posterior draw (Eq. 5-6, Remark 2; only the drawn member's soft value is
-  computed), or a uniform draw. The same selector picks the rollout member (`train.refill`).
+  computed), or a uniform draw. The same selector picks the rollout member (the short scheme's
+  rollouts, `rollout_schemes`). A rule that combines members (their mean, a lower confidence
+  bound, a CVaR) is a function of all N member targets registered with `register_member_backup`;
+  the persistent scheme's paths then follow the member it names, or the selector's member.
 - `REAL_TARGETS` (registry in `common`): the target on real pairs, "data" (the observed
   r + gamma (1 - done) V(s'), PMDB) or "robust" (`model_target` on the real pairs).
 - `belief_update`: the configured `posterior.BELIEFS` rule over the active members, fed with
@@ -13,14 +17,15 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
 from jaxrl_bayes import backups, buffer, posterior, rollout
-from jaxrl_bayes.algos.common import REAL_TARGETS, Ctx, sample_model
+from jaxrl_bayes.algos.common import MODEL_BACKUPS, REAL_TARGETS, Ctx, sample_model
 
 
 def target_termination(ctx: Ctx):
@@ -84,17 +89,31 @@ def selector_inputs(ctx: Ctx) -> rollout.SelectorInputs:
 
 
 class ModelBackup(NamedTuple):
-    """The model-state target and the step behind it (`model_backup`)."""
+    """The model-state target and the step behind it (a `MODEL_BACKUPS` rule's output)."""
 
-    target: jax.Array  # (B,) the selected member's one-step target
-    metrics: dict  # member_target_spread, picked_done_frac, member_done_frac where the selector reads all member targets
-    member: jax.Array  # (B,) int32, the selected member
+    target: jax.Array  # (B,) the target on the model rows
+    metrics: dict  # member_target_spread, picked_done_frac, member_done_frac where all member targets are computed
+    member: jax.Array  # (B,) int32, the member the persistent scheme's paths follow
     successors: jax.Array  # (N, B, S) every member's first sampled successor
 
 
-def model_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup:
+def _all_members_metrics(targets: backups.ModelTargets, member: jax.Array) -> dict:
+    """member_target_spread (mean over states of max - min over members), and how often the
+    followed member's successors terminate (picked_done_frac) against all members'
+    (member_done_frac): does the rule follow the member that predicts a fall?"""
+    done = jnp.mean(targets.dones.astype(jnp.float32), axis=1)  # (N, B) over the K samples
+    return {"member_target_spread": jnp.mean(jnp.max(targets.member_y, 0) - jnp.min(targets.member_y, 0)),
+            "picked_done_frac": jnp.mean(backups.take_members(done, member)),
+            "member_done_frac": jnp.mean(done)}
+
+
+@MODEL_BACKUPS.register("selected")
+def selected_member_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup:
     """The selected member's one-step target on (s, a) pairs, with the member and the successors
     (the persistent rollout scheme moves its states to the selected member's successor).
+
+    Where the selector reads no member targets (posterior, uniform), only the chosen member's
+    soft value is computed (`chosen_member_target`: N times less critic work).
 
     Args:
       ctx: the step's context (its state carries the current belief).
@@ -107,25 +126,73 @@ def model_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup
     if selector.needs_targets:
         targets = all_member_targets(ctx, key, obs, act, value_fn)
         member = selector.select(jax.random.fold_in(key, 2), inputs, targets.member_y, obs.shape[:1])
-        spread = jnp.mean(jnp.max(targets.member_y, 0) - jnp.min(targets.member_y, 0))
-        # how often the selected member's successors terminate, against all members' (issue 21: does
-        # the worst case pick the member that predicts a fall?)
-        done = jnp.mean(targets.dones.astype(jnp.float32), axis=1)  # (N, B) over the K samples
-        metrics = {"member_target_spread": spread, "picked_done_frac": jnp.mean(backups.take_members(done, member)),
-                   "member_done_frac": jnp.mean(done)}
-        return ModelBackup(backups.take_members(targets.member_y, member), metrics, member, targets.next_obs[:, 0])
+        return ModelBackup(backups.take_members(targets.member_y, member), _all_members_metrics(targets, member),
+                           member, targets.next_obs[:, 0])
     k_member, k_target = jax.random.split(key)
     member = selector.select(k_member, inputs, None, obs.shape[:1])
     y, successors = chosen_member_target(ctx, k_target, obs, act, value_fn, member, with_successors=True)
     return ModelBackup(y, {}, member, successors)
 
 
+# combine(key, inputs, member_y (N,) + B) -> target B, or backups.MemberChoice(target B, member B | None)
+MemberBackup = Callable[[chex.PRNGKey, rollout.SelectorInputs, jax.Array], "jax.Array | backups.MemberChoice"]
+
+
+def member_backup(combine: MemberBackup, ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup:
+    """The model-state target of a rule over all members' one-step targets.
+
+    Every member's target y_m(s, a) is computed (`all_member_targets`), and `combine` maps
+    them to the target per state. The member the persistent scheme's paths follow is the one
+    `combine` names (a `backups.MemberChoice` with a member), else the configured selector's
+    choice on the same member targets.
+
+    Args:
+      combine: (key, inputs: rollout.SelectorInputs, member_y (N, B)) -> target (B,), or a
+        `backups.MemberChoice` (target (B,), member (B,) int32 or None).
+      ctx, key, obs (B, S), act (B, A), value_fn: as for `selected_member_backup`.
+    """
+    inputs = selector_inputs(ctx)
+    targets = all_member_targets(ctx, key, obs, act, value_fn)
+    out = combine(jax.random.fold_in(key, 3), inputs, targets.member_y)
+    target, member = (out.target, out.member) if isinstance(out, backups.MemberChoice) else (out, None)
+    chex.assert_shape(target, obs.shape[:1])
+    if member is None:
+        selector = rollout.SELECTORS[ctx.config.selector]
+        member = selector.select(jax.random.fold_in(key, 2), inputs, targets.member_y, obs.shape[:1])
+    member = jnp.asarray(member, jnp.int32)
+    return ModelBackup(target, _all_members_metrics(targets, member), member, targets.next_obs[:, 0])
+
+
+def register_member_backup(name: str):
+    """Decorator: registers `combine(key, inputs, member_y)` (see `member_backup`) as the backup
+    rule `name` (`AgentConfig.backup = name`)."""
+
+    def add(combine: MemberBackup) -> MemberBackup:
+        MODEL_BACKUPS.register(name, functools.partial(member_backup, combine))
+        return combine
+
+    return add
+
+
+def model_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup:
+    """The configured backup rule's (`AgentConfig.backup`) target on (s, a) pairs, with the member
+    the persistent scheme's paths follow and every member's successor.
+
+    Args:
+      ctx: the step's context (its state carries the current belief).
+      key: PRNG key.
+      obs (B, S), act (B, A).
+      value_fn: soft value under the target critic.
+    """
+    return MODEL_BACKUPS[ctx.config.backup](ctx, key, obs, act, value_fn)
+
+
 def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.Array, dict]:
-    """Target on (s, a) pairs: the selected member's one-step target (`model_backup`).
+    """Target on (s, a) pairs by the configured backup rule (`model_backup`).
 
     Returns:
       (target (B,), metrics): metrics has "member_target_spread" (mean max - min over members)
-      where the selector reads all member targets.
+      where the rule computes all member targets.
     """
     backup = model_backup(ctx, key, obs, act, value_fn)
     return backup.target, backup.metrics

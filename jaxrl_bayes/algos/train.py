@@ -2,13 +2,18 @@
 binds them (functools.partial) and jits (brax's `train.py` seam; PureJaxRL's `make_train`).
 
     train_step(learner, state, data) -> (state, metrics)      ALGORITHMS.md §6
-      real = sample(D); fake = sample(model buffer)
+      real = sample(D); fake = the rollout scheme's model rows
       belief b <- belief_update (PSPO's E-step; uniform for RRPI)
-      critic update toward the selected member's targets (losses.critic_loss)
+      critic update toward the backup rule's targets (losses.critic_loss)
       policy update by Boltzmann projection toward the algorithm's reference (losses.projection_loss)
-      Polyak updates: target critics, reference policy
-    refill(learner, state, data, key) -> (buffer, rollout)    ALGORITHMS.md §5
-    run_chunk(learner, state, data) -> (state, metrics)       refill, then lax.scan of R train steps
+      Polyak updates: target critics, reference policy; the rollout scheme advances
+    run_chunk(learner, state, data) -> (state, metrics)       the scheme's chunk hook (the short
+                                                              scheme's refill, ALGORITHMS.md §5),
+                                                              then lax.scan of R train steps
+
+The rollout scheme (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout_scheme]`) and the backup rule
+(`common.MODEL_BACKUPS[config.backup]`) are looked up, never branched on: a new one is a
+registration in its own file.
 
 `Learner` holds the static pieces (config, networks, parts, termination rule, optimizers); the
 state and the data are arguments, so `jax.jit(jax.vmap(run_chunk, (0, None)))` trains many seeds
@@ -25,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl_bayes import backups, buffer, dynamics, networks, posterior, rollout, value
+from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, rollout_schemes, value
 from jaxrl_bayes.algos import diagnostics, losses, targets
 from jaxrl_bayes.algos.common import (
     PARTS, AgentConfig, Ctx, Networks, Parts, TrainData, TrainState, critic_values, make_networks,
@@ -97,7 +102,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         if config.init_from_behaviour:
             policy = behaviour
     example = buffer.StateAction(jnp.zeros((obs_dim,)), jnp.zeros((act_dim,)))
-    adv_obs = restart_states(jax.random.fold_in(k_state, 1), data, config.model_batch)
+    scheme_state = scheme_of(learner).init(k_state, config, data)
     return strong_types(TrainState(
         critic=critic,
         target_critic=critic,
@@ -107,8 +112,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         ref_policy=policy,
         behaviour=behaviour,
         buffer=buffer.buffer_init(config.buffer_capacity, example),
-        adv_obs=adv_obs,
-        adv_steps=jnp.zeros((config.model_batch,), jnp.int32),
+        rollout=scheme_state,
         belief=posterior.uniform_belief(config.num_active),
         eta=jnp.asarray(config.trust_eta, jnp.float32),
         step=jnp.zeros((), jnp.int32),
@@ -132,26 +136,55 @@ def context(learner: Learner, state: TrainState, data: TrainData) -> Ctx:
     return Ctx(learner.config, learner.nets, data, state, learner.termination_fn)
 
 
+def scheme_of(learner: Learner) -> rollout_schemes.RolloutScheme:
+    """The configured rollout scheme (`rollout_schemes.ROLLOUT_SCHEMES`)."""
+    return rollout_schemes.ROLLOUT_SCHEMES[learner.config.rollout_scheme]
+
+
+def scheme_inputs(learner: Learner, state: TrainState, data: TrainData) -> rollout_schemes.SchemeInputs:
+    """What the rollout scheme reads at `state`: the current policy acting, the members sampling
+    `rollout_samples` successors, the termination rule, and the configured member selector (with
+    soft values under the target critic where it reads member targets).
+
+    Builds closures only: what a scheme never calls is never computed.
+    """
+    config, nets = learner.config, learner.nets
+
+    def policy_fn(k, o):
+        return networks.tanh_gaussian_sample(k, policy_dist(nets, state.policy, data, o))[0]
+
+    ctx = context(learner, state, data)
+    selector = rollout.SELECTORS[config.selector]
+    value_fn = make_value_fn(ctx, learner.parts, state.target_critic) if selector.needs_targets else None
+    return rollout_schemes.SchemeInputs(
+        config=config,
+        data=data,
+        policy_fn=policy_fn,
+        termination_fn=learner.termination_fn,
+        sample_fn=config.model_sampler(data, config.rollout_samples),
+        selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount,
+                                          config.reward_range),
+    )
+
+
 def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[TrainState, dict]:
     """One critic and one policy update on a real and a model minibatch (ALGORITHMS.md §6).
 
     Returns (new state, metrics): critic_loss, policy_loss, q_mean / q_max (min-twin Q over all
     rows), q_real_mean / q_model_mean (over real / model rows), target_mean (model rows),
-    target_real_mean, temperature, posterior_entropy, posterior_max, and the target rule's
-    extras (member_target_spread where the selector reads all member targets).
+    target_real_mean, temperature, posterior_entropy, posterior_max, the backup rule's extras
+    (member_target_spread where it computes all member targets) and the rollout scheme's step
+    metrics.
     """
     config, nets, parts = learner.config, learner.nets, learner.parts
+    scheme = scheme_of(learner)
     key, k_real, k_fake, k_vreal, k_fake_t, k_belief, k_pol = jax.random.split(state.key, 7)
     ctx = context(learner, state, data)
     target_value = make_value_fn(ctx, parts, state.target_critic)
+    inputs = scheme_inputs(learner, state, data)
 
     real = sample_real(k_real, data, config.real_batch)
-    persistent = config.rollout_scheme == "persistent"
-    if persistent:  # PMDB: the model rows are the imagined states themselves, acting with pi
-        fake_act = networks.tanh_gaussian_sample(k_fake, policy_dist(nets, state.policy, data, state.adv_obs))[0]
-        fake = buffer.StateAction(state.adv_obs, fake_act)
-    else:
-        fake = buffer.buffer_sample(state.buffer, k_fake, config.model_batch)
+    fake = scheme.model_rows(k_fake, state.buffer, state.rollout, inputs)
 
     # targets
     observed_y = targets.observed_backup(ctx, k_vreal, real, target_value)
@@ -178,14 +211,12 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
     p_loss, grads = jax.value_and_grad(losses.projection_loss)(state.policy, nets, data, obs, cand, weights, w)
     policy, policy_opt = _apply(learner.policy_tx, grads, state.policy_opt, state.policy)
 
-    scheme_updates = {}
-    if persistent:
-        adv_obs, adv_steps, target_metrics["rollout_inside_frac"], target_metrics["rollout_restart_frac"] = advance(
-            learner, data, fake.obs, fake.act, backup, state.adv_steps, jax.random.fold_in(k_fake, 1))
-        target_metrics["member_pick"] = jax.nn.one_hot(backup.member, config.num_active).mean(0)
-        scheme_updates = dict(adv_obs=adv_obs, adv_steps=adv_steps, buffer=buffer.buffer_add(state.buffer, fake))
+    # the scheme moves its state after the backup (the persistent paths follow its member)
+    model_buffer, scheme_state, scheme_metrics = scheme.advance(
+        jax.random.fold_in(k_fake, 1), state.buffer, state.rollout, fake, backup.member, backup.successors, inputs)
     new_state = state.replace(
-        **scheme_updates,
+        buffer=model_buffer,
+        rollout=scheme_state,
         critic=critic,
         target_critic=optax.incremental_update(critic, state.target_critic, config.tau),
         critic_opt=critic_opt,
@@ -211,115 +242,43 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
         "posterior_max": jnp.max(belief),
         "posterior_belief": belief,  # (N,); its chunk mean gives posterior_argmax
         **target_metrics,
+        **scheme_metrics,
     }
     return new_state, metrics
-
-
-# ----------------------------------------------------------------------------- model rollouts
-
-
-def restart_states(key: chex.PRNGKey, data: TrainData, n: int) -> jax.Array:
-    """n dataset states where imagined paths (re)start: observations and non-terminal next
-    observations, uniformly (PMDB's start set). Returns (n, S)."""
-    size = data.obs.shape[0]
-    idx = jax.random.randint(key, (n,), 0, 2 * size)
-    row = idx % size
-    use_next = (idx >= size) & (data.done[row] < 0.5)
-    return jnp.where(use_next[:, None], data.next_obs[row], data.obs[row])
-
-
-def advance(learner: Learner, data: TrainData, obs: jax.Array, act: jax.Array, backup: targets.ModelBackup,
-            steps: jax.Array, key: chex.PRNGKey):
-    """One step of the persistent rollout scheme (PMDB's adversarial game).
-
-    Each path moves to the successor of the member its target selected (of a uniformly drawn member
-    on a `rollout_explore` share of paths) and restarts from `restart_states` when that successor
-    terminates, leaves the data's box, or the path reaches `rollout_horizon` steps.
-
-    Returns:
-      (next states (B, S), steps since restart (B,), share of successors inside the box, share of
-      paths restarted).
-    """
-    config = learner.config
-    k_explore, k_member, k_restart = jax.random.split(key, 3)
-    explore = jax.random.uniform(k_explore, steps.shape) < config.rollout_explore
-    member = jnp.where(explore, jax.random.randint(k_member, steps.shape, 0, config.num_active), backup.member)
-    nxt = backups.take_members(backup.successors, member)
-    done = learner.termination_fn(obs, act, nxt)
-    inside = rollout.inside_box(nxt, data.obs_low, data.obs_high)
-    steps = steps + 1
-    restart = done | ~inside | (steps >= config.rollout_horizon)
-    fresh = restart_states(k_restart, data, steps.shape[0])
-    return (jnp.where(restart[:, None], fresh, nxt), jnp.where(restart, 0, steps).astype(jnp.int32),
-            jnp.mean(inside), jnp.mean(restart))
-
-
-# ----------------------------------------------------------------------------- rollout refill
-
-
-def refill(learner: Learner, state: TrainState, data: TrainData, key: chex.PRNGKey) -> tuple[buffer.RingBuffer, rollout.Rollout]:
-    """Rolls `rollout_batch` dataset states `rollout_horizon` steps under the current policy
-    through the configured member selector and appends the valid (s, a) to the model buffer.
-
-    Returns (the new buffer, the rollout).
-    """
-    config, nets, parts = learner.config, learner.nets, learner.parts
-    ctx = context(learner, state, data)
-    k_start, k_roll = jax.random.split(key)
-    start = data.obs[jax.random.randint(k_start, (config.rollout_batch,), 0, data.obs.shape[0])]
-
-    def policy_fn(k, o):
-        return networks.tanh_gaussian_sample(k, policy_dist(nets, state.policy, data, o))[0]
-
-    selector = rollout.SELECTORS[config.selector]
-    value_fn = make_value_fn(ctx, parts, state.target_critic) if selector.needs_targets else None
-    roll = rollout.rollout(
-        k_roll, start,
-        policy_fn=policy_fn,
-        sample_fn=config.model_sampler(data, config.rollout_samples),
-        termination_fn=learner.termination_fn,
-        selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount,
-                                           config.reward_range),
-        horizon=config.rollout_horizon,
-        obs_bounds=(data.obs_low, data.obs_high),
-    )
-    items, valid = rollout.flatten_rollout(roll)
-    return buffer.buffer_add(state.buffer, buffer.StateAction(items.obs, items.act), valid), roll
 
 
 # ----------------------------------------------------------------------------- one chunk
 
 
+def begin_chunk(learner: Learner, state: TrainState, data: TrainData, key: chex.PRNGKey):
+    """The rollout scheme's chunk hook at `state` (the short scheme's refill: `rollout_batch`
+    dataset states rolled `rollout_horizon` steps into the model buffer).
+
+    Returns (the new buffer, the scheme's new state, its chunk record).
+    """
+    return scheme_of(learner).begin_chunk(key, state.buffer, state.rollout, scheme_inputs(learner, state, data))
+
+
 def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[TrainState, dict]:
-    """A rollout refills the model buffer, then `steps_per_chunk` train steps run in lax.scan.
+    """The rollout scheme's chunk hook (`begin_chunk`), then `steps_per_chunk` train steps in lax.scan.
 
     Metrics: the train steps' means, plus policy_kl (KL between the policies at the start and
     the end of the chunk on dataset states), ref_kl (KL(pi || pi_ref) on dataset states),
     greedy_gain (on the same states: the Q a greedy pick among `diagnostics.GREEDY_SAMPLES` policy
-    samples gains above the deployed action),
-    member_pick_frac (N,), rollout_valid_frac (rollout_path_len for the persistent scheme),
-    buffer_count, eta (after PSPO's dual update when trust_rate > 0) and the Figure-3
-    diagnostics (`diagnostics.chunk_diagnostics`: target_uncertainty_spearman,
+    samples gains above the deployed action), the rollout scheme's chunk metrics
+    (`rollout_schemes`: member_pick_frac (N,), rollout_valid_frac; rollout_path_len for the
+    persistent scheme), buffer_count, eta (after PSPO's dual update when trust_rate > 0) and the
+    Figure-3 diagnostics (`diagnostics.chunk_diagnostics`: target_uncertainty_spearman,
     member_target_std, posterior_argmax).
     """
     config, nets = learner.config, learner.nets
     key, k_refill, k_kl = jax.random.split(state.key, 3)
     old_policy = state.policy
-    if config.rollout_scheme == "short":
-        model_buffer, roll = refill(learner, state, data, k_refill)
-        picks = jnp.sum(jax.nn.one_hot(roll.member, config.num_active) * roll.valid[..., None], axis=(0, 1))
-        state = state.replace(buffer=model_buffer, key=key)
-    else:  # persistent: the train steps advance the imagined states themselves
-        state = state.replace(key=key)
+    model_buffer, scheme_state, record = begin_chunk(learner, state, data, k_refill)
+    state = state.replace(buffer=model_buffer, rollout=scheme_state, key=key)
     state, metrics = jax.lax.scan(lambda s, _: train_step(learner, s, data), state, None, length=config.steps_per_chunk)
     metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), metrics)  # over steps
-    if config.rollout_scheme == "short":
-        rollout_metrics = dict(member_pick_frac=picks / jnp.maximum(jnp.sum(picks), 1.0),
-                               rollout_valid_frac=jnp.mean(roll.valid))
-    else:
-        rollout_metrics = dict(member_pick_frac=metrics.pop("member_pick"),
-                               rollout_valid_frac=metrics.pop("rollout_inside_frac"),
-                               rollout_path_len=jnp.mean(state.adv_steps))
+    metrics, rollout_metrics = scheme_of(learner).chunk_metrics(record, state.rollout, metrics)
     diag_ctx = context(learner, state, data)
     metrics.update(diagnostics.chunk_diagnostics(
         diag_ctx, jax.random.fold_in(k_kl, 1), make_value_fn(diag_ctx, learner.parts, state.target_critic), metrics))
