@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import posterior
+from jaxrl_bayes.algos import targets, train
+from jaxrl_bayes.algos.common import MODEL_BACKUPS, make_value_fn
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
@@ -52,3 +54,42 @@ def test_a_metric_registered_outside_the_library_decides_the_belief():
 
     out = EXAMPLE.main(consistency=name, chunks=1, belief="gibbs")
     np.testing.assert_allclose(out["belief"], np.asarray(jax.nn.softmax(-jnp.array([0.0, 5.0, 5.0]))), rtol=1e-5)
+
+
+LCB = _load("lcb_backup")
+
+
+def test_lcb_rule_is_mean_minus_k_std_of_the_members():
+    assert "lcb" in MODEL_BACKUPS
+    member_y = jnp.array([[1.0, 4.0], [3.0, 4.0], [5.0, 4.0]])  # (N = 3, B = 2)
+    # by hand: means (3, 4); population stds (sqrt(8/3), 0)
+    np.testing.assert_allclose(np.asarray(LCB.lcb_target(member_y, 1.5)), [3.0 - 1.5 * np.sqrt(8 / 3), 4.0], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(LCB.lcb_target(member_y, 0.0)), [3.0, 4.0])  # k = 0: the mean
+    np.testing.assert_allclose(np.asarray(LCB.lcb_backup(None, None, member_y)),
+                               [3.0 - LCB.LCB_K * np.sqrt(8 / 3), 4.0], rtol=1e-6)
+
+
+def test_lcb_example_trains_and_its_rule_sets_the_model_state_target():
+    before = LCB.TRACES["lcb"]
+    out = LCB.main(chunks=1)
+    assert LCB.TRACES["lcb"] > before  # the rule was compiled into the train step
+    m = out["metrics"]
+    assert np.isfinite(m["critic_loss"]) and np.isfinite(m["target_mean"]) and np.isfinite(m["rollout_path_len"])
+    # through the library's slot on the trained learner: the configured rule's target is the LCB of
+    # the very member targets the step computes, and the paths follow the worst member (RRPI's
+    # selector), as the rule names none
+    trainer = out["trainer"]
+    state = jax.tree_util.tree_map(lambda x: x[0], out["states"])
+    obs, act = trainer.data.obs[:64], trainer.data.act[:64]
+
+    @jax.jit
+    def backup_and_members(state, key):
+        ctx = train.context(trainer.learner, state, trainer.data)
+        vf = make_value_fn(ctx, trainer.learner.parts, state.target_critic)
+        return targets.model_backup(ctx, key, obs, act, vf), targets.all_member_targets(ctx, key, obs, act, vf).member_y
+
+    backup, member_y = backup_and_members(state, jax.random.PRNGKey(3))
+    assert float(jnp.max(jnp.std(member_y, axis=0))) > 0  # the members disagree somewhere
+    np.testing.assert_allclose(np.asarray(backup.target), np.asarray(LCB.lcb_target(member_y, LCB.LCB_K)),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(backup.member), np.asarray(jnp.argmin(member_y, axis=0)))

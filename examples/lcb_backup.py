@@ -1,0 +1,92 @@
+"""A research fork in one file: a lower-confidence-bound backup over the ensemble members.
+
+    python examples/lcb_backup.py        # a tiny synthetic task; about a minute on 2 CPU cores
+
+RRPI backs up the worst member's one-step target per state; PSPO a member drawn from the
+posterior. Both follow one member. Here the target on model states combines all N members'
+one-step targets y_m(s, a) into a lower confidence bound,
+
+    y(s, a) = mean_m y_m(s, a) - k * std_m y_m(s, a)        (std over the N members, ddof 0)
+
+pessimistic where the members disagree, as MOPO's penalty and the uncertainty-penalized
+backups of EDAC / PBRL are. k = 0 is the members' mean. All it takes is a function of the
+(N, B) member targets and one decorator; the config then names it (`backup="lcb"`, or
+`--agent.backup lcb` on the command line of a script that imports this file first). The rule
+names no member, so the persistent rollout scheme's paths follow the configured selector's
+member (the worst one under RRPI).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_bayes import dynamics, termination
+from jaxrl_bayes.algos import algo_config, make_trainer
+from jaxrl_bayes.algos.targets import register_member_backup
+from jaxrl_bayes.data.dataset import Dataset
+
+LCB_K = 1.0  # k: how many member standard deviations below the members' mean
+TRACES = {"lcb": 0}  # how often the rule below was traced into a compiled train step
+
+
+def lcb_target(member_y: jax.Array, k: float) -> jax.Array:
+    """mean_m y_m - k std_m y_m per state.
+
+    Args:
+      member_y: the N members' one-step targets, shape (N,) + B.
+      k: the number of standard deviations (k = 0: the members' mean).
+    Returns:
+      the target, shape B.
+    """
+    return jnp.mean(member_y, axis=0) - k * jnp.std(member_y, axis=0)
+
+
+@register_member_backup("lcb")
+def lcb_backup(key, inputs, member_y: jax.Array) -> jax.Array:
+    """The backup rule "lcb": `lcb_target` with k = LCB_K; it follows no single member."""
+    del key, inputs
+    TRACES["lcb"] += 1
+    return lcb_target(member_y, LCB_K)
+
+
+def tiny_dataset(num: int = 2000, seed: int = 0) -> Dataset:
+    """A 1-D task: s' = clip(s + 0.2 a, -1, 1), r = 1 - s'^2 (stay near 0); random actions."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, (num, 1)).astype(np.float32)
+    act = rng.uniform(-1, 1, (num, 1)).astype(np.float32)
+    nxt = np.clip(obs + 0.2 * act, -1, 1).astype(np.float32)
+    rew = (1.0 - nxt[:, 0] ** 2).astype(np.float32)
+    timeouts = np.zeros(num, np.float32)
+    timeouts[49::50] = 1.0  # episodes of 50 steps
+    return Dataset.from_arrays(obs, act, rew, np.zeros(num, np.float32), timeouts=timeouts,
+                               next_observations=nxt, name="tiny-1d", drop_timeouts=False)
+
+
+def main(chunks: int = 2, seed: int = 0, rollout_scheme: str = "persistent", backup: str = "lcb") -> dict:
+    """Trains RRPI with the named backup rule at a tiny size; returns the trainer, the final
+    states (seed axis of 1) and the last chunk's metrics of seed 0."""
+    ds = tiny_dataset()
+    pool, _ = dynamics.train_pool(
+        jax.random.PRNGKey(seed), ds.observations, ds.actions, ds.rewards, ds.next_observations,
+        dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=5, batch_size=128))
+    config = algo_config(
+        "rrpi", backup=backup, rollout_scheme=rollout_scheme, num_active=3, critic_hidden=(32, 32),
+        policy_hidden=(32, 32), real_batch=32, model_batch=32, num_candidates=4, num_next_samples=2,
+        rollout_horizon=20, buffer_capacity=512, steps_per_chunk=20)
+    trainer = make_trainer(config, ds, pool, termination.no_termination)
+    states = trainer.init_seeds(jax.random.PRNGKey(seed)[None])
+    metrics = {}
+    for _ in range(chunks):
+        states, metrics = trainer.run_chunk_seeds(states)
+    return {"trainer": trainer, "states": states,
+            "metrics": jax.tree_util.tree_map(lambda x: np.asarray(x[0]), metrics)}
+
+
+if __name__ == "__main__":
+    out = main()
+    m = out["metrics"]
+    print(f"backup 'lcb' (k = {LCB_K}) traced {TRACES['lcb']} time(s); model-state target mean "
+          f"{float(m['target_mean']):.4g}, critic loss {float(m['critic_loss']):.4g}, member spread "
+          f"{float(m['member_target_spread']):.4g}")
