@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -229,18 +229,54 @@ def load_data(run: RunConfig) -> tuple[Any, Any]:
 
 def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     """Trains (or continues) the run in `run_dir`; returns the exit code."""
-    run, agent = cfg.run, cfg.agent
-    cfg_json = cfg.to_json()
     # over the fields of the run's config.json (written at its start): a field added to the code
     # since then, at its default, neither changes the hash nor blocks a resume
-    chash = config.config_hash(cfg_json, saved=rundir.read_json(run_dir / "config.json", "config"))
+    chash = config.config_hash(cfg.to_json(), saved=rundir.read_json(run_dir / "config.json", "config"))
     t_setup = time.perf_counter()
     # seeds over all local devices (jaxrl_bayes.sharding; one device: a no-op placement); an S
     # that does not split evenly over them is refused here, before the pool is trained
-    mesh = sharding.seed_mesh(run.seeds)
+    mesh = sharding.seed_mesh(cfg.run.seeds)
+    pool, pool_info = setup_pool(run_dir, cfg, dataset)
+    learning = setup_learning(cfg, spec, dataset, pool, mesh)
+    chunks = Chunks.of(cfg)
+    ckpt = Checkpointer(run_dir / "checkpoints", cfg.run.keep_checkpoints)
+    start = resume_or_init(run_dir, cfg, learning.trainer, mesh, ckpt, chash, chunks)
+    setup_s = time.perf_counter() - t_setup
 
-    # the dynamics pool: cached per (data, DynamicsConfig, seed); none for bc
-    if algos.algo_needs_model(agent):
+    hook = ChunkHook(run_dir, cfg, spec, learning, ckpt, start, chunks, chash)
+    states, c = start.states, start.chunk
+    try:
+        with StopFlag() as stop:
+            while c < chunks.num and not stop.requested:
+                tc = time.perf_counter()
+                states, metrics = learning.trainer.run_chunk_seeds(states)
+                metrics = jax.device_get(metrics)
+                chunk_s = time.perf_counter() - tc
+                c += 1
+                hook(c, states, metrics, chunk_s)
+        if c < chunks.num:  # a stop was requested
+            hook.stopped(c, states)
+            return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        if hook.saved_chunk is None:
+            raise  # nothing saved: the caller removes the unstarted run directory
+        hook.aborted(c)
+        return EXIT_INTERRUPTED
+    finally:
+        hook.close()
+    return finish(run_dir, cfg, spec, dataset, learning, states, hook, pool_info=pool_info, setup_s=setup_s,
+                  chash=chash)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def setup_pool(run_dir: Path, cfg: Config, dataset: Any) -> tuple[Any, dict[str, Any]]:
+    """The dynamics pool, cached per (data, DynamicsConfig, seed), and its record, written to the
+    run's dynamics.json (none for an algorithm without a model, bc). Warns where a resumed run
+    gets another pool than the one it started with."""
+    run = cfg.run
+    if algos.algo_needs_model(cfg.agent):
         pool, pool_info = pools.get_or_train_pool(dataset, run.dataset, cfg.dynamics, run.dynamics_seed,
                                                   progress=run.progress)
     else:
@@ -251,153 +287,236 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
         logger.warning("the dynamics pool differs from the one this run started with (the cache was "
                        "rebuilt); the resumed run will not be bit-identical to an uninterrupted one")
     atomic_write_json(previous, pool_info)
+    return pool, pool_info
 
+
+@dataclasses.dataclass(frozen=True)
+class Learning:
+    """The run's trainer and the functions that evaluate and export its policies."""
+
+    trainer: Any  # algos.Trainer, its data on every device
+    act: Any  # jitted (params, obs, data) -> deterministic actions (the policy files' check)
+    eval_act: Any  # (params, obs) -> actions: one object, so evaluation compiles once
+    can_evaluate: bool  # the dataset has an evaluator
+    # (discount, reward shift, reward scale): the learner's reward units, for the Monte Carlo
+    # check of its critic; None without a critic
+    units: Optional[tuple[float, float, float]]
+    start_q: Any  # per-seed Q at the evaluation episodes' first states, or None
+    greedy: Any  # per-seed Q a greedy pick among the deployed policy's draws gains, or None
+    other_deployments: list[str]  # --run.eval_deployments: the deployments evaluated besides agent.deploy
+
+
+def setup_learning(cfg: Config, spec: Any, dataset: Any, pool: Any, mesh: Any) -> Learning:
+    """The trainer of `cfg.agent` on `dataset` (and `pool`), and its evaluation functions."""
+    run, agent = cfg.run, cfg.agent
     trainer = algos.make_trainer(agent, dataset, pool, spec.termination_fn)
-    act = jax.jit(trainer.act)  # (params, obs, data) -> deterministic actions
-    eval_act = functools.partial(trainer.act, data=trainer.data)  # one object: evaluation compiles once
+    act = jax.jit(trainer.act)
+    eval_act = functools.partial(trainer.act, data=trainer.data)
     trainer = sharding.replicate_data(trainer, mesh)  # training: the data on every device
-    keys = seed_keys(run.seed, run.seeds)
-    can_evaluate = evaluation.evaluator_for(spec) is not None
-    data = trainer.data  # the learner's reward units, for the Monte Carlo check of its critic
+    data = trainer.data
     units = ((agent.discount, float(data.reward_shift), float(data.reward_scale))
              if trainer.nets.critic is not None else None)
     # Q at the evaluation episodes' first states under the deployed action, per seed: the critic's
-    # prediction of the discounted return that the episodes measure (issue 21's calibration check)
+    # prediction of the discounted return that the episodes measure (the calibration check)
     # (the data is an argument, not a constant of the jitted function); each seed at the first
     # states its own episodes recorded (`evaluation.Episodes.first_obs`). None on liquidation: its
     # evaluator gives returns only
     start_q = (jax.jit(jax.vmap(functools.partial(start_value, trainer.nets, agent), in_axes=(None, 0, 0, 0)))
                if units is not None and spec.eval_env_spec is not None else None)
     # the Q a greedy pick among the deployed policy's draws gains above its action, per seed, on
-    # dataset states (issue 21: does the policy step or the critic limit the run?); at evaluations
+    # dataset states (does the policy step or the critic limit the run?); at evaluations
     greedy = (jax.jit(jax.vmap(functools.partial(deployed_greedy_gain, trainer.nets, agent), in_axes=(None, 0, 0, None)))
               if trainer.nets.critic is not None else None)
+    can_evaluate = evaluation.evaluator_for(spec) is not None
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
-    # --run.eval_deployments: every deployment the learner has besides the configured one
     other_deployments = ([d for d in algos.common.DEPLOYMENTS if d != agent.deploy]
                          if run.eval_deployments and "deploy" not in algos.fields_without_effect(agent, ["deploy"])
                          else [])
-    spc = agent.steps_per_chunk
-    num_chunks = max(1, math.ceil(run.total_steps / spc))
-    total = num_chunks * spc
-    if total != run.total_steps:
-        logger.info("total_steps %d rounded up to %d chunks x %d steps = %d", run.total_steps, num_chunks, spc, total)
+    return Learning(trainer, act, eval_act, can_evaluate, units, start_q, greedy, other_deployments)
 
-    # start, or continue from the newest checkpoint
-    ckpt = Checkpointer(run_dir / "checkpoints", run.keep_checkpoints)
-    start, history, evals, elapsed_before = 0, [], [], 0.0
+
+class Chunks(NamedTuple):
+    """The run's train steps as `num` jitted chunks of `size` steps."""
+
+    num: int
+    size: int
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Chunks":
+        """run.total_steps rounded up to whole chunks of agent.steps_per_chunk."""
+        spc = cfg.agent.steps_per_chunk
+        chunks = cls(max(1, math.ceil(cfg.run.total_steps / spc)), spc)
+        if chunks.total != cfg.run.total_steps:
+            logger.info("total_steps %d rounded up to %d chunks x %d steps = %d", cfg.run.total_steps, chunks.num,
+                        spc, chunks.total)
+        return chunks
+
+    @property
+    def total(self) -> int:
+        return self.num * self.size
+
+
+@dataclasses.dataclass
+class Start:
+    """Where the loop starts: the seeds' states after `chunk` chunks, the records so far, and the
+    chunk of the newest checkpoint (None: none yet)."""
+
+    states: Any
+    chunk: int = 0
+    history: list = dataclasses.field(default_factory=list)  # the metrics rows
+    evals: list = dataclasses.field(default_factory=list)  # the evaluation records
+    elapsed_s: float = 0.0  # wall time of the run before this process
+    saved_chunk: Optional[int] = None
+
+
+def resume_or_init(run_dir: Path, cfg: Config, trainer: Any, mesh: Any, ckpt: Checkpointer, chash: str,
+                   chunks: Chunks) -> Start:
+    """Continues from the newest checkpoint in `ckpt` (refusing one of another config), or
+    initialises every seed (behaviour cloning first where the config has bc_steps)."""
+    run = cfg.run
+    keys = seed_keys(run.seed, run.seeds)
     latest = ckpt.latest_step()
-    if latest is not None:
-        meta = ckpt.restore_meta(latest)
-        if meta.get("config_hash") != chash:
-            raise config.UsageError(f"the checkpoint in {run_dir / 'checkpoints'} belongs to another config "
-                                    f"(hash {meta.get('config_hash')} vs {chash}); start a new run")
-        states, meta = ckpt.restore(jax.eval_shape(trainer.init_seeds, keys), latest)
-        states = sharding.shard_seeds(states, mesh)
-        start, history, evals = int(meta["chunk"]), list(meta["history"]), list(meta["evals"])
-        elapsed_before = float(meta["elapsed_s"])
-        logger.info("resumed from the checkpoint at chunk %d/%d (step %d)", start, num_chunks, start * spc)
-    else:
-        logger.info("initialising %d seed(s)%s", run.seeds, " (behaviour cloning first)" if agent.bc_steps else "")
-        states = sharding.init_sharded(trainer, keys, mesh)
-    setup_s = time.perf_counter() - t_setup
+    if latest is None:
+        logger.info("initialising %d seed(s)%s", run.seeds, " (behaviour cloning first)" if cfg.agent.bc_steps else "")
+        return Start(sharding.init_sharded(trainer, keys, mesh))
+    meta = ckpt.restore_meta(latest)
+    if meta.get("config_hash") != chash:
+        raise config.UsageError(f"the checkpoint in {run_dir / 'checkpoints'} belongs to another config "
+                                f"(hash {meta.get('config_hash')} vs {chash}); start a new run")
+    states, meta = ckpt.restore(jax.eval_shape(trainer.init_seeds, keys), latest)
+    start = Start(sharding.shard_seeds(states, mesh), int(meta["chunk"]), list(meta["history"]),
+                  list(meta["evals"]), float(meta["elapsed_s"]), latest)
+    logger.info("resumed from the checkpoint at chunk %d/%d (step %d)", start.chunk, chunks.num,
+                start.chunk * chunks.size)
+    return start
 
-    metric_logger = make_metric_logger(run_dir, history=history, tensorboard=run.tensorboard, wandb=run.wandb,
-                                       wandb_project=run.wandb_project, run_name=f"{run.algo}-{run.dataset}",
-                                       config=cfg_json)
-    stop = StopFlag()
-    saved_chunk = latest
-    t0 = time.perf_counter()
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t0
+# ----------------------------------------------------------------------------- after each chunk
 
-    def save(chunk: int) -> None:
-        ckpt.save(chunk, states, to_json_value({"chunk": chunk, "num_chunks": num_chunks, "config_hash": chash,
-                                                "history": history, "evals": evals, "elapsed_s": elapsed()}))
 
-    bar = tqdm(total=total, initial=start * spc, unit="step", disable=not run.progress, dynamic_ncols=True,
-               desc=f"{run.algo} {run.dataset}", file=sys.stderr)
-    c = start
-    try:
-        with stop:
-            while c < num_chunks and not stop.requested:
-                tc = time.perf_counter()
-                states, metrics = trainer.run_chunk_seeds(states)
-                metrics = jax.device_get(metrics)
-                chunk_s = time.perf_counter() - tc
-                c += 1
-                row: dict[str, Any] = {"chunk": c, "step": c * spc, "chunk_time_s": chunk_s,
-                                       "steps_per_s": spc / chunk_s if chunk_s > 0 else None,
-                                       "includes_compile": c == start + 1}
-                row.update(summarize_chunk_metrics(metrics))
-                final = c == num_chunks
-                if can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
-                    episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
-                    deployed = algos.deployed_policy(states, agent)
-                    # Q at the episodes' first states, after them, with the critic of the deployed policy
-                    q_at = (None if start_q is None else functools.partial(start_q, trainer.data, states.critic, deployed))
-                    ev = results.evaluate_seeds(spec, eval_act, jax.device_get(deployed),
-                                                run.seeds, episodes, final=final, units=units, start_q=q_at)
-                    for other in other_deployments:  # --run.eval_deployments: the same episodes, another policy
-                        ev_o = results.evaluate_seeds(
-                            spec, eval_act, jax.device_get(algos.deployed_policy(states, dataclasses.replace(agent, deploy=other))),
-                            run.seeds, episodes, final=final, units=units)
-                        ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
-                        if ev_o["normalized"] is not None:
-                            row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
-                    if greedy is not None:  # the same dataset states at every evaluation of every seed
-                        gains = np.asarray(jax.device_get(greedy(trainer.data, states.critic, deployed,
-                                                                 jax.random.PRNGKey(run.seed))), np.float64)
-                        row["greedy_gain"] = float(gains.mean())
-                        if run.seeds > 1:
-                            row["greedy_gain/seeds"] = gains.tolist()
-                    if "q_start" in ev:  # in the stored record: results.json reads it per seed
-                        row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
-                    ev.update(chunk=c, step=c * spc, final=final)
-                    evals.append(to_json_value(ev))
-                    row["eval/raw_mean"] = results.mean_std(ev["raw"])["mean"]
-                    if ev["normalized"] is not None:
-                        ns = results.mean_std(ev["normalized"])
-                        row["eval/normalized_mean"], row["eval/normalized_std"] = ns["mean"], ns["std"]
-                        if run.seeds > 1:
-                            row["eval/normalized/seeds"] = ev["normalized"]
-                    if ev["mc_value"] is not None:  # discounted return of the episodes, learning units
-                        row["eval/mc_value_mean"] = results.mean_std(ev["mc_value"])["mean"]
-                row["wall_time_s"] = elapsed()
-                row = to_json_value(row)
-                history.append(row)
-                metric_logger.write(row)
-                bar.update(spc)
-                bar.set_postfix(_postfix(row, evals), refresh=False)
-                if final or c % run.checkpoint_every_chunks == 0:
-                    save(c)
-                    saved_chunk = c
-        if c < num_chunks:  # a stop was requested
-            if saved_chunk != c:
-                save(c)
-            bar.close()
-            msg = (f"Interrupted at chunk {c}/{num_chunks} (step {c * spc}); checkpoint saved.\n"
-                   f"Resume with: {PROG} --resume {run_dir}")
-            logger.info(msg.replace("\n", " "))
-            print(msg, file=sys.stderr)
-            return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        if saved_chunk is None:
-            raise  # nothing saved: the caller removes the unstarted run directory
-        bar.close()
-        print(f"Aborted at chunk {c}/{num_chunks} without saving; the last checkpoint is at chunk {saved_chunk}.\n"
-              f"Resume with: {PROG} --resume {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        bar.close()
-        metric_logger.close()
-        ckpt.close()
+class ChunkHook:
+    """What follows each chunk: its metrics row, the periodic evaluation, the metric sinks and
+    progress bar, and the periodic checkpoint. Holds the run's records (history, evals) and its
+    wall time; `close` closes the sinks, the bar and the checkpointer."""
 
+    def __init__(self, run_dir: Path, cfg: Config, spec: Any, learning: Learning, ckpt: Checkpointer,
+                 start: Start, chunks: Chunks, chash: str):
+        self.run_dir, self.cfg, self.spec, self.learning, self.ckpt = run_dir, cfg, spec, learning, ckpt
+        self.chunks, self.chash, self.first_chunk = chunks, chash, start.chunk + 1
+        self.history, self.evals, self.saved_chunk = start.history, start.evals, start.saved_chunk
+        run = cfg.run
+        self.metric_logger = make_metric_logger(run_dir, history=self.history, tensorboard=run.tensorboard,
+                                                wandb=run.wandb, wandb_project=run.wandb_project,
+                                                run_name=f"{run.algo}-{run.dataset}", config=cfg.to_json())
+        self._elapsed_before, self._t0 = start.elapsed_s, time.perf_counter()
+        self.bar = tqdm(total=chunks.total, initial=start.chunk * chunks.size, unit="step", disable=not run.progress,
+                        dynamic_ncols=True, desc=f"{run.algo} {run.dataset}", file=sys.stderr)
+
+    def elapsed(self) -> float:
+        """Wall time of the run so far, over every process that ran it."""
+        return self._elapsed_before + time.perf_counter() - self._t0
+
+    def __call__(self, c: int, states: Any, metrics: Any, chunk_s: float) -> None:
+        """After chunk `c` (1-based) took `chunk_s` seconds, giving `states` and `metrics`."""
+        run, spc = self.cfg.run, self.chunks.size
+        row: dict[str, Any] = {"chunk": c, "step": c * spc, "chunk_time_s": chunk_s,
+                               "steps_per_s": spc / chunk_s if chunk_s > 0 else None,
+                               "includes_compile": c == self.first_chunk}
+        row.update(summarize_chunk_metrics(metrics))
+        final = c == self.chunks.num
+        if self.learning.can_evaluate and (final or (run.eval_every_chunks > 0 and c % run.eval_every_chunks == 0)):
+            row.update(self.evaluate(c, states, final))
+        row["wall_time_s"] = self.elapsed()
+        row = to_json_value(row)
+        self.history.append(row)
+        self.metric_logger.write(row)
+        self.bar.update(spc)
+        self.bar.set_postfix(_postfix(row, self.evals), refresh=False)
+        if final or c % run.checkpoint_every_chunks == 0:
+            self.save(c, states)
+
+    def evaluate(self, c: int, states: Any, final: bool) -> dict[str, Any]:
+        """Evaluates the deployed policy of every seed after chunk `c` (and the other deployments
+        with --run.eval_deployments); appends the record to `evals`; returns the row's eval fields."""
+        run, agent, learning = self.cfg.run, self.cfg.agent, self.learning
+        trainer, row = learning.trainer, {}
+        episodes = (run.final_eval_episodes or run.eval_episodes) if final else run.eval_episodes
+        deployed = algos.deployed_policy(states, agent)
+        # Q at the episodes' first states, after them, with the critic of the deployed policy
+        q_at = (None if learning.start_q is None
+                else functools.partial(learning.start_q, trainer.data, states.critic, deployed))
+        ev = results.evaluate_seeds(self.spec, learning.eval_act, jax.device_get(deployed),
+                                    run.seeds, episodes, final=final, units=learning.units, start_q=q_at)
+        for other in learning.other_deployments:  # --run.eval_deployments: the same episodes, another policy
+            ev_o = results.evaluate_seeds(
+                self.spec, learning.eval_act,
+                jax.device_get(algos.deployed_policy(states, dataclasses.replace(agent, deploy=other))),
+                run.seeds, episodes, final=final, units=learning.units)
+            ev.setdefault("deployments", {})[other] = {k: ev_o[k] for k in ("raw", "normalized", "mc_value")}
+            if ev_o["normalized"] is not None:
+                row[f"eval/{other}/normalized_mean"] = results.mean_std(ev_o["normalized"])["mean"]
+        if learning.greedy is not None:  # the same dataset states at every evaluation of every seed
+            gains = np.asarray(jax.device_get(learning.greedy(trainer.data, states.critic, deployed,
+                                                              jax.random.PRNGKey(run.seed))), np.float64)
+            row["greedy_gain"] = float(gains.mean())
+            if run.seeds > 1:
+                row["greedy_gain/seeds"] = gains.tolist()
+        if "q_start" in ev:  # in the stored record: results.json reads it per seed
+            row["eval/q_start_mean"] = results.mean_std(ev["q_start"])["mean"]
+        ev.update(chunk=c, step=c * self.chunks.size, final=final)
+        self.evals.append(to_json_value(ev))
+        row["eval/raw_mean"] = results.mean_std(ev["raw"])["mean"]
+        if ev["normalized"] is not None:
+            ns = results.mean_std(ev["normalized"])
+            row["eval/normalized_mean"], row["eval/normalized_std"] = ns["mean"], ns["std"]
+            if run.seeds > 1:
+                row["eval/normalized/seeds"] = ev["normalized"]
+        if ev["mc_value"] is not None:  # discounted return of the episodes, learning units
+            row["eval/mc_value_mean"] = results.mean_std(ev["mc_value"])["mean"]
+        return row
+
+    def save(self, c: int, states: Any) -> None:
+        """A checkpoint of `states` after chunk `c`, with the records so far."""
+        self.ckpt.save(c, states, to_json_value({"chunk": c, "num_chunks": self.chunks.num, "config_hash": self.chash,
+                                                 "history": self.history, "evals": self.evals,
+                                                 "elapsed_s": self.elapsed()}))
+        self.saved_chunk = c
+
+    def stopped(self, c: int, states: Any) -> None:
+        """A stop was requested after chunk `c`: saves it (unless just saved) and says how to resume."""
+        if self.saved_chunk != c:
+            self.save(c, states)
+        self.bar.close()
+        msg = (f"Interrupted at chunk {c}/{self.chunks.num} (step {c * self.chunks.size}); checkpoint saved.\n"
+               f"Resume with: {PROG} --resume {self.run_dir}")
+        logger.info(msg.replace("\n", " "))
+        print(msg, file=sys.stderr)
+
+    def aborted(self, c: int) -> None:
+        """A second Ctrl-C during chunk `c + 1`: says where the last checkpoint is."""
+        self.bar.close()
+        print(f"Aborted at chunk {c}/{self.chunks.num} without saving; the last checkpoint is at chunk "
+              f"{self.saved_chunk}.\nResume with: {PROG} --resume {self.run_dir}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.metric_logger.close()
+        self.ckpt.close()
+
+
+# ----------------------------------------------------------------------------- the end
+
+
+def finish(run_dir: Path, cfg: Config, spec: Any, dataset: Any, learning: Learning, states: Any, hook: ChunkHook,
+           *, pool_info: dict[str, Any], setup_s: float, chash: str) -> int:
+    """The finished run's policy files, learning curve, results.json (last) and summary table."""
+    run, agent, evals, history = cfg.run, cfg.agent, hook.evals, hook.history
+    total = hook.chunks.total
     final_eval = evals[-1] if evals else None
-    policy_files = write_policies(run_dir, trainer, act, jax.device_get(algos.deployed_policy(states, agent)), cfg,
-                                  final_eval, total_steps=total)
+    policy_files = write_policies(run_dir, learning.trainer, learning.act,
+                                  jax.device_get(algos.deployed_policy(states, agent)), cfg, final_eval,
+                                  total_steps=total)
     refs = paper_references(run.dataset, run.algo)
     behaviour = behaviour_score(dataset, spec.ref_min_score, spec.ref_max_score)
     bc = (("BC (--run.bc_score)", run.bc_score) if run.bc_score is not None
@@ -405,8 +524,8 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
                         references=refs, history=history, behaviour=behaviour._asdict(), bc=bc,
                         posterior=agent.algo == "pspo")
-    res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=elapsed(), setup_s=setup_s,
-                                pool_info=pool_info, total_steps=total, num_chunks=num_chunks, chash=chash,
+    res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=hook.elapsed(), setup_s=setup_s,
+                                pool_info=pool_info, total_steps=total, num_chunks=hook.chunks.num, chash=chash,
                                 policy_files=policy_files, references=refs, behaviour=behaviour)
     print(results.summary_table(res, run_dir))
     return EXIT_OK

@@ -242,6 +242,8 @@ def test_run_writes_every_artifact(finished):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["run"]["total_steps"] == 200 and cfg["dynamics"]["hidden"] == [32, 32]
     assert cfg["agent"]["discount"] == 1.0  # from the liquidation cpu preset
+    # the rates the budget rule set (none given on the command line), recorded for the report
+    assert cfg["_derived"] == {f"agent.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau")}
     rows = _rows(out)
     assert [r["chunk"] for r in rows] == list(range(1, 11)) and [r["step"] for r in rows][-1] == 200
     assert all("eval/normalized_mean" in r for r in rows)
