@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxrl_bayes import posterior
 from jaxrl_bayes.algos import targets, train
@@ -69,27 +71,56 @@ def test_lcb_rule_is_mean_minus_k_std_of_the_members():
                                [3.0 - LCB.LCB_K * np.sqrt(8 / 3), 4.0], rtol=1e-6)
 
 
-def test_lcb_example_trains_and_its_rule_sets_the_model_state_target():
+@pytest.fixture(scope="module")
+def lcb_run():
+    """The example trained for one chunk, and how often that traced its rule."""
     before = LCB.TRACES["lcb"]
     out = LCB.main(chunks=1)
-    assert LCB.TRACES["lcb"] > before  # the rule was compiled into the train step
+    return out, LCB.TRACES["lcb"] - before
+
+
+def _backup_and_members(out, **config_changes):
+    """The configured backup on 64 dataset pairs of the trained learner (its config changed by
+    `config_changes`) and the member targets the step computes there, with one key."""
+    trainer = out["trainer"]
+    learner = trainer.learner._replace(config=dataclasses.replace(trainer.config, **config_changes))
+    state = jax.tree_util.tree_map(lambda x: x[0], out["states"])
+    obs, act = trainer.data.obs[:64], trainer.data.act[:64]
+
+    @jax.jit
+    def run(state, key):
+        ctx = train.context(learner, state, trainer.data)
+        vf = make_value_fn(ctx, learner.parts, state.target_critic)
+        return targets.model_backup(ctx, key, obs, act, vf), targets.all_member_targets(ctx, key, obs, act, vf).member_y
+
+    return run(state, jax.random.PRNGKey(3))
+
+
+def test_lcb_example_trains_and_its_rule_sets_the_model_state_target(lcb_run):
+    out, traced = lcb_run
+    assert traced > 0  # the rule was compiled into the train step
     m = out["metrics"]
     assert np.isfinite(m["critic_loss"]) and np.isfinite(m["target_mean"]) and np.isfinite(m["rollout_path_len"])
     # through the library's slot on the trained learner: the configured rule's target is the LCB of
     # the very member targets the step computes, and the paths follow the worst member (RRPI's
     # selector), as the rule names none
-    trainer = out["trainer"]
-    state = jax.tree_util.tree_map(lambda x: x[0], out["states"])
-    obs, act = trainer.data.obs[:64], trainer.data.act[:64]
-
-    @jax.jit
-    def backup_and_members(state, key):
-        ctx = train.context(trainer.learner, state, trainer.data)
-        vf = make_value_fn(ctx, trainer.learner.parts, state.target_critic)
-        return targets.model_backup(ctx, key, obs, act, vf), targets.all_member_targets(ctx, key, obs, act, vf).member_y
-
-    backup, member_y = backup_and_members(state, jax.random.PRNGKey(3))
+    backup, member_y = _backup_and_members(out)
     assert float(jnp.max(jnp.std(member_y, axis=0))) > 0  # the members disagree somewhere
     np.testing.assert_allclose(np.asarray(backup.target), np.asarray(LCB.lcb_target(member_y, LCB.LCB_K)),
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(backup.member), np.asarray(jnp.argmin(member_y, axis=0)))
+
+
+def test_a_min_over_members_rule_is_the_default_worst_member_backup(lcb_run):
+    """RRPI's default backup ("selected" with the worst-member selector, k = 1) and a rule over all
+    members that returns their minimum are two code paths of one operator: same targets, members."""
+    name = "min-for-test"
+    if name not in MODEL_BACKUPS:
+        targets.register_member_backup(name)(lambda key, inputs, member_y: jnp.min(member_y, axis=0))
+    out, _ = lcb_run
+    selected, member_y = _backup_and_members(out, backup="selected", selector="worst", kth=1)
+    by_rule, _ = _backup_and_members(out, backup=name, selector="worst", kth=1)
+    np.testing.assert_array_equal(np.asarray(selected.target), np.asarray(jnp.min(member_y, axis=0)))
+    np.testing.assert_array_equal(np.asarray(by_rule.target), np.asarray(selected.target))
+    np.testing.assert_array_equal(np.asarray(by_rule.member), np.asarray(selected.member))
+    np.testing.assert_array_equal(np.asarray(by_rule.successors), np.asarray(selected.successors))
