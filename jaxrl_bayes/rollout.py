@@ -5,9 +5,11 @@ successor, a *selector* picks one member per state (RRPI: the worst case by one-
 PSPO: a draw from the posterior b; ablations: uniform), and the path moves to that member's
 successor. Member selectors live in the registry `SELECTORS` (name -> `MemberSelector`); a new
 one is one function plus `@register_selector(name, needs_targets=...)`, and the same rule picks
-the member of the model-state backup (`jaxrl_bayes.algos.targets`). A path stops at its first termination by masking (`alive`), never by branching, so
-the whole rollout is one scanned, vmappable computation (ALGORITHMS.md §5).
-Imagined transitions go to the ring buffer of `jaxrl_bayes.buffer`.
+the member of the model-state backup (`jaxrl_bayes.algos.targets`). A path stops at its first
+termination by masking (`alive`), never by branching, so the whole rollout is one scanned,
+vmappable computation (ALGORITHMS.md §5). Imagined transitions go to the ring buffer of
+`jaxrl_bayes.buffer`; the rollout schemes that use these rollouts (or not) to make the train
+step's model rows live in `jaxrl_bayes.rollout_schemes`.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ up by name in registries that their defining modules fill:
 
 `AgentConfig.validate` checks every string field against its registry (one-line `UserError`
 with the closest valid name). The losses live in `losses.py`, the targets in `targets.py`, the
-train step, rollout refill and `make_trainer` in `train.py` (brax's seams; `make_trainer`
-only binds and jits).
+train step, the chunk and `make_trainer` in `train.py` (brax's seams; `make_trainer` only binds
+and jits), the rollout schemes in `jaxrl_bayes.rollout_schemes`.
 
 `TrainData` (the dataset on device, the active dynamics members and normalizers) is an ARGUMENT
 of every jitted function, never a closure: jit would otherwise embed it as a constant.
