@@ -85,6 +85,8 @@ class RunConfig:
     wandb_project: str = "jaxrl_bayes"  # wandb project name
 
     def validate(self) -> None:
+        import math
+
         problems = []
         for name in ("seeds", "total_steps", "eval_episodes", "checkpoint_every_chunks", "keep_checkpoints"):
             if getattr(self, name) < 1:
@@ -92,6 +94,13 @@ class RunConfig:
         for name in ("eval_every_chunks", "final_eval_episodes"):
             if getattr(self, name) < 0:
                 problems.append(f"run.{name}={getattr(self, name)} must be >= 0")
+        for name in ("seed", "dynamics_seed"):  # a PRNG key holds 32 bits: larger seeds repeat smaller ones
+            if not 0 <= getattr(self, name) < 2**32:
+                problems.append(f"run.{name}={getattr(self, name)} must be in [0, 2**32)")
+        for name in ("ref_min_score", "ref_max_score", "bc_score"):  # optional, checked when set
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                problems.append(f"run.{name}={value} must be a finite number (or unset)")
         if (self.ref_min_score is None) != (self.ref_max_score is None):
             problems.append("--ref-min-score and --ref-max-score go together")
         if problems:
@@ -302,6 +311,7 @@ def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset(
 
     Returns (config, sources of the rates the rule set).
     """
+    cfg.run.validate()  # the rule needs a valid run.total_steps: a bad one is a usage error, not a traceback
     explicit = {name.split(".", 1)[1] for name in given if name.startswith("agent.")}
     agent = algos.with_budget(cfg.agent, cfg.run.total_steps, explicit)
     why = f"{BUDGET_RULE} = {cfg.run.total_steps} (jaxrl_bayes.algos.timescales)"

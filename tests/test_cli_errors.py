@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -203,6 +204,7 @@ def test_user_errors_end_in_one_line_and_exit_2(case, world, capsys):
 @pytest.mark.parametrize("argv, phrase", [
     (["--dataset", "{tmp}/walker.hdf5", "--eval-env", "Walker2d-v4"], "expects 17 and 6"),
     (["--agent.kht", "3"], "did you mean --agent.kth?"),
+    (["--run.total_steps", "0"], "run.total_steps=0 must be >= 1"),  # was a traceback of the budget rule
 ])
 def test_no_traceback_reaches_the_terminal(argv, phrase, tmp_path):
     write_d4rl(tmp_path / "walker.hdf5")
@@ -213,6 +215,76 @@ def test_no_traceback_reaches_the_terminal(argv, phrase, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and phrase in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["walker.hdf5"]
+
+
+# ----------------------------------------------------------------------------- numeric ranges
+# (field named in the error, argv): every numeric field out of its range, refused while the
+# command line is read, before any run directory, pool cache entry or training.
+OUT_OF_RANGE = [
+    ("total_steps", ["--run.total_steps", "0"]),
+    ("total_steps", ["--run.total_steps", "-5"]),
+    ("seeds", ["--run.seeds", "0"]),
+    ("eval_episodes", ["--run.eval_episodes", "-1"]),
+    ("eval_every_chunks", ["--run.eval_every_chunks", "-1"]),
+    ("final_eval_episodes", ["--run.final_eval_episodes", "-1"]),
+    ("checkpoint_every_chunks", ["--run.checkpoint_every_chunks", "0"]),
+    ("keep_checkpoints", ["--run.keep_checkpoints", "0"]),
+    ("seed", ["--run.seed", "-1"]),
+    ("dynamics_seed", ["--run.dynamics_seed", str(2**32)]),
+    ("bc_score", ["--run.bc_score", "nan"]),
+    ("ref_min_score", ["--dataset", "{tmp}/d.hdf5", "--eval-env", "Hopper-v4", "--ref-min-score", "nan",
+                       "--ref-max-score", "100"]),
+    ("steps_per_chunk", ["--agent.steps_per_chunk", "0"]),
+    ("tau", ["--agent.tau", "2"]),
+    ("tau", ["--agent.tau", "0"]),
+    ("ref_tau", ["--agent.ref_tau", "2"]),
+    ("policy_lr", ["--agent.policy_lr", "-1"]),
+    ("critic_lr", ["--agent.critic_lr", "nan"]),
+    ("critic_lr", ["--agent.critic_lr", "inf"]),
+    ("real_weight", ["--agent.real_weight", "1.5"]),
+    ("data_action_std", ["--agent.data_action_std", "0"]),
+    ("target_kl", ["--agent.target_kl", "0"]),
+    ("temperature", ["--agent.temperature", "nan"]),
+    ("value_max", ["--agent.value_max", "-1"]),
+    ("obs_bound_std", ["--agent.obs_bound_std", "-1"]),
+    ("value_chunk", ["--agent.value_chunk", "-1"]),
+    ("rollout_samples", ["--agent.rollout_samples", "0"]),
+    ("num_active", ["--agent.num_active", "0"]),
+    ("critic_hidden", ["--agent.critic_hidden", "0"]),
+    ("policy_hidden", ["--agent.policy_hidden", "32", "0"]),
+    ("lam", ["--algo", "pspo", "--agent.lam", "0"]),
+    ("trust_epsilon", ["--algo", "pspo", "--agent.trust_epsilon", "0"]),
+    ("trust_eta", ["--algo", "pspo", "--agent.trust_eta", "nan"]),
+    ("trust_rate", ["--algo", "pspo", "--agent.trust_rate", "-1"]),
+    ("behaviour_weight", ["--algo", "pspo", "--agent.behaviour_weight", "-0.1"]),
+    ("bc_steps", ["--algo", "pspo", "--agent.bc_steps", "-1"]),
+    ("bc_lr", ["--algo", "bc", "--agent.bc_lr", "0"]),
+    ("max_epochs", ["--dynamics.max_epochs", "0"]),
+    ("learning_rate", ["--dynamics.learning_rate", "0"]),
+    ("weight_decay", ["--dynamics.weight_decay", "-1"]),
+    ("logstd_bound_coef", ["--dynamics.logstd_bound_coef", "nan"]),
+    ("init_max_logstd", ["--dynamics.init_max_logstd", "inf"]),
+]
+
+
+@pytest.mark.parametrize("field, argv", OUT_OF_RANGE, ids=[" ".join(a[-2:]) for _, a in OUT_OF_RANGE])
+def test_out_of_range_numbers_end_in_one_line_before_any_work(field, argv, world, capsys):
+    """The real command (not --show-config): one line naming the field, exit 2, and no run
+    directory, pool cache entry or training (`world` makes pool training fail the test)."""
+    work = world / "work"
+    write_d4rl(world / "d.hdf5")
+    out = work / "r"
+    before = _tree(world)
+    capsys.readouterr()
+    code = run_mod.main([*(a.format(tmp=world) for a in argv), "--out", str(out), "--run.no_progress"])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if not l[:2].isdigit()]  # log lines start with a time
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(rf"(?<![a-z_]){field}\b", lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert not out.exists() and not any((world / "cache").iterdir())
+    assert _tree(world) == before
 
 
 # ----------------------------------------------------------------------------- filesystem faults

@@ -259,13 +259,33 @@ class AgentConfig:
             problems.append(f"action_scale must be in [1, 10], got {self.action_scale}")
         if not 0.0 <= self.rollout_explore <= 1.0:
             problems.append(f"rollout_explore must be in [0, 1], got {self.rollout_explore}")
-        if self.temperature <= 0 or self.trust_eta <= 0:
-            problems.append("temperature and trust_eta must be > 0")
-        for name in ("real_batch", "model_batch", "rollout_batch", "rollout_horizon",
-                     "num_next_samples", "steps_per_chunk", "buffer_capacity", "consistency_batch",
+        import math
+
+        unit, positive, nonnegative = (lambda v: 0.0 < v <= 1.0, "in (0, 1]"), (lambda v: v > 0.0, "> 0"), \
+            (lambda v: v >= 0.0, ">= 0")
+        # real numbers, NaN and inf refused; value_max only when set
+        for name, (ok, rule) in (("critic_lr", unit), ("policy_lr", unit), ("bc_lr", unit), ("tau", unit),
+                                 ("ref_tau", unit), ("real_weight", (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")),
+                                 ("temperature", positive), ("trust_eta", positive), ("target_kl", positive),
+                                 ("data_action_std", positive), ("lam", positive), ("trust_epsilon", positive),
+                                 ("value_max", positive), ("obs_bound_std", nonnegative),
+                                 ("behaviour_weight", nonnegative), ("trust_rate", nonnegative)):
+            value = getattr(self, name)
+            if value is None and name == "value_max":
+                continue
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+                problems.append(f"{name} must be finite and {rule}, got {value}")
+        for name in ("real_batch", "model_batch", "rollout_batch", "rollout_horizon", "rollout_samples",
+                     "num_active", "num_next_samples", "steps_per_chunk", "buffer_capacity", "consistency_batch",
                      "consistency_samples", "bc_batch"):
             if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("value_chunk", "bc_steps"):  # 0 = one batch | no behaviour cloning
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("critic_hidden", "policy_hidden"):
+            if any(int(h) < 1 for h in getattr(self, name)):
+                problems.append(f"{name}={tuple(getattr(self, name))} must hold widths >= 1")
         if problems:
             raise UserError("invalid AgentConfig: " + "; ".join(problems))
 

@@ -77,6 +77,17 @@ class DynamicsConfig:
             problems.append(
                 f"num_elites={self.num_elites} must be None or in [1, num_members={self.num_members}]"
             )
+        import math
+
+        # real numbers: NaN and inf are refused
+        for name, ok, rule in (("learning_rate", lambda v: 0.0 < v <= 1.0, "a finite number in (0, 1]"),
+                               ("weight_decay", lambda v: v >= 0.0, "a finite number >= 0"),
+                               ("logstd_bound_coef", lambda v: v >= 0.0, "a finite number >= 0"),
+                               ("init_max_logstd", lambda v: True, "a finite number"),
+                               ("init_min_logstd", lambda v: True, "a finite number")):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+                problems.append(f"{name}={value} must be {rule}")
         if not self.init_min_logstd < self.init_max_logstd:
             problems.append("init_min_logstd must be < init_max_logstd")
         if problems:
