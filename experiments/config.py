@@ -59,7 +59,7 @@ def _alias(*flags: str) -> Any:
 class RunConfig:
     """What to train on, for how long, how often to evaluate/checkpoint, where to write."""
 
-    # BENCHMARKS.md: liquidation is the embedded default; issue 6: the no-argument run is RRPI, cpu preset
+    # BENCHMARKS.md: liquidation is the embedded default; the no-argument run is RRPI, cpu preset
     dataset: Annotated[str, _alias("--dataset")] = "liquidation-random-v0"  # a name (see --list), a D4RL-schema .hdf5 file or a Minari dataset directory
     algo: Annotated[str, _alias("--algo")] = "rrpi"  # algorithm name (see --list)
     preset: Annotated[str, _alias("--preset")] = "cpu"  # preset in experiments/configs/<family>.json (cpu, paper)
@@ -71,7 +71,7 @@ class RunConfig:
     final_eval_episodes: int = 0  # episodes of the final evaluation (0 = eval_episodes)
     eval_deployments: bool = False  # also evaluate the other deployments (agent.deploy choices) at each evaluation: eval/<name>/* in metrics
     checkpoint_every_chunks: int = 1  # measured choice: an orbax save costs ~0.1 s on CPU
-    keep_checkpoints: int = 3  # issue 6: last k kept
+    keep_checkpoints: int = 3  # the last k are kept
     dynamics_seed: int = 0  # key of the dynamics pool training (part of the cache key)
     eval_env: Annotated[str, _alias("--eval_env")] = ""  # Gymnasium id to evaluate a local dataset file in ("" = from its metadata)
     ref_min_score: Annotated[Optional[float], _alias("--ref_min_score")] = None  # reference return of score 0 (a local file; else raw returns only)

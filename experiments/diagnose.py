@@ -1,4 +1,4 @@
-"""`python -m experiments.diagnose --run-dir RUN_DIR`: why a run scores what it scores (issue 11 item 2).
+"""`python -m experiments.diagnose --run-dir RUN_DIR`: why a run scores what it scores.
 
     python -m experiments.diagnose --run-dir runs/<dataset>/<run>
     python -m experiments.diagnose --run-dir runs/<dataset>/<run> --horizon 10 --segments 2000
@@ -144,7 +144,7 @@ def pool_training(pool_file: Path) -> Optional[dict]:
     cap, early stop, the kept members' held-out MSE and NLL, and how much the held-out MSE (mean
     over members) still fell over the last CONVERGENCE_EPOCHS epochs, relative to its best before
     them (None: a pool cached before the curve was recorded). A pool that stopped at the cap with
-    its held-out error still falling had not converged (issue 21: held-out likelihood, not
+    its held-out error still falling had not converged (held-out likelihood, not
     evaluation returns, sets the presets' epochs). None when the record is missing."""
     info_file = pools.record_path(pool_file)
     if not info_file.is_file():
@@ -341,10 +341,10 @@ def markdown(report: dict) -> str:
                   f"(mean {op['state_error_mean']:.3g}); the members' spread, median {op['member_spread_median']:.3g} data std."]
         hazard = report["training"].get("rollout_restart_frac")
         if hazard is not None:  # logged by the persistent scheme only
-            # issue 21: how often the paths the critic learns on end, against the real episodes
+            # how often the paths the critic learns on end, against the real episodes
             ratio = f", {hazard / op['real_terminal_rate']:.1f} times" if op["real_terminal_rate"] > 0 else ""
             # the persistent scheme logs the share of successors inside the box as rollout_valid_frac:
-            # a path that diverges out of the model's support ends there, not by a fall (session 30)
+            # a path that diverges out of the model's support ends there, not by a fall
             outside = 1.0 - report["training"].get("rollout_valid_frac", 1.0)
             lines.append(f"The model's paths ended on {hazard:.4f} of their steps in the last chunk ({outside:.4f} "
                          f"outside the data's box, the rest terminal or at the horizon) against "

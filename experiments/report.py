@@ -639,7 +639,7 @@ def provenance_lines(report: Report, made_by: Optional[Mapping[str, Any]]) -> li
     groups: dict[str, list[str]] = {}
     for cell in report.cells.values():
         for run_dir, prov in cell.provenance.items():
-            groups.setdefault(_describe(prov) if prov else "no provenance recorded (a run before issue 22)",
+            groups.setdefault(_describe(prov) if prov else "no provenance recorded (a run written before provenance was recorded)",
                               []).append(run_dir)
     lines = [f"- {text}: {len(dirs)} run(s)" for text, dirs in sorted(groups.items())]
     if report.mixed:

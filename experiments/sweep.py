@@ -424,7 +424,7 @@ class Args:
 
     algos: tuple[str, ...]  # algorithm names (experiments.run --list)
     datasets: tuple[str, ...]  # dataset names or local dataset paths
-    seeds: int = 5  # seeds per trial, trained together (issue 22: enough for bootstrap intervals; vmapped, so cheap on an accelerator)
+    seeds: int = 5  # seeds per trial, trained together (enough for bootstrap intervals; vmapped, so cheap on an accelerator)
     preset: str = "cpu"  # preset of every trial (cpu, paper)
     out: str = "sweeps/sweep"  # sweep folder: OUT/<dataset>/<algo> per trial
     address: Optional[str] = None  # Ray cluster to use: auto (the local node's cluster) or ray://HOST:PORT; default: start a local Ray on this machine

@@ -95,7 +95,7 @@ def test_pspo_reaches_the_bandit_optimum(bandit):
     assert abs(mode - A_STAR) < 0.1, mode
     assert np.max(np.abs(q - true)) < 0.08
     # No belief assertion here: this pool's members agree (consistency gaps ~1e-3 in learning
-    # units), so the Gibbs belief at lam = 1 stays near uniform (issue 14). The belief's
+    # units), so the Gibbs belief at lam = 1 stays near uniform. The belief's
     # behaviour is checked against a planted bad member in
     # test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member.
 

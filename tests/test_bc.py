@@ -1,4 +1,4 @@
-"""BC's early stopping on held-out likelihood and %BC's episode filter (issue 21)."""
+"""BC's early stopping on held-out likelihood and %BC's episode filter."""
 
 from __future__ import annotations
 

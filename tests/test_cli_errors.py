@@ -1,4 +1,4 @@
-"""Every error a user can cause at the front door (issue 13): one line `error: ...` on stderr,
+"""Every error a user can cause at the front door: one line `error: ...` on stderr,
 exit status 2, no traceback, and nothing written (what existed is byte-identical).
 
 Data cases use small D4RL-schema hdf5 files written here and passed as `--dataset PATH`. The
@@ -369,7 +369,7 @@ def test_filesystem_faults_end_in_one_line(case, world, capsys, monkeypatch):
 
 @pytest.mark.parametrize("out, code", [("results/run1", 2), (RO + "/run1", 74)])
 def test_the_issues_example_in_a_real_process(out, code, tmp_path):
-    """`touch results; python -m experiments.run --out results/run1` (issue 23), and a
+    """`touch results; python -m experiments.run --out results/run1` , and a
     read-only --out: one line on stderr, no traceback, nothing made."""
     (tmp_path / "results").touch()
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAXRL_BAYES_CACHE": str(tmp_path / "cache")}

@@ -106,7 +106,7 @@ def test_missing_key_unequal_lengths_and_bad_dims():
 
 
 def test_the_data_package_only_reads():
-    """Importing jaxrl_bayes.data pulls in no SAC, no collection, no env stepping (issue 12 §4)."""
+    """Importing jaxrl_bayes.data pulls in no SAC, no collection, no env stepping."""
     import subprocess
     import sys
 

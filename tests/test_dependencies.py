@@ -33,7 +33,7 @@ def test_every_import_is_declared():
 
 
 @pytest.mark.parametrize("name, where", [
-    ("tyro", "experiments/cli.py"),                      # the CLI (issue 20's crash)
+    ("tyro", "experiments/cli.py"),                      # the CLI (a missing declaration once crashed it)
     ("scipy", "jaxrl_bayes/envs/liquidation_dp.py"),     # arrived only because jax needs it
 ])
 def test_a_planted_omission_is_flagged(tmp_path, name, where):

@@ -1,4 +1,4 @@
-"""A planted fault with a known answer: PSPO's posterior must find it (issue 14).
+"""A planted fault with a known answer: PSPO's posterior must find it.
 
 Task: one state dimension s in [-1, 1] that never changes (s' = s, no termination, gamma = 0.5),
 one action a in [-1, 1], reward r(s, a) = 0.5 - 1.5 silu(3 (a - 0.5) + u*) + 0.1 s with

@@ -6,7 +6,7 @@ the loss PSPO's pi_beta is fitted with, one Adam step (`bc_lr`) on `bc_batch` pa
 through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
 `lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
 
-- Early stopping on held-out likelihood (issue 21): `bc_holdout` of the episodes never enter
+- Early stopping on held-out likelihood: `bc_holdout` of the episodes never enter
   training; at every chunk's end the policy's mean log-likelihood of their actions is measured,
   and the best policy so far (`BCState.best_policy`) is the one evaluated and saved. So the
   budget is chosen by likelihood on unseen episodes, never by returns.

@@ -106,7 +106,7 @@ class AgentConfig:
     # --- RL
     discount: float = 0.99  # both papers
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # PMDB: 3 x 256 twin critics
-    # LayerNorm in the critics' hidden layers (RLPD, ReBRAC; PMDB has none). Issue 21: a worst
+    # LayerNorm in the critics' hidden layers (RLPD, ReBRAC; PMDB has none): a worst
     # case over members' V(s') also picks the critic's roughness between nearby successors.
     critic_layer_norm: bool = False
     policy_hidden: tuple[int, ...] = (256, 256)  # PSPO T5 width 256; D4RL SAC 2 x 256
@@ -140,11 +140,11 @@ class AgentConfig:
     # (set False to reproduce it). Measured choice: liquidation, see experiments/configs.
     common_noise: bool = True
     # Reward of a member in the one-step targets (MODEL_REWARDS): "sample" (a draw r ~ N(mu_r, sigma_r),
-    # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code). Measured in issue 21.
+    # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code); measured in docs/locomotion.md.
     model_reward: str = "sample"
     # Successor of a member, in targets and rollouts alike (MODEL_SUCCESSORS): "sample" (a draw
     # s' ~ N(mu, sigma), the papers' E over p_m) | "mean" (mu: a deterministic member, whose falls
-    # are those of its best guess, not of its noise crossing a termination threshold). Issue 21.
+    # are those of its best guess, not of its noise crossing a termination threshold); docs/locomotion.md.
     model_successor: str = "sample"
     value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB); [-value_max, value_max] for signed rewards
     value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
