@@ -368,8 +368,8 @@ def test_filesystem_faults_end_in_one_line(case, world, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("out, code", [("results/run1", 2), (RO + "/run1", 74)])
-def test_the_issues_example_in_a_real_process(out, code, tmp_path):
-    """`touch results; python -m experiments.run --out results/run1` , and a
+def test_an_out_inside_a_file_in_a_real_process(out, code, tmp_path):
+    """`touch results; python -m experiments.run --out results/run1`, and a
     read-only --out: one line on stderr, no traceback, nothing made."""
     (tmp_path / "results").touch()
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAXRL_BAYES_CACHE": str(tmp_path / "cache")}
