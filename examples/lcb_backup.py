@@ -25,7 +25,7 @@ import numpy as np
 from jaxrl_bayes import dynamics, termination
 from jaxrl_bayes.algos import algo_config, make_trainer
 from jaxrl_bayes.algos.targets import register_member_backup
-from jaxrl_bayes.data.dataset import Dataset
+from jaxrl_bayes.data.toy import stay_near_zero
 
 LCB_K = 1.0  # k: how many member standard deviations below the members' mean
 TRACES = {"lcb": 0}  # how often the rule below was traced into a compiled train step
@@ -51,23 +51,10 @@ def lcb_backup(key, inputs, member_y: jax.Array) -> jax.Array:
     return lcb_target(member_y, LCB_K)
 
 
-def tiny_dataset(num: int = 2000, seed: int = 0) -> Dataset:
-    """A 1-D task: s' = clip(s + 0.2 a, -1, 1), r = 1 - s'^2 (stay near 0); random actions."""
-    rng = np.random.default_rng(seed)
-    obs = rng.uniform(-1, 1, (num, 1)).astype(np.float32)
-    act = rng.uniform(-1, 1, (num, 1)).astype(np.float32)
-    nxt = np.clip(obs + 0.2 * act, -1, 1).astype(np.float32)
-    rew = (1.0 - nxt[:, 0] ** 2).astype(np.float32)
-    timeouts = np.zeros(num, np.float32)
-    timeouts[49::50] = 1.0  # episodes of 50 steps
-    return Dataset.from_arrays(obs, act, rew, np.zeros(num, np.float32), timeouts=timeouts,
-                               next_observations=nxt, name="tiny-1d", drop_timeouts=False)
-
-
 def main(chunks: int = 2, seed: int = 0, rollout_scheme: str = "persistent", backup: str = "lcb") -> dict:
     """Trains RRPI with the named backup rule at a tiny size; returns the trainer, the final
     states (seed axis of 1) and the last chunk's metrics of seed 0."""
-    ds = tiny_dataset()
+    ds = stay_near_zero()
     pool, _ = dynamics.train_pool(
         jax.random.PRNGKey(seed), ds.observations, ds.actions, ds.rewards, ds.next_observations,
         dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=5, batch_size=128))
