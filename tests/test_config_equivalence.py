@@ -1,0 +1,68 @@
+"""Same seeds, same weights: short runs of rrpi, pspo, persistent pmdb and %BC on a tiny task,
+checked against parameter checksums recorded (float32) with the flat AgentConfig of the code
+before the component configs existed. The config is built both from the flat names (the
+migration table) and from the nested components."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_bayes import dynamics, termination
+from jaxrl_bayes.algos import algo_config, make_trainer
+from jaxrl_bayes.data.toy import stay_near_zero
+
+SMALL = dict(num_active=3, critic_hidden=(16, 16), policy_hidden=(16, 16), real_batch=16, model_batch=16,
+             num_candidates=4, num_next_samples=2, rollout_horizon=3, rollout_batch=8, buffer_capacity=256,
+             steps_per_chunk=5, value_chunk=8, consistency_batch=8)
+# name -> (named algorithm, flat overrides on SMALL)
+CASES = {
+    "rrpi": ("rrpi", dict()),
+    "pspo": ("pspo", dict(bc_steps=10, trust_rate=0.1)),
+    "persistent-pmdb": ("pmdb", dict(rollout_scheme="persistent", rollout_horizon=7, common_noise=False,
+                                     auto_temperature=False, temperature=0.2, real_target="robust")),
+    "bc": ("bc-top10", dict(bc_holdout=0.2)),
+}
+# recorded with the flat config: (sum of the policy's and critic's leaves, the first value of the first 3 leaves)
+EXPECTED = {
+    "rrpi": (-14.1221342086792, (0.0007805963396094739, 0.1883472353219986, 0.0007446494419127703)),
+    "pspo": (-14.134937286376953, (0.0007347350474447012, 0.18822675943374634, 0.0006994596915319562)),
+    "persistent-pmdb": (-14.221046447753906, (0.00022273232752922922, 0.18809562921524048, 0.0001285059843212366)),
+    "bc": (-3.2777671813964844, (0.008443678729236126, 0.17951218783855438, -6.100063546909951e-05)),
+}
+
+
+@pytest.fixture(scope="module")
+def task():
+    ds = stay_near_zero()
+    pool, _ = dynamics.train_pool(jax.random.PRNGKey(0), ds.observations, ds.actions, ds.rewards,
+                                  ds.next_observations,
+                                  dynamics.DynamicsConfig(num_members=3, hidden=(16, 16), max_epochs=2, batch_size=128))
+    return ds, pool
+
+
+def flat_overrides(case: str) -> tuple[str, dict]:
+    name, over = CASES[case]
+    kw = {**SMALL, **over}
+    if name.startswith("bc"):
+        kw = {k: v for k, v in kw.items() if k in ("policy_hidden", "steps_per_chunk", "bc_holdout")}
+    return name, kw
+
+
+def checksums(config, task):
+    ds, pool = task
+    trainer = make_trainer(config, ds, pool, termination.no_termination)
+    states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(1), 2))
+    for _ in range(2):
+        states, _ = trainer.run_chunk_seeds(states)
+    leaves = jax.tree_util.tree_leaves((states.policy, getattr(states, "critic", None)))
+    total = float(sum(jnp.sum(x.astype(jnp.float32)) for x in leaves))
+    return total, tuple(float(np.asarray(leaf, np.float32).ravel()[0]) for leaf in leaves[:3])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_seeds_give_the_recorded_weights(case, task):
+    name, kw = flat_overrides(case)
+    assert checksums(algo_config(name, total_steps=10_000, **kw), task) == EXPECTED[case]
