@@ -69,6 +69,9 @@ from benchmarks.synthetic import ACT_DIM, OBS_DIM, synthetic_dataset
 from experiments import cli
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes import buffer, dynamics, posterior, rollout_schemes
+from jaxrl_bayes.algos.overrides import to_path
+from jaxrl_bayes.components import replace_path
+from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
 from jaxrl_bayes.data.dataset import Dataset
 from jaxrl_bayes.termination import walker2d_termination
@@ -138,19 +141,21 @@ def preset_size(family: str, preset: str = "cpu") -> Size:
         return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
                 for k, v in sections.get(section, {}).items() if not k.startswith("_")}
 
-    agent = dataclasses.asdict(common.AgentConfig())
-    agent.update(values("agent"))
+    agent = common.AgentConfig()
+    for path, value in sorted((to_path(k, v) for k, v in values("agent").items()), key=lambda kv: kv[0].count(".")):
+        try:  # a preset's values for components this config does not choose (PSPO's belief.lam) are skipped
+            agent = replace_path(agent, path, tuple(value) if isinstance(value, list) else value)
+        except UserError:
+            pass
     dyn = dataclasses.asdict(dynamics.DynamicsConfig())
     dyn.update(values("dynamics"))
-    if "rollout_batch" in rollout_schemes.ROLLOUT_SCHEMES[agent["rollout_scheme"]].unread:
-        # a scheme without a refill (the persistent one advances its states inside the train step):
-        # the rollout row times the short scheme at the library's default sizes
-        default = common.AgentConfig()
-        agent.update(rollout_batch=default.rollout_batch, rollout_horizon=default.rollout_horizon)
-    return Size(f"{preset}-{family}", int(agent["num_active"]), int(agent["num_next_samples"]),
-                int(agent["num_candidates"]), int(agent["real_batch"]), int(agent["model_batch"]),
-                tuple(agent["critic_hidden"]), tuple(agent["policy_hidden"]), tuple(dyn["hidden"]),
-                int(agent["rollout_batch"]), int(agent["rollout_horizon"]), 20_000)
+    # a scheme without a refill (the persistent one advances its states inside the train step):
+    # the rollout row times the short scheme at the library's default sizes
+    short = agent.rollout if isinstance(agent.rollout, rollout_schemes.Short) else rollout_schemes.Short()
+    return Size(f"{preset}-{family}", int(agent.num_active), int(agent.sampling.num_next_samples),
+                int(agent.num_candidates), int(agent.real_batch), int(agent.model_batch),
+                tuple(agent.critic_hidden), tuple(agent.policy_hidden), tuple(dyn["hidden"]),
+                int(short.batch), int(short.horizon), 20_000)
 
 
 for _family in ("hopper", "walker2d", "halfcheetah"):
@@ -274,7 +279,7 @@ def agent_config(algo: str, size: Size, **overrides) -> common.AgentConfig:
     """The named algorithm at a size. PSPO's behaviour cloning is cut to 0 steps (init is not timed)."""
     base = size.agent_overrides()
     if algo.startswith("pspo"):
-        base["bc_steps"] = 0
+        base["behaviour.steps"] = 0
     base.update(overrides)
     return algo_config(algo, **base)
 
@@ -467,10 +472,10 @@ def bench_parts(bench: Bench, algo: str, variant: str = "fused") -> dict:
     def real_target(state, data, key):
         ctx, real, vf = setup(state, data)
         observed = targets.observed_backup(ctx, key, real, vf)
-        return common.REAL_TARGETS[cfg.real_target](ctx, key, real, observed, vf)
+        return common.REAL_TARGETS[cfg.targets.real_target](ctx, key, real, observed, vf)
 
     fns = {"model_target": model_target, "real_target": real_target}
-    if posterior.BELIEFS[cfg.belief].needs_evidence:
+    if posterior.BELIEFS[cfg.belief.kind].needs_evidence:
         def belief_update(state, data, key):
             ctx, real, vf = setup(state, data)
             return targets.belief_update(ctx, key, real, targets.observed_backup(ctx, key, real, vf), vf)
@@ -504,8 +509,8 @@ def bench_rollout(bench: Bench, algo: str) -> dict:
     compiled = jax.jit(run).lower(state, trainer.data, key).compile()
     t = time_call(lambda: compiled(state, trainer.data, key), bench.reps)
     flops = count_flops(run, state, trainer.data, key)  # the horizon scan counted per step
-    n = cfg.rollout_batch * cfg.rollout_horizon
-    return {"rollout_batch": cfg.rollout_batch, "horizon": cfg.rollout_horizon, "selector": cfg.selector,
+    n = cfg.rollout.batch * cfg.rollout.horizon
+    return {"rollout_batch": cfg.rollout.batch, "horizon": cfg.rollout.horizon, "selector": cfg.targets.selector,
             "s": t["min_s"], "transitions_per_s": n / t["min_s"], "flops": flops, "flops_xla": _cost_flops(compiled),
             "flops_per_s": flops / t["min_s"], "utilization": flops / t["min_s"] / bench.peak if bench.peak else None}
 

@@ -51,7 +51,7 @@ for i in range(cfg.run.seeds):
     spread = my.std(axis=0)
     # the selector applied to these very member targets: its deviation from their mean is the
     # pessimism (or not) where members disagree, free of the sampling noise of a second draw
-    selector = rollout.SELECTORS[cfg.agent.selector]
+    selector = rollout.SELECTORS[cfg.agent.targets.selector]
     picked = selector.select(jax.random.PRNGKey(100 + i), targets.selector_inputs(ctx),
                              jnp.asarray(my) if selector.needs_targets else None, (my.shape[1],))
     y_same = np.asarray(backups.take_members(jnp.asarray(my), picked))

@@ -6,7 +6,7 @@ PSPO's belief over the ensemble members is the Gibbs posterior b(m) ∝ exp(-d(m
 consistency metric d (jaxrl_bayes.posterior). The library's default d is the mean absolute gap
 between a member's backup and the observed one. Here we try the root-mean-square gap, which
 weighs a member's rare large errors more. All it takes is the metric and one decorator; the
-config then names it (`consistency="rms"`, or `--agent.consistency rms` on the command line of
+config then names it (`consistency="rms"`, or `--agent.belief.consistency rms` on the command line of
 a script that imports this file first).
 """
 

@@ -11,7 +11,7 @@ one-step targets y_m(s, a) into a lower confidence bound,
 pessimistic where the members disagree, as MOPO's penalty and the uncertainty-penalized
 backups of EDAC / PBRL are. k = 0 is the members' mean. All it takes is a function of the
 (N, B) member targets and one decorator; the config then names it (`backup="lcb"`, or
-`--agent.backup lcb` on the command line of a script that imports this file first). The rule
+`--agent.targets.backup lcb` on the command line of a script that imports this file first). The rule
 names no member, so the persistent rollout scheme's paths follow the configured selector's
 member (the worst one under RRPI).
 """

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import tyro
 
+from jaxrl_bayes import components
 from jaxrl_bayes.errors import UserError
 
 EXIT_OK, EXIT_USAGE, EXIT_IO, EXIT_INTERRUPTED = 0, 2, 74, 130
@@ -46,13 +47,16 @@ class UsageError(UserError):
 
 def _flag_names(cls: type, prefix: str = "") -> dict[str, str]:
     """{normalized flag name: dotted field path} for every field of `cls` (nested dataclasses
-    included), with tyro's aliases and the `no_` forms of booleans."""
+    included), with tyro's aliases and the `no_` forms of booleans. A choice among components
+    (`jaxrl_bayes.components`) is a flag of its own (`--agent.rollout persistent`)."""
     out: dict[str, str] = {}
     hints = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         path = prefix + f.name
         base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
+        if components.is_choice(base):
+            out[path] = path
         if dataclasses.is_dataclass(base):
             out.update(_flag_names(base, path + "."))
             continue
@@ -71,18 +75,140 @@ def _normalize(token: str) -> str:
     return token[2:].split("=", 1)[0].replace("-", "_")
 
 
-def given_fields(cls: type, argv: Sequence[str]) -> set[str]:
-    """Dotted paths of the fields of `cls` that `argv` sets (e.g. {"agent.kth", "run.algo"})."""
+def given_fields(cls: type, argv: Sequence[str], default: Any = None) -> set[str]:
+    """Dotted paths of the fields of `cls` that `argv` sets (e.g. {"agent.targets.kth", "run.algo"});
+    the fields of a component are those of the member `argv` chooses (or `default` holds)."""
+    probe = default if default is not None else _defaults(cls)
+    if probe is not None:
+        cls, _ = _specialize(cls, _choose(probe, argv)[0])
     names = _flag_names(cls)
     return {names[_normalize(t)] for t in argv if t.startswith("--") and _normalize(t) in names}
 
 
-def _check_unknown(cls: type, argv: Sequence[str]) -> None:
+def _defaults(cls: type) -> Any:
+    """`cls()`, or None where a field has no default."""
+    try:
+        return cls()
+    except TypeError:
+        return None
+
+
+def option_groups(argv: Sequence[str]) -> list[list[str]]:
+    """`argv` cut into options: each `--name` with the values that follow it."""
+    groups: list[list[str]] = []
+    for tok in argv:
+        if tok.startswith("--") or not groups:
+            groups.append([tok])
+        else:
+            groups[-1].append(tok)
+    return groups
+
+
+def choice_paths(obj: Any, prefix: str = "") -> dict[str, tuple[type, Any]]:
+    """{dotted path: (choice base, chosen member)} of every choice in the dataclass `obj`."""
+    out: dict[str, tuple[type, Any]] = {}
+    types = components.field_types(type(obj))
+    for f in dataclasses.fields(obj):
+        value, path = getattr(obj, f.name), prefix + f.name
+        base = typing.get_args(types[f.name])[0] if typing.get_origin(types[f.name]) is typing.Annotated else types[f.name]
+        if components.is_choice(base):
+            out[path] = (base, value)
+        if dataclasses.is_dataclass(value):
+            out.update(choice_paths(value, path + "."))
+    return out
+
+
+def _choose(default: Any, argv: Sequence[str]) -> tuple[Any, list[str]]:
+    """`default` with the choices `argv` names (`--agent.rollout persistent`) made, and `argv`
+    without those options. A member that is not chosen already starts at its defaults, with the
+    fields it shares with the member it replaces."""
+    argv, rest = list(argv), []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name = _normalize(token) if token.startswith("--") else ""
+        choice = choice_paths(default).get(name)
+        if choice is None:
+            rest.append(token)
+            i += 1
+            continue
+        if "=" in token:
+            kind, i = token.split("=", 1)[1], i + 1
+        elif i + 1 < len(argv):
+            kind, i = argv[i + 1], i + 2
+        else:
+            raise UsageError(f"{token} needs one of: {', '.join(components.choices(choice[0]))}")
+        try:
+            default = components.replace_path(default, name, kind, token)
+        except UserError as e:
+            raise UsageError(str(e)) from None
+    return default, rest
+
+
+def _specialize(cls: type, default: Any) -> tuple[type, Any]:
+    """(`cls` with each choice annotated as the member `default` holds, `default` as an instance
+    of it): tyro then parses the chosen members' fields as plain nested dataclasses. `default`
+    None: `cls` unchanged."""
+    if default is None or not dataclasses.is_dataclass(cls):
+        return cls, default
+    types = components.field_types(cls)
+    changed, values = [], {}
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            sub_cls, sub = _specialize(type(value), value)
+            values[f.name] = sub
+            if sub_cls is not types[f.name]:
+                hint = typing.get_type_hints(cls, include_extras=True)[f.name]
+                meta = getattr(hint, "__metadata__", ())
+                changed.append((f.name, typing.Annotated[(sub_cls, *meta)] if meta else sub_cls,
+                                dataclasses.field(default=sub)))
+        else:
+            values[f.name] = value
+    if not changed:
+        return cls, default
+    special = dataclasses.make_dataclass(cls.__name__, changed, bases=(cls,), frozen=True)
+    special.__doc__, special.__module__, special._general = cls.__doc__, cls.__module__, cls
+    return special, special(**values)
+
+
+def _generalize(obj: Any) -> Any:
+    """The instance of the declared class (`cls` of `_specialize`) that a specialized `obj` stands for."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return obj
+    values = {f.name: _generalize(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    cls = getattr(type(obj), "_general", None)
+    if cls is None or type(obj).__dict__.get("_general") is None:
+        return dataclasses.replace(obj, **values) if values else obj
+    return cls(**values)
+
+
+def choices_help(default: Any) -> str:
+    """One line per choice of `default`: its flag, members and current member."""
+    return " ".join(f"--{path} {{{','.join(components.choices(base))}}} (now {value.kind});"
+                    for path, (base, value) in choice_paths(default).items())
+
+
+def _check_unknown(cls: type, argv: Sequence[str], default: Any = None) -> None:
     names = _flag_names(cls)
+    chosen = choice_paths(default) if default is not None else {}
     for t in argv:
         if t.startswith("--") and t != "--" and _normalize(t) not in names and _normalize(t) != "help":
             flag = t.split("=", 1)[0]
+            head, _, last = _normalize(t).rpartition(".")
+            if head in chosen:  # a field of another member of a choice
+                base, value = chosen[head]
+                owners = [k for k, c in components.choices(base).items() if last in {f.name for f in dataclasses.fields(c)}]
+                if owners:
+                    raise UsageError(f"{flag} is a field of --{head} {' or '.join(owners)}, not of {value.kind!r} "
+                                     f"(the one chosen): choose it with --{head} {owners[0]}, or drop {flag}")
             close = difflib.get_close_matches(_normalize(t), list(names), n=1, cutoff=0.6)
+            section, _, last = _normalize(t).partition(".")
+            by_last = {n.rsplit(".", 1)[-1]: n for n in names if n.startswith(section + ".") and "." in n}
+            near = difflib.get_close_matches(last.rsplit(".", 1)[-1], list(by_last), n=1, cutoff=0.6)
+            if near and (not close or difflib.SequenceMatcher(None, last.rsplit(".", 1)[-1], near[0]).ratio()
+                         > difflib.SequenceMatcher(None, _normalize(t), close[0]).ratio()):
+                close = [by_last[near[0]]]  # a flat or misspelt name: the field of that name in its component
             hint = f"; did you mean --{close[0]}?" if close else "; see --help for the options"
             raise UsageError(f"unknown option {flag}{hint}")
 
@@ -115,13 +241,20 @@ def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, pro
     argv = list(argv)
     if description is None:
         description = " ".join((cls.__doc__ or "").split())
+    general = cls
+    probe = default if default is not None else _defaults(cls)
+    if probe is not None and choice_paths(probe):
+        default, argv = _choose(probe, argv)
+        cls, default = _specialize(cls, default)
+        description = f"{description} Components (a choice, then its fields): {choices_help(default)}"
     if "-h" not in argv and "--help" not in argv:
-        _check_unknown(cls, argv)
+        _check_unknown(cls, argv, default)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            return tyro.cli(cls, args=argv, default=default, prog=prog, description=description,
-                            use_underscores=True)
+            out = tyro.cli(cls, args=argv, default=default, prog=prog, description=description,
+                           use_underscores=True)
+            return out if cls is general else _generalize(out)
     except SystemExit as e:
         if not e.code:
             return None

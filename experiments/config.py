@@ -30,8 +30,8 @@ from typing import Annotated, Any, Mapping, NamedTuple, Optional
 import tyro
 
 from experiments import rundir
-from jaxrl_bayes import algos
-from jaxrl_bayes.algos import timescales
+from jaxrl_bayes import algos, components
+from jaxrl_bayes.algos import overrides, timescales
 from jaxrl_bayes.dynamics import DynamicsConfig
 from jaxrl_bayes.errors import UserError
 
@@ -115,8 +115,14 @@ class Config(NamedTuple):
     agent: algos.AgentConfig
 
     def to_json(self) -> dict:
-        """{"run": {...}, "dynamics": {...}, "agent": {...}} with tuples as lists."""
-        return json.loads(json.dumps({s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}))
+        """{"run": {...}, "dynamics": {...}, "agent": {...}} with tuples as lists; a component is
+        a dict of its fields, with "kind" for a choice's member (`components.to_json`)."""
+        return json.loads(json.dumps({s: components.to_json(getattr(self, s)) for s in SECTIONS}))
+
+    def to_paths(self) -> dict:
+        """{section: {dotted path: JSON value}}: every field by its command-line name (a choice's
+        kind at the choice's own path, "rollout": "persistent")."""
+        return {s: flatten(section) for s, section in self.to_json().items()}
 
 
 SECTION_TYPES = {"run": RunConfig, "dynamics": DynamicsConfig, "agent": algos.AgentConfig}
@@ -147,8 +153,71 @@ def _from_json(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested JSON (a component as a dict, a choice's member with "kind") as {dotted path: value}."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, Mapping):
+            if components.KIND in v:
+                out[prefix + k] = v[components.KIND]
+            out.update(flatten({kk: vv for kk, vv in v.items() if kk != components.KIND}, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _path_type(obj: Any, path: str) -> Any:
+    """The annotated type of the field at dotted `path` under `obj`'s chosen members."""
+    head, _, rest = path.partition(".")
+    return _path_type(getattr(obj, head), rest) if rest else components.field_types(type(obj))[head]
+
+
+def _in_another_member(cfg: Any, path: str) -> bool:
+    """Whether dotted `path` names a field of a choice's member other than the chosen one."""
+    head, _, rest = path.partition(".")
+    if not rest or not dataclasses.is_dataclass(getattr(cfg, head, None)):
+        return False
+    sub = getattr(cfg, head)
+    first, _, deeper = rest.partition(".")
+    if not deeper and first not in {f.name for f in dataclasses.fields(sub)}:
+        base = components.field_types(type(cfg))[head]
+        return components.is_choice(base) and any(
+            first in {f.name for f in dataclasses.fields(c)} for c in components.choices(base).values())
+    return _in_another_member(sub, rest)
+
+
+def build_agent(values: Mapping[str, Any], where: str, base: Any = None, *, preset: bool = False) -> algos.AgentConfig:
+    """An AgentConfig from JSON `values` on top of `base` (or the defaults): nested (a
+    config.json), dotted paths (a preset), or the flat names of a config.json written before the
+    components (`overrides.from_flat`: its values at their paths, those its own choices never
+    read dropped). `preset`: a value for a member of a choice that the config does not choose
+    is skipped (a preset serves every algorithm of a family: its `belief.lam` is PSPO's)."""
+    base = algos.AgentConfig() if base is None else base
+    try:
+        if overrides.is_flat(values):
+            return overrides.from_flat(base, values)[0]
+        cfg = base
+        for path, value in sorted(flatten(values).items(), key=lambda kv: kv[0].count(".")):
+            try:
+                tp = _path_type(cfg, path)
+            except (AttributeError, KeyError):
+                tp = Any  # the path's own error comes from replace_path
+            if preset and _in_another_member(cfg, path):
+                continue
+            if not (isinstance(value, str) and components.is_choice(tp)):
+                value = _from_json(tp, value, f"{where} agent.{path}")
+            cfg = components.replace_path(cfg, path, value, f"{where}: agent.{path}")
+        return cfg
+    except UsageError:
+        raise
+    except UserError as e:
+        raise UsageError(str(e)) from None
+
+
 def build_section(section: str, values: Mapping[str, Any], where: str, base: Any = None) -> Any:
     """A `section` dataclass from JSON `values` (on top of `base`, or the dataclass defaults)."""
+    if section == "agent":
+        return build_agent(values, where, base)
     cls = SECTION_TYPES[section]
     hints = typing.get_type_hints(cls, include_extras=True)
     unknown = sorted(set(values) - set(hints))
@@ -235,9 +304,11 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
                                  f'{{"value": ..., "_source": "..."}}')
             if target == "run" and field in NOT_IN_PRESETS:
                 raise UsageError(f"{path}: preset {name!r} may not set run.{field}")
-            if target == "agent" and field in timescales.RATES:
-                raise UsageError(f"{path}: preset {name!r} may not set agent.{field}: it follows from "
-                                 f"run.total_steps by the budget rule (jaxrl_bayes.algos.timescales)")
+            if target == "agent":
+                field = overrides.to_path(field, entry["value"])[0]
+                if field.startswith("optim."):
+                    raise UsageError(f"{path}: preset {name!r} may not set agent.{field}: it follows from "
+                                     f"run.total_steps by the budget rule (jaxrl_bayes.algos.timescales)")
             out.values[target][field] = entry["value"]
             out.sources[f"{target}.{field}"] = f"preset {family}:{name} ({entry['_source']})"
 
@@ -296,10 +367,11 @@ def base_config(run: RunConfig, *, preset_explicit: bool) -> tuple[Config, dict[
     sources = {f"agent.{k}": f"algorithm {run.algo}" for k in algos.ALGORITHMS[run.algo]}
     sources.update(preset.sources)
     where = f"preset {run.preset}"
-    agent = build_section("agent", preset.values["agent"], where, base=algos.algo_config(run.algo))
+    agent = build_agent(preset.values["agent"], where, base=algos.algo_config(run.algo), preset=True)
     cfg = Config(build_section("run", preset.values["run"], where, base=run),
                  build_section("dynamics", preset.values["dynamics"], where), agent)
-    return cfg, sources
+    have = {f"{s}.{p}" for s, section in cfg.to_paths().items() for p in section}
+    return cfg, {k: v for k, v in sources.items() if k in have}
 
 
 BUDGET_RULE = "budget rule for run.total_steps"  # how the source of a rate the rule set begins
@@ -307,15 +379,16 @@ BUDGET_RULE = "budget rule for run.total_steps"  # how the source of a rate the 
 
 def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset()) -> tuple[Config, dict[str, str]]:
     """`cfg` for its budget (`algos.with_budget` for `cfg.run.total_steps`): the rates given on
-    the command line (`given`: "agent.<field>" names) are the explicit ones, the rule sets the rest.
+    the command line (`given`: "agent.optim.<rate>" names) are the explicit ones, the rule sets the rest.
 
     Returns (config, sources of the rates the rule set).
     """
     cfg.run.validate()  # the rule needs a valid run.total_steps: a bad one is a usage error, not a traceback
-    explicit = {name.split(".", 1)[1] for name in given if name.startswith("agent.")}
+    explicit = {name.split(".", 1)[1] for name in given if name.startswith("agent.optim.")}
     agent = algos.with_budget(cfg.agent, cfg.run.total_steps, explicit)
     why = f"{BUDGET_RULE} = {cfg.run.total_steps} (jaxrl_bayes.algos.timescales)"
-    return cfg._replace(agent=agent), {f"agent.{k}": why for k in timescales.derived_rates(explicit)}
+    rates = {name.rsplit(".", 1)[1] for name in explicit}
+    return cfg._replace(agent=agent), {f"agent.optim.{k}": why for k in timescales.derived_rates(rates)}
 
 
 DERIVED = "_derived"  # config.json's record of the fields that follow another field
@@ -330,17 +403,20 @@ def saved_json(cfg: Config, sources: Mapping[str, str]) -> dict:
 
 
 def derived_fields(cfg_json: Mapping[str, Any]) -> frozenset[str]:
-    """The "section.field" names that a saved config records as following another field (none
-    in a config.json written before the record existed: every value counts as chosen)."""
-    return frozenset(cfg_json.get(DERIVED) or ())
+    """The "section.path" names that a saved config records as following another field (none
+    in a config.json written before the record existed: every value counts as chosen; the flat
+    names of one written before the components at their paths)."""
+    names = cfg_json.get(DERIVED) or ()
+    return frozenset(f"agent.{overrides.FLAT_NAMES.get(n[6:], n[6:])}" if n.startswith("agent.") else n for n in names)
 
 
 def apply_preset(cfg: Config, name: str) -> Config:
     """`cfg` with preset `name` of its dataset's family applied on top (a resume that names one)."""
     run = dataclasses.replace(cfg.run, preset=name)
     preset = load_preset(family_of(get_spec(run), run.dataset), name, run.algo, explicit=True)
-    bases = {"run": run, "dynamics": cfg.dynamics, "agent": cfg.agent}
-    return Config(*(build_section(s, preset.values[s], f"preset {name}", base=bases[s]) for s in SECTIONS))
+    return Config(build_section("run", preset.values["run"], f"preset {name}", base=run),
+                  build_section("dynamics", preset.values["dynamics"], f"preset {name}", base=cfg.dynamics),
+                  build_agent(preset.values["agent"], f"preset {name}", base=cfg.agent, preset=True))
 
 
 def validate(cfg: Config) -> Config:
@@ -356,15 +432,17 @@ def validate(cfg: Config) -> Config:
             raise UsageError(f"{section} config: {e}") from e
     if cfg.agent.steps_per_chunk < 1:
         raise UsageError("agent.steps_per_chunk must be >= 1")
-    if not algos.fields_without_effect(cfg.agent, ["ref_tau"]):  # the algorithm has a reference policy
-        timescales.check_reference_moves(cfg.agent.ref_tau, cfg.run.total_steps)
+    if not algos.fields_without_effect(cfg.agent, ["optim.ref_tau"]):  # the algorithm has a reference policy
+        timescales.check_reference_moves(cfg.agent.optim.ref_tau, cfg.run.total_steps)
     return cfg
 
 
 def config_diff(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]],
                 ignore: frozenset = IGNORED_ON_RESUME) -> list[tuple[str, Any, Any]]:
-    """[(section.field, value in a, value in b)] for every field that differs (JSON values)."""
+    """[(section.path, value in a, value in b)] for every field that differs (JSON values, nested
+    components compared field by field)."""
     diffs = []
+    a, b = ({s: flatten(j.get(s, {})) for s in SECTIONS} for j in (a, b))
     for s in SECTIONS:
         for k in sorted(set(a.get(s, {})) | set(b.get(s, {}))):
             name = f"{s}.{k}"
@@ -383,7 +461,16 @@ def config_hash(cfg_json: Mapping[str, Mapping[str, Any]],
     `saved`: the run's config.json. Only its fields are hashed, so a run started before a field
     existed still resumes with the newer code: the field is absent from its config.json, which
     then loads it at its default (the behaviour the run had), and it was absent from the hash.
+    A config.json with the flat agent names of the code before the components is hashed in that
+    form (`overrides.to_flat`, the saved values where its choices read none), as its
+    checkpoints were.
     """
+    if saved is not None and overrides.is_flat(saved.get("agent", {})):
+        flat = overrides.to_flat(build_agent(cfg_json["agent"], "config"))
+        cfg_json = {**cfg_json, "agent": {**saved["agent"], **flat}}
+    else:
+        cfg_json = {s: flatten(cfg_json[s]) for s in SECTIONS}
+        saved = None if saved is None else {s: flatten(saved.get(s, {})) for s in SECTIONS}
     kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME
                 and (saved is None or k in saved.get(s, {}))} for s in SECTIONS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]

@@ -30,7 +30,7 @@ atomically; nothing else in the run directory changes):
   spread there, and the same termination shares on the real steps; this tells model error
   where the policy goes from model error on the data;
 - the temperature of the KL-regularized backup, the score, the fraction of rollouts that stay
-  valid, the real/model ratio (`agent.real_weight`, batches) and the rollout horizon.
+  valid, the real/model ratio (`agent.targets.real_weight`, batches) and the rollout horizon.
 
 The math lives in the library (`jaxrl_bayes.dynamics.open_loop_error`,
 `jaxrl_bayes.data.dataset.consecutive_segments`); this module only reads files and prints.
@@ -100,7 +100,7 @@ def _main(argv: list[str], ctx: cli.Context) -> int:
 def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, episodes: int = 10) -> dict:
     """The report as a JSON-ready dict (see the module docstring)."""
     out: dict[str, Any] = {"run_dir": str(run_dir), "dataset": cfg.run.dataset, "algo": cfg.run.algo,
-                           "rollout_horizon": cfg.agent.rollout_horizon, "real_weight": cfg.agent.real_weight,
+                           "rollout_horizon": cfg.agent.rollout.horizon, "real_weight": cfg.agent.targets.real_weight,
                            "real_batch": cfg.agent.real_batch, "model_batch": cfg.agent.model_batch,
                            "discount": cfg.agent.discount}
     out["model_error"] = out["terminations"] = out["on_policy"] = None
@@ -111,9 +111,9 @@ def diagnose(run_dir: Path, cfg: Any, horizon: int, segments: int, seed: int, ep
         spec = config.get_spec(cfg.run)
         dataset = spec.load()  # validated as in experiments.run; loaded once for every section
         out["model_error"] = model_error(pool, dataset, horizon, segments, seed)
-        out["terminations"] = termination_calibration(pool, spec, dataset, cfg.agent.common_noise, seed)
+        out["terminations"] = termination_calibration(pool, spec, dataset, cfg.agent.sampling.common_noise, seed)
         if episodes:
-            out["on_policy"] = on_policy_model(run_dir, pool, spec, dataset, cfg.agent.common_noise, episodes)
+            out["on_policy"] = on_policy_model(run_dir, pool, spec, dataset, cfg.agent.sampling.common_noise, episodes)
     out["value_vs_return"], out["training"] = from_metrics(run_dir)
     return out
 

@@ -8,7 +8,7 @@ method configuration (`RUN_FIELDS_NOT_METHOD` says which fields count) each cont
 seeds to one row; seeds made by different git commits are pooled only with `--allow-mixed` (and
 the report then says so). Runs of one algorithm with different configurations on a dataset are
 separate rows ("variants"), each named by the algorithm and the fields in which the
-configurations differ, e.g. `rrpi (agent.rollout_explore=1.0)`; the algorithm alone names the
+configurations differ, e.g. `rrpi (agent.rollout.explore=1.0)`; the algorithm alone names the
 row where it has one configuration. A variant sorts after its algorithm and takes the
 algorithm's place in the papers' numbers and the comparisons (each variant against BC). A run
 whose results.json or config.json is missing or does not load is listed as unreadable.
@@ -140,7 +140,7 @@ def _compact(value: Any) -> str:
 
 
 def base_algo(label: str) -> str:
-    """The algorithm of a row label (`Cell.label`): "rrpi (agent.rollout_explore=1.0)" -> "rrpi"."""
+    """The algorithm of a row label (`Cell.label`): "rrpi (agent.rollout.explore=1.0)" -> "rrpi"."""
     return label.split(" (", 1)[0]
 
 
@@ -223,7 +223,7 @@ def _curve_points(rows: Sequence[Mapping]) -> tuple[dict[int, list[float]], bool
 
 
 def method_fields(cfg: config.Config, cfg_json: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """The "section.field" names of `cfg` (`cfg_json` = `cfg.to_json()`) that make its method
+    """The "section.path" names of `cfg` (`cfg_json` = `cfg.to_paths()`) that make its method
     (`RUN_FIELDS_NOT_METHOD`)."""
     names = {f"run.{k}" for k in cfg_json["run"]} - RUN_FIELDS_NOT_METHOD
     try:
@@ -241,12 +241,12 @@ def variants(configs: Sequence[config.Config],
     config.json records as following another field (`config.derived_fields`, e.g. a rate the
     budget rule set from run.total_steps); a field that follows another in every config is no
     choice of the runs and is left out: the field it follows, which then differs too, names it."""
-    jsons = [c.to_json() for c in configs]
+    jsons = [c.to_paths() for c in configs]  # components by dotted path; a member's fields only where it is chosen
     flat = [{f"{s}.{k}": v for s, section in j.items() for k, v in section.items()} for j in jsons]
     follows = frozenset.intersection(*derived) if derived else frozenset()
     names = sorted(set().union(*(method_fields(c, j) for c, j in zip(configs, jsons))) - follows)
-    differ = [n for n in names if len({json.dumps(f[n], sort_keys=True) for f in flat}) > 1]
-    return [{n: f[n] for n in differ} for f in flat]
+    differ = [n for n in names if len({json.dumps(f.get(n), sort_keys=True) for f in flat}) > 1]
+    return [{n: f[n] for n in differ if n in f} for f in flat]
 
 
 def collect(root: Path, allow_mixed: bool = False) -> Report:

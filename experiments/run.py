@@ -9,8 +9,10 @@ With no arguments it runs RRPI on `liquidation-random-v0` with the liquidation "
 
 Configuration (experiments/config.py): `RunConfig`, `DynamicsConfig`, `AgentConfig`, resolved
 as dataclass default < algorithm default < preset < command line. Every field is an option
-(`--agent.kth 3`, `--run.total_steps 2000`, `--dynamics.hidden 200 200`, booleans as
-`--agent.value_clip` / `--agent.no_value_clip`, optionals `None`); `--help` lists them with the
+(`--agent.targets.kth 3`, `--run.total_steps 2000`, `--dynamics.hidden 200 200`, booleans as
+`--agent.targets.value_clip` / `--agent.targets.no_value_clip`, optionals `None`); a choice
+among components by its member's name, then that member's fields (`--agent.rollout persistent
+--agent.rollout.horizon 1000`; `jaxrl_bayes.components`); `--help` lists them with the
 resolved defaults of the chosen algorithm and preset.
 
 Ctrl-C (or SIGTERM) stops after the current chunk, saves a checkpoint and prints the resume
@@ -141,8 +143,11 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     Parsed twice: first for the choices (algorithm, dataset, preset, or the run to resume),
     which give the defaults; then the whole command line on top of those defaults.
     """
-    first = cli.parse(Args, [a for a in argv if a not in ("-h", "--help")], prog=PROG, description="")
-    given = cli.given_fields(Args, argv)
+    # the choices first: which components an --agent option reaches depends on them
+    choosing = [t for g in cli.option_groups(argv) if not g[0].startswith(("--agent.", "--dynamics."))
+                and g[0] not in ("-h", "--help") for t in g]
+    first = cli.parse(Args, choosing, prog=PROG, description="")
+    given = cli.given_fields(Args, choosing)
     if first.list:
         return first, Config(first.run, first.dynamics, first.agent), {}
     if first.resume is not None:
@@ -152,10 +157,11 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
             base = config.apply_preset(saved, first.run.preset)
     else:
         base, sources = config.base_config(first.run, preset_explicit="run.preset" in given)
-    args = cli.parse(Args, argv, default=Args(base.run, base.dynamics, base.agent), prog=PROG,
-                     description=HELP)
+    default = Args(base.run, base.dynamics, base.agent)
+    args = cli.parse(Args, argv, default=default, prog=PROG, description=HELP)
     if args is None:
         return None
+    given = cli.given_fields(Args, argv, default=default)
     cfg = Config(args.run, args.dynamics, args.agent)
     if first.resume is None:  # a resumed run keeps its saved rates
         cfg, rate_sources = config.with_budget_rates(cfg, given)
@@ -378,7 +384,7 @@ def resume_or_init(run_dir: Path, cfg: Config, trainer: Any, mesh: Any, ckpt: Ch
     keys = seed_keys(run.seed, run.seeds)
     latest = ckpt.latest_step()
     if latest is None:
-        logger.info("initialising %d seed(s)%s", run.seeds, " (behaviour cloning first)" if cfg.agent.bc_steps else "")
+        logger.info("initialising %d seed(s)%s", run.seeds, " (behaviour cloning first)" if cfg.agent.behaviour.steps else "")
         return Start(sharding.init_sharded(trainer, keys, mesh))
     meta = ckpt.restore_meta(latest)
     if meta.get("config_hash") != chash:

@@ -69,42 +69,53 @@ def plan(out: Path, algos: Sequence[str], datasets: Sequence[str]) -> list[Trial
 
 def _option_groups(extra: Sequence[str]) -> list[list[str]]:
     """`extra` cut into options: each `--name` with the values that follow it."""
-    groups: list[list[str]] = []
-    for tok in extra:
-        if tok.startswith("--") or not groups:
-            groups.append([tok])
-        else:
-            groups[-1].append(tok)
-    return groups
+    return cli.option_groups(extra)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Option:
     """One option group of the extra options, named the way experiments.run reads it."""
     section: str  # "agent", "dynamics", "run", ... ("" for a stray value)
-    field: str  # underscores for dashes, the boolean's `no-` prefix removed
-    negated: bool  # given as --<section>.no-<field> (a boolean set to False)
+    field: str  # the dotted path below the section, underscores for dashes, a boolean's `no_` removed
+    negated: bool  # given as --<section>.<path>.no-<field> (a boolean set to False)
     value: Optional[str]  # the inline `=value` or the next token, None for a bare flag
 
 
-def _parse_option(group: Sequence[str]) -> _Option:
-    """`group` (from `_option_groups`) as section, field, negation and value: the one place the
-    sweep turns an option's spelling into a config field, so `_trial_agent` and `options_for`
-    agree. `--agent.no-<field>` is a negation only where `<field>` is an AgentConfig field and
-    `no_<field>` is not."""
-    from jaxrl_bayes.algos.common import AgentConfig
+def _agent_paths() -> frozenset[str]:
+    """Every AgentConfig path under any member of its choices (`components`)."""
+    from jaxrl_bayes import algos as algos_lib, components
 
+    def walk(obj, prefix):
+        out = set(components.paths(obj, prefix))
+        for name, sub in components.component_fields(obj).items():
+            base = components.field_types(type(obj))[name]
+            if components.is_choice(base):
+                for cls in components.choices(base).values():
+                    out |= walk(cls(), f"{prefix}{name}.")
+            else:
+                out |= walk(sub, f"{prefix}{name}.")
+        return out
+
+    return frozenset(walk(algos_lib.AgentConfig(), ""))
+
+
+def _parse_option(group: Sequence[str]) -> _Option:
+    """`group` (from `_option_groups`) as section, path, negation and value: the one place the
+    sweep turns an option's spelling into a config path, so `_trial_agent` and `options_for`
+    agree. `--agent.<path>.no-<field>` is a negation only where `<path>.<field>` is an
+    AgentConfig path and `<path>.no_<field>` is not."""
     head = group[0]
     if not head.startswith("--"):
         return _Option("", "", False, None)
     name, eq, inline = head[2:].partition("=")
     section, _, field = name.partition(".")
     field = field.replace("-", "_")
-    fields = {f.name for f in dataclasses.fields(AgentConfig)}
-    negated = (section == "agent" and field.startswith("no_") and field not in fields
-               and field[3:] in fields)
+    known = _agent_paths() if section == "agent" else frozenset()
+    parent, _, last = field.rpartition(".")
+    plain = f"{parent}.{last[3:]}" if parent else last[3:]
+    negated = section == "agent" and last.startswith("no_") and field not in known and plain in known
     if negated:
-        field = field[3:]
+        field = plain
     value = inline if eq else (group[1] if len(group) > 1 else None)
     return _Option(section, field, negated, value)
 
@@ -112,10 +123,10 @@ def _parse_option(group: Sequence[str]) -> _Option:
 def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: str | None):
     """The AgentConfig a trial's new run starts from: the algorithm's, with the preset of the
     dataset's family where both are given (the locomotion presets choose the persistent rollout
-    scheme, which reads other fields than the short one), and the extra options' own
-    `--agent.rollout_scheme` and `--agent.[no-]init-from-behaviour`, which decide which fields
-    are read (the scheme's; the behaviour fit's bc_*)."""
-    from jaxrl_bayes import algos as algos_lib
+    scheme, whose component has other fields than the short one), and the extra options'
+    choices (`--agent.<choice> <kind>`) and flags (booleans), which decide which fields exist
+    and which are read."""
+    from jaxrl_bayes import algos as algos_lib, components
 
     agent = algos_lib.algo_config(algo)
     if dataset is not None and preset is not None:
@@ -127,12 +138,16 @@ def _trial_agent(algo: str, extra: Sequence[str], dataset: str | None, preset: s
         except UserError:  # a missing file, an unknown preset: the trial itself says so
             pass
     for opt in map(_parse_option, _option_groups(extra)):
-        if opt.section != "agent":
+        if opt.section != "agent" or not opt.field:
             continue
-        if opt.field == "rollout_scheme" and opt.value:
-            agent = dataclasses.replace(agent, rollout_scheme=opt.value)
-        elif opt.field == "init_from_behaviour":
-            agent = dataclasses.replace(agent, init_from_behaviour=not opt.negated)
+        current = components.paths(agent).get(opt.field)
+        try:
+            if isinstance(current, bool):
+                agent = components.replace_path(agent, opt.field, not opt.negated)
+            elif isinstance(current, str) and opt.value and opt.field in cli.choice_paths(agent):
+                agent = components.replace_path(agent, opt.field, opt.value)
+        except UserError:  # a bad kind: the trial itself says so
+            pass
     return agent
 
 
@@ -141,22 +156,26 @@ def options_for(algo: str, extra: Sequence[str], dataset: str | None = None,
     """The extra experiments.run options that apply to `algo`, and the names of those left out.
 
     experiments.run refuses an option that has no effect on its algorithm (a `--dynamics.*`
-    for bc, which trains no model; an `--agent.*` field the algorithm never reads, such as
-    `--agent.rollout_batch` under the persistent rollout scheme of the locomotion presets), so a
-    grid that mixes bc with the model-based methods passes each trial only what it reads; the
-    sweep prints what it left out of which trials. With `dataset` and `preset` the check is
-    against the preset the trial's run resolves (`_trial_agent`), else the algorithm's defaults.
+    for bc, which trains no model; an `--agent.*` path the algorithm never reads, or one that
+    its chosen components lack, such as `--agent.rollout.batch` under the persistent rollout
+    scheme of the locomotion presets), so a grid that mixes bc with the model-based methods
+    passes each trial only what it reads; the sweep prints what it left out of which trials.
+    With `dataset` and `preset` the check is against the preset the trial's run resolves
+    (`_trial_agent`), else the algorithm's defaults. An agent option that names no path at all
+    is kept: the trial refuses it.
     """
-    from jaxrl_bayes import algos as algos_lib
+    from jaxrl_bayes import algos as algos_lib, components
 
     agent = _trial_agent(algo, extra, dataset, preset)
+    have, known = components.paths(agent), _agent_paths()
     keep: list[str] = []
     dropped: list[str] = []
     for group in _option_groups(extra):
         opt = _parse_option(group)
         section, field = opt.section, opt.field
         unused = ((section == "dynamics" and not algos_lib.algo_needs_model(agent))
-                  or (section == "agent" and field and algos_lib.fields_without_effect(agent, [field])))
+                  or (section == "agent" and field in known
+                      and (field not in have or algos_lib.fields_without_effect(agent, [field]))))
         if unused:
             dropped.append(group[0])
         else:

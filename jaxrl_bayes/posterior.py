@@ -35,7 +35,7 @@ for any metric homogeneous in the reward scale; only lam's reading changes.)
 
 Registries (filled here at definition; a fork adds entries from its own file):
 - `CONSISTENCY`: name -> metric(member_y (N, B), observed_y (B,)) -> d (N,); add one with
-  `@register_consistency("name")` and select it with `AgentConfig(consistency="name")`.
+  `@register_consistency("name")` and select it with `--agent.belief.consistency name`.
 - `BELIEFS`: name -> `BeliefUpdate(update, needs_evidence)`; update(evidence, prior, lam) -> b.
   "profile" (PSPO's default, scale-free), "gibbs" (the raw rule b ∝ b0 exp(-d / lam)) and
   "uniform" (the "average utilization" ablation, and RRPI's constant belief).
@@ -43,13 +43,15 @@ Registries (filled here at definition; a fork adds entries from its own file):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrl_bayes.registry import Registry
+from jaxrl_bayes.components import AT_LEAST_ONE, POSITIVE, Component, numeric_problems
+from jaxrl_bayes.registry import Registry, closest
 
 # name -> consistency metric (member_y (N, B), observed_y (B,)) -> d (N,), smaller = more consistent
 CONSISTENCY: Registry[Callable[[jax.Array, jax.Array], jax.Array]] = Registry("consistency metric")
@@ -179,7 +181,7 @@ class BeliefUpdate(NamedTuple):
     needs_evidence: bool
 
 
-BELIEFS: Registry[BeliefUpdate] = Registry("belief update")
+BELIEFS: Registry[BeliefUpdate] = Registry("belief update")  # by the `kind` of a `BeliefConfig` member
 
 
 def register_belief(name: str, needs_evidence: bool = True):
@@ -212,3 +214,50 @@ def prior_belief(evidence, prior: jax.Array, lam) -> jax.Array:
     """The prior, unchanged (uniform: PSPO's "average utilization" ablation; RRPI)."""
     del evidence, lam
     return prior
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class BeliefConfig(Component):
+    """The choice `AgentConfig.belief` (`--agent.belief profile|gibbs|uniform`): a member per
+    belief rule, its `kind` the rule's name in `BELIEFS`. A rule that reads evidence derives
+    from `Gibbs` (its knobs: the consistency metric, lam, and the real pairs it is measured on)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gibbs(BeliefConfig):
+    """PSPO's E-step as a raw Gibbs rule, b ∝ b0 exp(-d / lam) (`gibbs_belief`)."""
+
+    kind = "gibbs"
+    consistency: str = "observed"  # `CONSISTENCY`: observed (ALGORITHMS.md §4) | consensus
+    lam: float = 1.0  # PSPO T5 likelihood coefficient
+    batch: int = 32  # real pairs on which d(m) is measured each step (measured choice)
+    # K for d(m): with common random numbers the member comparison stays low-variance at small K;
+    # 2 keeps PSPO's step >= 5x cheaper than PMDB's (benchmarks/throughput.py)
+    samples: int = 2
+
+    def problems(self) -> list[str]:
+        out = [] if self.consistency in CONSISTENCY else [
+            f"consistency = {self.consistency!r} is not a consistency metric; choose one of: {', '.join(CONSISTENCY)}"
+            f"{closest(self.consistency, list(CONSISTENCY))}"]
+        return out + numeric_problems(self, {"lam": POSITIVE, "batch": AT_LEAST_ONE, "samples": AT_LEAST_ONE})
+
+    def unread(self, config) -> frozenset[str]:
+        """Deterministic members (mean successor and reward) draw one successor: K idles."""
+        return frozenset({"samples"}) if config.sampling.deterministic else frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile(Gibbs):
+    """PSPO's E-step, scale-free: b ∝ b0 d^(-n / lam) (`profile_belief`)."""
+
+    kind = "profile"
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform(BeliefConfig):
+    """The prior, unchanged: no evidence is measured (RRPI; PSPO's "average utilization")."""
+
+    kind = "uniform"

@@ -1,6 +1,7 @@
 """Rollout schemes: how the train step gets its model rows, as registered strategies.
 
-A scheme (`RolloutScheme`, registered in `ROLLOUT_SCHEMES` under `AgentConfig.rollout_scheme`)
+A scheme (`RolloutScheme`, registered in `ROLLOUT_SCHEMES` under the `kind` of its config, a
+member of the choice `RolloutConfig` below, `AgentConfig.rollout`)
 is five pure functions over the learner's model buffer and the scheme's own state (one pytree,
 `TrainState.rollout`). The train step and the chunk call them and never branch on the
 scheme's name (Unifloral passes its rollout into the train step as a function likewise):
@@ -14,14 +15,14 @@ scheme's name (Unifloral passes its rollout into the train step as a function li
 
 Entries:
 
-- "short" (MOPO / MBPO-style, ALGORITHMS.md §5): every chunk, `rollout_batch` dataset states
-  are rolled `rollout_horizon` steps through the member selector (`rollout.rollout`) into the
+- "short" (MOPO / MBPO-style, ALGORITHMS.md §5): every chunk, `rollout.batch` dataset states
+  are rolled `rollout.horizon` steps through the member selector (`rollout.rollout`) into the
   ring buffer; the model rows are drawn from the buffer. Its own state is empty.
 - "persistent" (PMDB's adversarial game): `model_batch` imagined states (`Paths`) ARE the model
   rows, acting with the current policy; after the step's backup each path moves to the
   successor of the member the backup followed (of a uniformly drawn member on a
-  `rollout_explore` share of paths) and restarts from a dataset state (`restart_states`) when it
-  terminates, leaves the data's box or reaches `rollout_horizon` steps. The rows are also
+  `rollout.explore` share of paths) and restarts from a dataset state (`restart_states`) when it
+  terminates, leaves the data's box or reaches `rollout.horizon` steps. The rows are also
   written to the buffer, where the chunk diagnostics sample model states.
 
 A scheme reads the learner only through `SchemeInputs` (config, data, policy, members,
@@ -36,15 +37,60 @@ import chex
 import jax
 import jax.numpy as jnp
 
+import dataclasses
+
 from jaxrl_bayes import backups, buffer, rollout
+from jaxrl_bayes.components import AT_LEAST_ONE, PROBABILITY, Component, numeric_problems
 from jaxrl_bayes.registry import Registry
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig(Component):
+    """The choice `AgentConfig.rollout` (`--agent.rollout short|persistent`): a member per scheme,
+    its `kind` the scheme's name in `ROLLOUT_SCHEMES`, its fields the knobs the scheme reads."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Short(RolloutConfig):
+    """Short rollouts (MOPO/MBPO-style, ALGORITHMS.md §5): every chunk, `batch` dataset states are
+    rolled `horizon` steps into the ring buffer, and model rows are drawn from it."""
+
+    kind = "short"
+    batch: int = 1000  # start states per chunk (measured choice)
+    horizon: int = 5  # H: the rollouts' length (MOPO-style; measured choice)
+    samples: int = 1  # K used by the rollout selector's one-step targets
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"batch": AT_LEAST_ONE, "horizon": AT_LEAST_ONE, "samples": AT_LEAST_ONE})
+
+    def unread(self, config) -> frozenset[str]:
+        """Deterministic members (mean successor and reward) draw nothing."""
+        return frozenset({"samples"}) if config.sampling.deterministic else frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Persistent(RolloutConfig):
+    """PMDB's adversarial game: `model_batch` imagined states advance one step per train step
+    through the selected member (a uniformly drawn one on an `explore` share of states) and ARE
+    the step's model rows; a path restarts from a dataset state (an observation or a
+    non-terminal next observation) when it terminates, leaves the data's box or reaches
+    `horizon` steps (PMDB: 1000)."""
+
+    kind = "persistent"
+    horizon: int = 5  # a path's longest (PMDB adv_horizon: 1000, set by the presets)
+    explore: float = 0.1  # PMDB adv_explore_ratio
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"horizon": AT_LEAST_ONE, "explore": PROBABILITY})
 
 
 class SchemeInputs(NamedTuple):
     """What a rollout scheme reads of the learner at one point (built by `algos.train`).
 
-    config: the AgentConfig (a scheme reads model_batch, rollout_batch, rollout_horizon,
-      rollout_explore, num_active).
+    config: the AgentConfig (a scheme reads model_batch, num_active and its own `config.rollout`).
     data: the TrainData (obs, next_obs, done: start and restart states; obs_low, obs_high: the
       data's box).
     policy_fn: (key, obs (B, S)) -> actions (B, A) drawn from the current policy.
@@ -64,8 +110,7 @@ class SchemeInputs(NamedTuple):
 class RolloutScheme(NamedTuple):
     """A rollout scheme: see the module docstring for the five functions' signatures.
 
-    unread: the AgentConfig fields this scheme never reads (`AgentConfig.unread_fields`, so the
-      CLI refuses them when given explicitly).
+    Its knobs are the fields of the `RolloutConfig` member whose `kind` is its name.
     """
 
     init: Callable[..., Any]
@@ -73,7 +118,6 @@ class RolloutScheme(NamedTuple):
     model_rows: Callable[..., buffer.StateAction]
     advance: Callable[..., tuple[buffer.RingBuffer, Any, dict]]
     chunk_metrics: Callable[..., tuple[dict, dict]]
-    unread: frozenset[str] = frozenset()
 
 
 ROLLOUT_SCHEMES: Registry[RolloutScheme] = Registry("rollout scheme")
@@ -89,7 +133,7 @@ def short_init(key: chex.PRNGKey, config, data) -> tuple:
 
 
 def short_refill(key: chex.PRNGKey, model_buffer: buffer.RingBuffer, state: tuple, inputs: SchemeInputs):
-    """Rolls `rollout_batch` dataset states `rollout_horizon` steps under the policy through the
+    """Rolls `rollout.batch` dataset states `rollout.horizon` steps under the policy through the
     member selector and appends the valid (s, a) to the buffer.
 
     Returns (the new buffer, the state unchanged, the chunk's record: member_pick_frac (N,), the
@@ -98,14 +142,14 @@ def short_refill(key: chex.PRNGKey, model_buffer: buffer.RingBuffer, state: tupl
     """
     config, data = inputs.config, inputs.data
     k_start, k_roll = jax.random.split(key)
-    start = data.obs[jax.random.randint(k_start, (config.rollout_batch,), 0, data.obs.shape[0])]
+    start = data.obs[jax.random.randint(k_start, (config.rollout.batch,), 0, data.obs.shape[0])]
     roll = rollout.rollout(
         k_roll, start,
         policy_fn=inputs.policy_fn,
         sample_fn=inputs.sample_fn,
         termination_fn=inputs.termination_fn,
         selector=inputs.selector,
-        horizon=config.rollout_horizon,
+        horizon=config.rollout.horizon,
         obs_bounds=(data.obs_low, data.obs_high),
     )
     items, valid = rollout.flatten_rollout(roll)
@@ -133,7 +177,7 @@ def short_chunk_metrics(record: dict, state, metrics: dict) -> tuple[dict, dict]
 
 
 ROLLOUT_SCHEMES.register("short", RolloutScheme(short_init, short_refill, short_rows, short_advance,
-                                                short_chunk_metrics, unread=frozenset({"rollout_explore"})))
+                                                short_chunk_metrics))
 
 
 # ----------------------------------------------------------------------------- persistent
@@ -186,8 +230,8 @@ def advance_paths(key: chex.PRNGKey, paths: Paths, act: jax.Array, member: jax.A
     """One step of PMDB's adversarial game.
 
     Each path moves to the successor of `member` (of a uniformly drawn member on a
-    `rollout_explore` share of paths) and restarts from `restart_states` when that successor
-    terminates, leaves the data's box, or the path reaches `rollout_horizon` steps.
+    `rollout.explore` share of paths) and restarts from `restart_states` when that successor
+    terminates, leaves the data's box, or the path reaches `rollout.horizon` steps.
 
     Args:
       key: PRNG key.
@@ -202,13 +246,13 @@ def advance_paths(key: chex.PRNGKey, paths: Paths, act: jax.Array, member: jax.A
     config, data = inputs.config, inputs.data
     steps = paths.steps
     k_explore, k_member, k_restart = jax.random.split(key, 3)
-    explore = jax.random.uniform(k_explore, steps.shape) < config.rollout_explore
+    explore = jax.random.uniform(k_explore, steps.shape) < config.rollout.explore
     member = jnp.where(explore, jax.random.randint(k_member, steps.shape, 0, config.num_active), member)
     nxt = backups.take_members(successors, member)
     done = inputs.termination_fn(paths.obs, act, nxt)
     inside = rollout.inside_box(nxt, data.obs_low, data.obs_high)
     steps = steps + 1
-    restart = done | ~inside | (steps >= config.rollout_horizon)
+    restart = done | ~inside | (steps >= config.rollout.horizon)
     fresh = restart_states(k_restart, data, steps.shape[0])
     new = Paths(jnp.where(restart[:, None], fresh, nxt), jnp.where(restart, 0, steps).astype(jnp.int32))
     return new, PathStep(jnp.mean(inside), jnp.mean(restart))
@@ -238,9 +282,8 @@ def persistent_chunk_metrics(record, paths: Paths, metrics: dict) -> tuple[dict,
 
 
 ROLLOUT_SCHEMES.register("persistent", RolloutScheme(
-    persistent_init, persistent_begin_chunk, persistent_rows, persistent_advance, persistent_chunk_metrics,
-    unread=frozenset({"rollout_batch", "rollout_samples"})))
+    persistent_init, persistent_begin_chunk, persistent_rows, persistent_advance, persistent_chunk_metrics))
 
 
-__all__ = ["ROLLOUT_SCHEMES", "Paths", "PathStep", "RolloutScheme", "SchemeInputs", "advance_paths",
+__all__ = ["ROLLOUT_SCHEMES", "Paths", "PathStep", "Persistent", "RolloutConfig", "RolloutScheme", "Short", "SchemeInputs", "advance_paths",
            "restart_states"]

@@ -125,7 +125,7 @@ def _plant_pessimistic_member(data, member=0):
 
 
 def test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member(bandit):
-    """`--algo rrpi --agent.selector posterior` and `--algo pspo --agent.selector worst` take
+    """`--algo rrpi --agent.targets.selector posterior` and `--algo pspo --agent.targets.selector worst` take
     effect: the member rule decides both the rollout member and the model-state target."""
     ds, pool = bandit
     runs = {}
@@ -135,7 +135,7 @@ def test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member(bandit):
         trainer = make_trainer(config, ds, pool, _always_done)
         data = _plant_pessimistic_member(trainer.data)
         states, metrics = trainer.run_chunk_seeds_jit(trainer.init_seeds(jax.random.PRNGKey(0)[None]), data)
-        runs[(name, config.selector)] = (states, jax.tree_util.tree_map(lambda x: np.asarray(x[0]), metrics))
+        runs[(name, config.targets.selector)] = (states, jax.tree_util.tree_map(lambda x: np.asarray(x[0]), metrics))
     for name in ("rrpi", "pspo"):
         worst = runs[(name, "worst")][1]
         post = runs[(name, "posterior")][1]
@@ -251,7 +251,7 @@ def test_unknown_algorithm_and_bad_config_are_clear(bandit):
 
 @pytest.mark.parametrize("field, bad, choices, close", [
     ("selector", "wrst", "worst, posterior, uniform", "worst"),
-    ("belief", "gibs", "profile, gibbs, uniform", "gibbs"),
+    ("belief", "gibs", "gibbs, uniform, profile", "gibbs"),
     ("consistency", "observd", "observed, consensus", "observed"),
     ("real_target", "robst", "data, robust", "robust"),
     ("algo", "pspoo", "rrpi, pspo, bc", "pspo"),
@@ -265,7 +265,9 @@ def test_a_bad_config_string_is_one_line_with_choices_and_closest(field, bad, ch
         algo_config("pspo", **{field: bad})
     msg = str(err.value)
     assert "\n" not in msg
-    assert f"agent.{field} = {bad!r}" in msg and f"choose one of: {choices}" in msg and f"did you mean {close!r}" in msg, msg
+    from jaxrl_bayes.algos.overrides import FLAT_NAMES
+
+    assert f"agent.{FLAT_NAMES.get(field, field)} = {bad!r}" in msg and f"choose one of: {choices}" in msg and f"did you mean {close!r}" in msg, msg
 
 
 def test_the_deployed_policy_is_the_configured_one():
@@ -375,18 +377,17 @@ def test_fields_an_algorithm_never_reads_are_named():
     """Each field below is read, or not, as the code reads it: RRPI's reference is pi_ref alone
     (no behaviour weight, no trust region); a uniform belief measures no member on real pairs;
     the KL-budget rule replaces the fixed temperature; PSPO's temperature is eta."""
-    from jaxrl_bayes.algos import fields_without_effect
+    from jaxrl_bayes.algos import Gibbs, fields_without_effect
 
-    pspo_only = ["behaviour_weight", "trust_eta", "trust_epsilon", "trust_rate"]
-    evidence = ["consistency", "lam", "consistency_batch", "consistency_samples"]
+    pspo_only = ["pspo.behaviour_weight", "pspo.trust_eta", "pspo.trust_epsilon", "pspo.trust_rate"]
+    evidence = ["belief.consistency", "belief.lam", "belief.batch", "belief.samples"]
     rrpi = algo_config("rrpi")
-    assert fields_without_effect(rrpi, pspo_only + evidence) == sorted(pspo_only + evidence)
-    assert fields_without_effect(rrpi, ["temperature", "target_kl"]) == ["temperature"]
-    assert fields_without_effect(algo_config("rrpi", auto_temperature=False), ["temperature", "target_kl"]) == ["target_kl"]
+    assert fields_without_effect(rrpi, pspo_only + ["pspo"]) == sorted(pspo_only + ["pspo"])
+    assert fields_without_effect(rrpi, ["temperature", "temperature.target_kl"]) == []
     pspo = algo_config("pspo")
     assert fields_without_effect(pspo, pspo_only + evidence) == []
-    assert fields_without_effect(pspo, ["temperature", "target_kl"]) == ["temperature"]
-    assert fields_without_effect(algo_config("pspo-avg"), evidence) == sorted(evidence)
+    assert fields_without_effect(algo_config("pspo", auto_temperature=False), ["temperature.alpha"]) == ["temperature.alpha"]
+    assert not isinstance(algo_config("pspo-avg").belief, Gibbs)  # a uniform belief has no evidence knobs at all
     noreg = algo_config("pspo-noreg")
-    assert fields_without_effect(noreg, ["trust_eta"]) == ["trust_eta"]
-    assert fields_without_effect(algo_config("pspo-noreg", auto_temperature=False), ["trust_eta"]) == []
+    assert fields_without_effect(noreg, ["pspo.trust_eta"]) == ["pspo.trust_eta"]
+    assert fields_without_effect(algo_config("pspo-noreg", auto_temperature=False), ["pspo.trust_eta"]) == []

@@ -11,16 +11,19 @@ import numpy as np
 import pytest
 
 from jaxrl_bayes import dynamics, termination
-from jaxrl_bayes.algos import algo_config, make_trainer
+from jaxrl_bayes.algos import (
+    BehaviourFit, BehaviourReference, CloningData, Fixed, ModelSampling, Persistent, Profile, Short, Targets,
+    algo_config, make_trainer,
+)
 from jaxrl_bayes.data.toy import stay_near_zero
 
 SMALL = dict(num_active=3, critic_hidden=(16, 16), policy_hidden=(16, 16), real_batch=16, model_batch=16,
-             num_candidates=4, num_next_samples=2, rollout_horizon=3, rollout_batch=8, buffer_capacity=256,
-             steps_per_chunk=5, value_chunk=8, consistency_batch=8)
+             num_candidates=4, num_next_samples=2, rollout_horizon=3, buffer_capacity=256,
+             steps_per_chunk=5, value_chunk=8)
 # name -> (named algorithm, flat overrides on SMALL)
 CASES = {
-    "rrpi": ("rrpi", dict()),
-    "pspo": ("pspo", dict(bc_steps=10, trust_rate=0.1)),
+    "rrpi": ("rrpi", dict(rollout_batch=8)),
+    "pspo": ("pspo", dict(rollout_batch=8, bc_steps=10, trust_rate=0.1, consistency_batch=8)),
     "persistent-pmdb": ("pmdb", dict(rollout_scheme="persistent", rollout_horizon=7, common_noise=False,
                                      auto_temperature=False, temperature=0.2, real_target="robust")),
     "bc": ("bc-top10", dict(bc_holdout=0.2)),
@@ -31,6 +34,21 @@ EXPECTED = {
     "pspo": (-14.134937286376953, (0.0007347350474447012, 0.18822675943374634, 0.0006994596915319562)),
     "persistent-pmdb": (-14.221046447753906, (0.00022273232752922922, 0.18809562921524048, 0.0001285059843212366)),
     "bc": (-3.2777671813964844, (0.008443678729236126, 0.17951218783855438, -6.100063546909951e-05)),
+}
+
+
+SHARED = dict(num_active=3, critic_hidden=(16, 16), policy_hidden=(16, 16), real_batch=16, model_batch=16,
+              num_candidates=4, buffer_capacity=256, steps_per_chunk=5, value_chunk=8)
+# the same configurations by component
+NESTED = {
+    "rrpi": ("rrpi", dict(SHARED, rollout=Short(batch=8, horizon=3), sampling=ModelSampling(num_next_samples=2))),
+    "pspo": ("pspo", dict(SHARED, rollout=Short(batch=8, horizon=3), sampling=ModelSampling(num_next_samples=2),
+                          targets=Targets(selector="posterior"), belief=Profile(batch=8),
+                          behaviour=BehaviourFit(steps=10), pspo=BehaviourReference(trust_rate=0.1))),
+    "persistent-pmdb": ("pmdb", dict(SHARED, rollout=Persistent(horizon=7),
+                                     sampling=ModelSampling(num_next_samples=2, common_noise=False),
+                                     targets=Targets(kth=2, real_target="robust"), temperature=Fixed(alpha=0.2))),
+    "bc": ("bc", dict(policy_hidden=(16, 16), steps_per_chunk=5, bc=CloningData(top_fraction=0.1, holdout=0.2))),
 }
 
 
@@ -66,3 +84,10 @@ def checksums(config, task):
 def test_same_seeds_give_the_recorded_weights(case, task):
     name, kw = flat_overrides(case)
     assert checksums(algo_config(name, total_steps=10_000, **kw), task) == EXPECTED[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_nested_components_build_the_same_config_as_the_flat_names(case):
+    name, kw = flat_overrides(case)
+    nested_name, nested = NESTED[case]
+    assert algo_config(nested_name, total_steps=10_000, **nested) == algo_config(name, total_steps=10_000, **kw)

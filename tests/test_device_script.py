@@ -53,8 +53,8 @@ def test_dry_run_runs_every_stage_and_writes_json_and_table(tmp_path, capsys):
     cfg = json.loads((kept / "config.json").read_text())
     assert (cfg["run"]["algo"], cfg["run"]["preset"], cfg["run"]["eval_env"]) == ("rrpi", "paper", "Hopper-v4")
     # not overridden: the paper preset's batch, the budget rule's rate for the run's 40 steps, PMDB's scheme
-    assert cfg["dynamics"]["batch_size"] == 256 and cfg["agent"]["rollout_scheme"] == "persistent"
-    assert cfg["agent"]["policy_lr"] == budget_rates(cfg["run"]["total_steps"])["policy_lr"]
+    assert cfg["dynamics"]["batch_size"] == 256 and cfg["agent"]["rollout"]["kind"] == "persistent"
+    assert cfg["agent"]["optim"]["policy_lr"] == budget_rates(cfg["run"]["total_steps"])["policy_lr"]
     assert [c["includes_compile"] for c in run["chunks"]] == [True, False] and run["steps_per_chunk"] == 20
     assert run["train_steps_per_s"] == pytest.approx(20 / run["chunks"][1]["chunk_s"])
     assert json.loads((kept / "results.json").read_text())["train_steps_per_s"] == run["train_steps_per_s"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import pathlib
 
@@ -14,6 +13,7 @@ import pytest
 from jaxrl_bayes import posterior
 from jaxrl_bayes.algos import targets, train
 from jaxrl_bayes.algos.common import MODEL_BACKUPS, make_value_fn
+from jaxrl_bayes.algos.overrides import apply_overrides
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
@@ -83,7 +83,7 @@ def _backup_and_members(out, **config_changes):
     """The configured backup on 64 dataset pairs of the trained learner (its config changed by
     `config_changes`) and the member targets the step computes there, with one key."""
     trainer = out["trainer"]
-    learner = trainer.learner._replace(config=dataclasses.replace(trainer.config, **config_changes))
+    learner = trainer.learner._replace(config=apply_overrides(trainer.config, config_changes))
     state = jax.tree_util.tree_map(lambda x: x[0], out["states"])
     obs, act = trainer.data.obs[:64], trainer.data.act[:64]
 
@@ -118,8 +118,9 @@ def test_a_min_over_members_rule_is_the_default_worst_member_backup(lcb_run):
     if name not in MODEL_BACKUPS:
         targets.register_member_backup(name)(lambda key, inputs, member_y: jnp.min(member_y, axis=0))
     out, _ = lcb_run
-    selected, member_y = _backup_and_members(out, backup="selected", selector="worst", kth=1)
-    by_rule, _ = _backup_and_members(out, backup=name, selector="worst", kth=1)
+    worst = {"targets.selector": "worst", "targets.kth": 1}
+    selected, member_y = _backup_and_members(out, **{"targets.backup": "selected", **worst})
+    by_rule, _ = _backup_and_members(out, **{"targets.backup": name, **worst})
     np.testing.assert_array_equal(np.asarray(selected.target), np.asarray(jnp.min(member_y, axis=0)))
     np.testing.assert_array_equal(np.asarray(by_rule.target), np.asarray(selected.target))
     np.testing.assert_array_equal(np.asarray(by_rule.member), np.asarray(selected.member))

@@ -1,4 +1,4 @@
-"""A member whose noise crosses a termination threshold: `agent.model_successor`.
+"""A member whose noise crosses a termination threshold: `agent.sampling.successor`.
 
 Task: one state s in [0.2, 1.0] that the model keeps in place (mean successor s' = s) with
 Gaussian noise of std sigma = 0.5, reward 0.5, and a "fall" when s' < 0. Every member is the same

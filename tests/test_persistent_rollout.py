@@ -1,4 +1,4 @@
-"""PMDB's persistent rollout scheme (`agent.rollout_scheme = "persistent"`, a registered
+"""PMDB's persistent rollout scheme (`agent.rollout = "persistent"`, a registered
 `rollout_schemes.RolloutScheme`): the imagined states advance one step per train step through the
 member the backup followed and restart from dataset states; checked on planted successors with a
 known right answer (end to end on the bandit:
@@ -47,7 +47,7 @@ def _advance(config, member, successors, steps, done_at=None):
 
 
 def test_paths_follow_the_selected_member_and_restart_on_termination_box_and_horizon():
-    config = algo_config("rrpi", num_active=3, rollout_explore=0.0, rollout_horizon=4, obs_bound_std=0.0)
+    config = algo_config("rrpi", rollout_scheme="persistent", num_active=3, rollout_explore=0.0, rollout_horizon=4, obs_bound_std=0.0)
     successors = jnp.array([[[1.0], [2.0], [3.0], [4.0], [60.0]],      # member 0
                             [[11.0], [12.0], [13.0], [14.0], [15.0]],  # member 1
                             [[21.0], [22.0], [23.0], [24.0], [25.0]]])  # member 2
@@ -63,7 +63,7 @@ def test_paths_follow_the_selected_member_and_restart_on_termination_box_and_hor
 
 
 def test_exploration_follows_a_uniform_member():
-    config = algo_config("rrpi", num_active=3, rollout_explore=1.0, rollout_horizon=1000, obs_bound_std=0.0)
+    config = algo_config("rrpi", rollout_scheme="persistent", num_active=3, rollout_explore=1.0, rollout_horizon=1000, obs_bound_std=0.0)
     n = 3000
     successors = jnp.broadcast_to(jnp.array([1.0, 2.0, 3.0])[:, None, None], (3, n, 1))
     obs, *_ = _advance(config, jnp.zeros(n, jnp.int32), successors, jnp.zeros(n, jnp.int32))
@@ -75,7 +75,7 @@ def test_the_registered_scheme_trains_on_its_paths_and_records_them():
     """One step of the registered "persistent" entry: the model rows are the paths' states acting
     with the policy, the rows go to the buffer, and the paths move to the followed member's
     successors (the short entry moves nothing and draws its rows from the buffer)."""
-    config = algo_config("rrpi", num_active=2, rollout_explore=0.0, rollout_horizon=10, obs_bound_std=0.0,
+    config = algo_config("rrpi", rollout_scheme="persistent", num_active=2, rollout_explore=0.0, rollout_horizon=10, obs_bound_std=0.0,
                          model_batch=3)
     scheme = rollout_schemes.ROLLOUT_SCHEMES["persistent"]
     data = _data()

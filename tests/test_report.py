@@ -217,7 +217,7 @@ def test_behaviour_score_accepts_flat_keys():
 # ----------------------------------------------------------------------------- variants
 
 PERSISTENT = {"rollout_scheme": "persistent"}  # rrpi reads rollout_explore under this scheme only
-EXPLORE_01, EXPLORE_10 = "rrpi (agent.rollout_explore=0.1)", "rrpi (agent.rollout_explore=1.0)"
+EXPLORE_01, EXPLORE_10 = "rrpi (agent.rollout.explore=0.1)", "rrpi (agent.rollout.explore=1.0)"
 
 
 def _full_config(dataset: str, algo: str) -> dict:
@@ -255,9 +255,9 @@ def test_configurations_of_one_algorithm_are_separate_rows(variant_runs):
     cells = written["report"].cells
     assert set(cells) == {(HMR, "bc"), (HMR, "pspo"), (HMR, EXPLORE_01), (HMR, EXPLORE_10), (HMR, "rrpi-random")}
     c01, c10 = cells[(HMR, EXPLORE_01)], cells[(HMR, EXPLORE_10)]
-    assert (c01.algo, c01.variant, c01.normalized, c01.raw) == ("rrpi", {"agent.rollout_explore": 0.1},
+    assert (c01.algo, c01.variant, c01.normalized, c01.raw) == ("rrpi", {"agent.rollout.explore": 0.1},
                                                                 [50.0, 60.0], [1600.0, 1900.0])
-    assert (c10.algo, c10.variant, c10.normalized) == ("rrpi", {"agent.rollout_explore": 1.0}, [20.0, 30.0, 40.0])
+    assert (c10.algo, c10.variant, c10.normalized) == ("rrpi", {"agent.rollout.explore": 1.0}, [20.0, 30.0, 40.0])
     assert c10.run_dirs == [str(variant_runs / "r2"), str(variant_runs / "r3")]
     assert c10.curve == {10: [20.0, 30.0, 40.0]} and c01.curve == {10: [50.0, 60.0]}
     assert cells[(HMR, "bc")].normalized == [25.0, 35.0] and cells[(HMR, "bc")].variant == {}
@@ -267,21 +267,21 @@ def test_configurations_of_one_algorithm_are_separate_rows(variant_runs):
     md = written["markdown"].read_text()
     rows = _table(md)
     paper_rrpi = f"{paper_references(HMR, 'rrpi')[0][1]:.1f}"
-    r10 = rows[(HMR, "RRPI (agent.rollout_explore=1.0)")]
+    r10 = rows[(HMR, "RRPI (agent.rollout.explore=1.0)")]
     assert r10["seeds"] == "3" and r10["mean [95 % CI]"] == f"30.0 {_percentile_ci([20, 30, 40])}"
     assert r10["paper"] == paper_rrpi  # the algorithm's paper number
-    r01 = rows[(HMR, "RRPI (agent.rollout_explore=0.1)")]
+    r01 = rows[(HMR, "RRPI (agent.rollout.explore=0.1)")]
     assert r01["seeds"] == "2" and r01["mean [95 % CI]"] == f"55.0 {_percentile_ci([50, 60])}" == "55.0 [50.0, 60.0]"
     assert r01["paper"] == paper_rrpi and (HMR, "RRPI") not in rows
     grid = _table(md, "## Overview")
-    assert list(grid[(HMR, "")]) == ["dataset", "behaviour", "BC", "RRPI (agent.rollout_explore=0.1)",
-                      "RRPI (agent.rollout_explore=1.0)", "RRPI (paper)", "PSPO", "PSPO (paper)", "RRPI-RANDOM"]
-    assert grid[(HMR, "")]["RRPI (agent.rollout_explore=1.0)"] == "30.0 ± 8.2 (3)"
+    assert list(grid[(HMR, "")]) == ["dataset", "behaviour", "BC", "RRPI (agent.rollout.explore=0.1)",
+                      "RRPI (agent.rollout.explore=1.0)", "RRPI (paper)", "PSPO", "PSPO (paper)", "RRPI-RANDOM"]
+    assert grid[(HMR, "")]["RRPI (agent.rollout.explore=1.0)"] == "30.0 ± 8.2 (3)"
     assert grid[(HMR, "")]["RRPI (paper)"] == paper_rrpi
     assert f"- {HMR} / {EXPLORE_10}: 2 run(s)" in md
 
     by = {(r["dataset"], r["algo"]): r for r in csv.DictReader(written["csv"].open())}
-    assert by[(HMR, EXPLORE_10)]["variant"] == "agent.rollout_explore=1.0" and by[(HMR, "bc")]["variant"] == ""
+    assert by[(HMR, EXPLORE_10)]["variant"] == "agent.rollout.explore=1.0" and by[(HMR, "bc")]["variant"] == ""
     assert float(by[(HMR, EXPLORE_10)]["normalized_mean"]) == 30.0 and int(by[(HMR, EXPLORE_10)]["seeds"]) == 3
     assert float(by[(HMR, EXPLORE_01)]["paper"]) == paper_references(HMR, "rrpi")[0][1]
 
@@ -292,7 +292,7 @@ def test_every_variant_is_paired_against_bc_and_in_the_named_pairs(variant_runs)
         (EXPLORE_01, "rrpi-random"), (EXPLORE_10, "rrpi-random"),
         (EXPLORE_01, "bc"), (EXPLORE_10, "bc"), ("pspo", "bc"), ("rrpi-random", "bc")]
     pairs = _table(written["markdown"].read_text(), "## Probability of improvement")
-    v01, v10 = "RRPI (agent.rollout_explore=0.1)", "RRPI (agent.rollout_explore=1.0)"
+    v01, v10 = "RRPI (agent.rollout.explore=0.1)", "RRPI (agent.rollout.explore=1.0)"
     assert set(pairs) == {(v01, "RRPI-RANDOM"), (v10, "RRPI-RANDOM"), (v01, "BC"), (v10, "BC"), ("PSPO", "BC"),
                           ("RRPI-RANDOM", "BC")}
     # 50, 60 against bc's 25, 35: every pair won; 20, 30, 40 against 25, 35: 3 of 6 won
@@ -334,7 +334,7 @@ def test_one_configuration_keeps_the_plain_name_and_a_missing_field_is_its_defau
     new = _full_config(HMR, "rrpi")
     assert new["dynamics"]["max_epochs"] == DynamicsConfig().max_epochs == 200
     old = json.loads(json.dumps(new))
-    del old["dynamics"]["max_epochs"], old["agent"]["rollout_horizon"]  # a run from before these fields
+    del old["dynamics"]["max_epochs"], old["agent"]["rollout"]["horizon"]  # a run from before these fields
     _run(root, "new", HMR, "rrpi", [50.0, 60.0], [1.0, 2.0], config=new)
     _run(root, "old", HMR, "rrpi", [70.0], [3.0], config=old)
     _run(root, "liq", LIQ, "rrpi", [80.0], [4.0], config={"dynamics": {"max_epochs": 5}})
@@ -363,7 +363,7 @@ def test_rates_that_follow_the_budget_are_left_out_of_the_label(tmp_path):
     def cfg(steps, **agent):
         """The config.json experiments.run writes for `--run.total_steps steps` and `agent` on its command line."""
         run = config.Config(config.RunConfig(dataset=HMR, total_steps=steps), DynamicsConfig(), algos.algo_config("rrpi", **agent))
-        run, sources = config.with_budget_rates(run, {f"agent.{k}" for k in agent})
+        run, sources = config.with_budget_rates(run, {f"agent.optim.{k}" for k in agent})
         return config.saved_json(run, sources)
 
     _run(root, "short", HMR, "rrpi", [10.0], [1.0], config=cfg(20_000))
@@ -374,9 +374,9 @@ def test_rates_that_follow_the_budget_are_left_out_of_the_label(tmp_path):
     _run(root, "tuned", HMR, "rrpi", [30.0], [3.0], config=cfg(100_000, ref_tau=0.0005))
     cells = report.collect(root).cells
     assert {a: c.normalized for (_, a), c in cells.items()} == {
-        "rrpi (agent.ref_tau=0.001, run.total_steps=20000)": [10.0],
-        "rrpi (agent.ref_tau=0.0002, run.total_steps=100000)": [20.0],
-        "rrpi (agent.ref_tau=0.0005, run.total_steps=100000)": [30.0]}
+        "rrpi (agent.optim.ref_tau=0.001, run.total_steps=20000)": [10.0],
+        "rrpi (agent.optim.ref_tau=0.0002, run.total_steps=100000)": [20.0],
+        "rrpi (agent.optim.ref_tau=0.0005, run.total_steps=100000)": [30.0]}
 
 
 def test_a_run_whose_config_cannot_be_read_is_unreadable(tmp_path):

@@ -34,10 +34,10 @@ from jaxrl_bayes import policy as policy_lib
 REPO = Path(__file__).resolve().parents[1]
 
 # short rollouts on every dataset (the locomotion presets' persistent scheme would refuse rollout_batch)
-TINY = ["--agent.rollout_scheme", "short", "--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics.max_epochs", "2",
-        "--dynamics.hidden", "32", "32", "--agent.num_active", "3", "--agent.rollout_batch", "50",
+TINY = ["--agent.rollout", "short", "--run.total_steps", "200", "--agent.steps_per_chunk", "20", "--dynamics.max_epochs", "2",
+        "--dynamics.hidden", "32", "32", "--agent.num_active", "3", "--agent.rollout.batch", "50",
         "--agent.real_batch", "32", "--agent.model_batch", "32", "--agent.num_candidates", "4",
-        "--agent.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",
+        "--agent.sampling.num_next_samples", "2", "--agent.critic_hidden", "32", "32", "--agent.policy_hidden", "32", "32",
         "--agent.buffer_capacity", "1000", "--dynamics.num_members", "3",
         "--run.eval_episodes", "20", "--run.final_eval_episodes", "20", "--run.eval_every_chunks", "1",
         "--run.no_progress"]
@@ -140,42 +140,42 @@ def _show_config(capsys, *argv):
 
 def test_resolution_order_defaults_algo_preset_cli_with_sources(capsys):
     rrpi = _show_config(capsys)
-    assert rrpi["agent"]["kth"] == 1 and rrpi["agent"]["data_action_std"] == 0.1  # dataclass defaults
+    assert rrpi["agent"]["targets"]["kth"] == 1 and rrpi["agent"]["data_action_std"] == 0.1  # dataclass defaults
     assert "agent.data_action_std" not in rrpi["_sources"]
     assert rrpi["run"]["total_steps"] == 6000 and rrpi["agent"]["num_active"] == 7  # liquidation cpu preset
     assert rrpi["_sources"]["run.total_steps"].startswith("preset liquidation:cpu (measured")
     # the time-scale rates follow the run's budget: PMDB's 2M-step values stretched by 2M / 6000, capped
-    assert rrpi["agent"]["ref_tau"] == pytest.approx(1e-5 * 2_000_000 / 6000)
-    assert (rrpi["agent"]["tau"], rrpi["agent"]["policy_lr"], rrpi["agent"]["critic_lr"]) == (0.02, 3e-4, 3e-4)
-    assert rrpi["_sources"]["agent.ref_tau"].startswith("budget rule for run.total_steps = 6000")
-    longer = _show_config(capsys, "--run.total_steps", "1000000", "--agent.tau", "0.005")
-    assert longer["agent"]["ref_tau"] == pytest.approx(2e-5) and longer["agent"]["policy_lr"] == pytest.approx(6e-5)
-    assert longer["agent"]["tau"] == 0.005 and longer["_sources"]["agent.tau"] == "command line"
+    assert rrpi["agent"]["optim"]["ref_tau"] == pytest.approx(1e-5 * 2_000_000 / 6000)
+    assert (rrpi["agent"]["optim"]["tau"], rrpi["agent"]["optim"]["policy_lr"], rrpi["agent"]["optim"]["critic_lr"]) == (0.02, 3e-4, 3e-4)
+    assert rrpi["_sources"]["agent.optim.ref_tau"].startswith("budget rule for run.total_steps = 6000")
+    longer = _show_config(capsys, "--run.total_steps", "1000000", "--agent.optim.tau", "0.005")
+    assert longer["agent"]["optim"]["ref_tau"] == pytest.approx(2e-5) and longer["agent"]["optim"]["policy_lr"] == pytest.approx(6e-5)
+    assert longer["agent"]["optim"]["tau"] == 0.005 and longer["_sources"]["agent.optim.tau"] == "command line"
     # algorithm default (pmdb: kth 2, num_active 10) < preset (num_active 7) < command line
     pmdb = _show_config(capsys, "--algo", "pmdb")
-    assert (pmdb["agent"]["kth"], pmdb["agent"]["num_active"]) == (2, 7)
-    assert pmdb["_sources"]["agent.kth"] == "algorithm pmdb" and pmdb["_sources"]["run.algo"] == "command line"
-    cli_ = _show_config(capsys, "--algo", "pmdb", "--agent.kth", "3", "--run.total_steps", "50000")
-    assert (cli_["agent"]["kth"], cli_["run"]["total_steps"]) == (3, 50000)
-    assert cli_["_sources"]["agent.kth"] == cli_["_sources"]["run.total_steps"] == "command line"
+    assert (pmdb["agent"]["targets"]["kth"], pmdb["agent"]["num_active"]) == (2, 7)
+    assert pmdb["_sources"]["agent.targets.kth"] == "algorithm pmdb" and pmdb["_sources"]["run.algo"] == "command line"
+    cli_ = _show_config(capsys, "--algo", "pmdb", "--agent.targets.kth", "3", "--run.total_steps", "50000")
+    assert (cli_["agent"]["targets"]["kth"], cli_["run"]["total_steps"]) == (3, 50000)
+    assert cli_["_sources"]["agent.targets.kth"] == cli_["_sources"]["run.total_steps"] == "command line"
     paper = _show_config(capsys, "--preset", "paper")
     assert paper["run"]["preset"] == "paper" and paper["run"]["total_steps"] != 6000
 
 
 def test_cli_values_are_typed():
     parsed = run_mod.parse_command_line(
-        ["--dynamics.hidden", "16", "32", "64", "--dynamics.num_elites", "None", "--agent.no_value_clip",
-         "--run.tensorboard", "--agent.policy_lr", "3e-4", "--seeds", "4", "--algo", "pspo",
-         "--run.no-progress", "--agent.kth=2"])
+        ["--dynamics.hidden", "16", "32", "64", "--dynamics.num_elites", "None", "--agent.targets.no_value_clip",
+         "--run.tensorboard", "--agent.optim.policy_lr", "3e-4", "--seeds", "4", "--algo", "pspo",
+         "--run.no-progress", "--agent.targets.kth=2"])
     _, cfg, sources = parsed
     assert cfg.dynamics.hidden == (16, 32, 64) and cfg.dynamics.num_elites is None
-    assert cfg.agent.value_clip is False and cfg.run.tensorboard is True and cfg.run.progress is False
-    assert (cfg.agent.policy_lr, cfg.run.seeds, cfg.run.algo, cfg.agent.kth) == (3e-4, 4, "pspo", 2)
+    assert cfg.agent.targets.value_clip is False and cfg.run.tensorboard is True and cfg.run.progress is False
+    assert (cfg.agent.optim.policy_lr, cfg.run.seeds, cfg.run.algo, cfg.agent.targets.kth) == (3e-4, 4, "pspo", 2)
     assert {k for k, v in sources.items() if v == "command line"} == {
-        "dynamics.hidden", "dynamics.num_elites", "agent.value_clip", "run.tensorboard", "agent.policy_lr",
-        "run.seeds", "run.algo", "run.progress", "agent.kth"}
+        "dynamics.hidden", "dynamics.num_elites", "agent.targets.value_clip", "run.tensorboard", "agent.optim.policy_lr",
+        "run.seeds", "run.algo", "run.progress", "agent.targets.kth"}
     for bad, phrase in ((["--run.total_steps", "1.5"], "--run.total_steps"),
-                        (["--agent.kht", "3"], "did you mean --agent.kth?"),
+                        (["--agent.kht", "3"], "did you mean --agent.targets.kth?"),
                         (["--dynamics.hidden", "4", "x"], "--dynamics.hidden")):
         with pytest.raises(cli.UsageError, match=phrase.replace("?", r"\?")) as e:
             run_mod.parse_command_line(bad)
@@ -243,7 +243,7 @@ def test_run_writes_every_artifact(finished):
     assert cfg["run"]["total_steps"] == 200 and cfg["dynamics"]["hidden"] == [32, 32]
     assert cfg["agent"]["discount"] == 1.0  # from the liquidation cpu preset
     # the rates the budget rule set (none given on the command line), recorded for the report
-    assert cfg["_derived"] == {f"agent.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau")}
+    assert cfg["_derived"] == {f"agent.optim.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau")}
     rows = _rows(out)
     assert [r["chunk"] for r in rows] == list(range(1, 11)) and [r["step"] for r in rows][-1] == 200
     assert all("eval/normalized_mean" in r for r in rows)
@@ -507,11 +507,11 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
         f["terminals"] = np.arange(n) % 100 == 99
     out = tmp_path / "run"
     # PMDB's persistent paths (the locomotion presets' scheme), so the paths' end rate is reported
-    dropped = {"--agent.rollout_scheme", "--agent.rollout_batch"}  # each followed by one value
+    dropped = {"--agent.rollout", "--agent.rollout.batch"}  # each followed by one value
     persistent = [a for i, a in enumerate(TINY) if a not in dropped and (i == 0 or TINY[i - 1] not in dropped)]
     assert run_mod.main([*persistent, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
                          "--ref-min-score", "0", "--ref-max-score", "200", "--run.total_steps", "20",
-                         "--agent.rollout_scheme", "persistent", "--agent.rollout_horizon", "50",
+                         "--agent.rollout", "persistent", "--agent.rollout.horizon", "50",
                          "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     row = _rows(out)[-1]

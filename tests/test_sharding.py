@@ -194,10 +194,10 @@ def test_one_device_placement_is_a_no_op_on_values():
 # a tiny experiments.run: 2 chunks of 10 steps, 2 evaluation episodes
 RUN_TINY = ["--run.final_eval_episodes", "2", "--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
             "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
-            "--dynamics.num_members", "3", "--agent.num_active", "3", "--agent.rollout_batch", "16",
+            "--dynamics.num_members", "3", "--agent.num_active", "3", "--agent.rollout.batch", "16",
             "--agent.real_batch", "16", "--agent.model_batch", "16", "--agent.num_candidates", "4",
-            "--agent.num_next_samples", "2", "--agent.buffer_capacity", "500", "--agent.value_chunk", "0",
-            "--agent.rollout_horizon", "1", "--dynamics.batch_size", "2048", "--run.eval_episodes", "2"]
+            "--agent.sampling.num_next_samples", "2", "--agent.buffer_capacity", "500", "--agent.value_chunk", "0",
+            "--agent.rollout.horizon", "1", "--dynamics.batch_size", "2048", "--run.eval_episodes", "2"]
 
 
 def test_experiments_run_lays_seeds_over_the_devices_and_refuses_uneven_seeds(tmp_path):

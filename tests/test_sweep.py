@@ -28,12 +28,12 @@ from experiments import sweep  # noqa: E402
 TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.max_epochs", "1",
         "--dynamics.hidden", "16", "16", "--agent.critic_hidden", "16", "16", "--agent.policy_hidden", "16", "16",
         "--dynamics.num_members", "3", "--agent.num_active", "3",
-        "--agent.rollout_batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
-        "--agent.num_candidates", "4", "--agent.num_next_samples", "2",
-        "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout_horizon", "1",
+        "--agent.rollout.batch", "16", "--agent.real_batch", "16", "--agent.model_batch", "16",
+        "--agent.num_candidates", "4", "--agent.sampling.num_next_samples", "2",
+        "--agent.buffer_capacity", "500", "--agent.value_chunk", "0", "--agent.rollout.horizon", "1",
         "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1",
         "--run.final_eval_episodes", "2",
-        "--agent.rollout_scheme", "short"]  # the hopper preset's persistent scheme would refuse rollout_batch
+        "--agent.rollout", "short"]  # the hopper preset's persistent scheme would refuse rollout_batch
 ALGOS = ["rrpi", "bc"]
 
 
@@ -135,24 +135,24 @@ def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, 
 
 def test_each_trial_gets_the_extra_options_its_algorithm_reads():
     extra = ["--run.total_steps=20", "--dynamics.hidden", "16", "16", "--agent.num-candidates", "4",
-             "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"]
+             "--agent.policy_hidden", "8", "8", "--agent.behaviour.batch", "64"]
     # rrpi fits no pi_beta unless it starts from one, so bc_batch has no effect on it by default
-    assert sweep.options_for("rrpi", extra) == (extra[:-2], ["--agent.bc_batch"])
-    assert sweep.options_for("rrpi", extra + ["--agent.init_from_behaviour"]) == (
-        extra + ["--agent.init_from_behaviour"], [])
+    assert sweep.options_for("rrpi", extra) == (extra[:-2], ["--agent.behaviour.batch"])
+    assert sweep.options_for("rrpi", extra + ["--agent.behaviour.init_policy"]) == (
+        extra + ["--agent.behaviour.init_policy"], [])
     # one spelling rule for both checks: dashes, the boolean's no- form, the flag last or first
-    for flag in (["--agent.init-from-behaviour"], ["--agent.init_from_behaviour", "--agent.no-init-from-behaviour"]):
+    for flag in (["--agent.behaviour.init-policy"], ["--agent.behaviour.init_policy", "--agent.behaviour.no-init-policy"]):
         kept, dropped = sweep.options_for("rrpi", extra + flag)
-        assert dropped == ([] if flag[-1] == "--agent.init-from-behaviour" else ["--agent.bc_batch"])
+        assert dropped == ([] if flag[-1] == "--agent.behaviour.init-policy" else ["--agent.behaviour.batch"])
         assert kept[-len(flag):] == flag  # the boolean itself is an option rrpi reads
-    assert sweep.options_for("rrpi", ["--agent.rollout-scheme=short", "--agent.rollout_batch", "8"]) == (
-        ["--agent.rollout-scheme=short", "--agent.rollout_batch", "8"], [])
+    assert sweep.options_for("rrpi", ["--agent.rollout=short", "--agent.rollout.batch", "8"]) == (
+        ["--agent.rollout=short", "--agent.rollout.batch", "8"], [])
     assert sweep.options_for("bc", extra) == (
-        ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.bc_batch", "64"],
+        ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.behaviour.batch", "64"],
         ["--dynamics.hidden", "--agent.num-candidates"])
     t = sweep.plan(Path("out"), ["bc"], ["liquidation-random-v0"])[0]
     assert sweep.trial_argv(t, 1, "cpu", extra)[-6:] == ["--run.total_steps=20", "--agent.policy_hidden", "8", "8",
-                                                          "--agent.bc_batch", "64"]
+                                                          "--agent.behaviour.batch", "64"]
 
 
 def test_trials_of_a_dataset_wait_for_the_one_that_trains_its_pool(tmp_path):
@@ -201,12 +201,12 @@ def test_trials_are_checked_against_the_preset_their_run_resolves(tmp_path):
     hopper trial is not passed it (experiments.run would refuse it), a liquidation trial (short
     scheme) is, and an extra option that picks the short scheme itself brings it back."""
     hopper = str(_hopper_file(tmp_path / "tiny-hopper.hdf5"))
-    extra = ["--agent.rollout_batch", "16", "--agent.num_candidates", "4"]
-    assert sweep.options_for("rrpi", extra, hopper, "cpu") == (["--agent.num_candidates", "4"], ["--agent.rollout_batch"])
+    extra = ["--agent.rollout.batch", "16", "--agent.num_candidates", "4"]
+    assert sweep.options_for("rrpi", extra, hopper, "cpu") == (["--agent.num_candidates", "4"], ["--agent.rollout.batch"])
     assert sweep.options_for("rrpi", extra, "liquidation-random-v0", "cpu") == (extra, [])
-    short = ["--agent.rollout_scheme", "short", *extra]
+    short = ["--agent.rollout", "short", *extra]
     assert sweep.options_for("rrpi", short, hopper, "cpu") == (short, [])
-    assert sweep.options_for("rrpi", ["--agent.rollout-scheme=short", *extra], hopper, "cpu")[1] == []
+    assert sweep.options_for("rrpi", ["--agent.rollout=short", *extra], hopper, "cpu")[1] == []
     # a dataset that cannot be resolved: the algorithm's defaults decide, the trial reports the file
     assert sweep.options_for("rrpi", extra, str(tmp_path / "missing.hdf5"), "cpu") == (extra, [])
 
@@ -245,7 +245,7 @@ def test_each_trial_is_checked_once_and_its_task_gets_the_kept_options(address, 
     client's driver may not see the dataset files: there each trial checks its own (None)."""
     hopper = str(_hopper_file(tmp_path / "tiny-hopper.hdf5"))
     datasets = [hopper, "liquidation-random-v0"]
-    extra = ["--agent.rollout_batch", "16", "--agent.num_candidates", "4"]
+    extra = ["--agent.rollout.batch", "16", "--agent.num_candidates", "4"]
     checks, check = [], sweep.options_for
     monkeypatch.setattr(sweep, "options_for", lambda *a: checks.append(a) or check(*a))
     fake = _FakeRay()
@@ -263,5 +263,5 @@ def test_each_trial_is_checked_once_and_its_task_gets_the_kept_options(address, 
     else:
         assert passed == {k: (extra, None) for k in passed} and len(passed) == 4
     printed = capsys.readouterr().out
-    assert f"rrpi trials on {hopper}: --agent.rollout_batch left out (no effect on rrpi there)" in printed
-    assert "bc trials: --agent.rollout_batch, --agent.num_candidates left out (no effect on bc)" in printed
+    assert f"rrpi trials on {hopper}: --agent.rollout.batch left out (no effect on rrpi there)" in printed
+    assert "bc trials: --agent.rollout.batch, --agent.num_candidates left out (no effect on bc)" in printed

@@ -31,16 +31,16 @@ def test_reference_time_constants_and_refusal():
 
 
 def test_cli_refuses_a_reference_that_cannot_move():
-    with pytest.raises(UserError, match="agent.ref_tau = 1e-05 moves the reference policy only"):
-        run_mod.parse_command_line(["--agent.ref_tau", "1e-5"])  # liquidation cpu: 6000 steps
-    _, cfg, _ = run_mod.parse_command_line(["--agent.ref_tau", "1e-3"])  # 6 time constants: accepted
-    assert cfg.agent.ref_tau == 1e-3
+    with pytest.raises(UserError, match="agent.optim.ref_tau = 1e-05 moves the reference policy only"):
+        run_mod.parse_command_line(["--agent.optim.ref_tau", "1e-5"])  # liquidation cpu: 6000 steps
+    _, cfg, _ = run_mod.parse_command_line(["--agent.optim.ref_tau", "1e-3"])  # 6 time constants: accepted
+    assert cfg.agent.optim.ref_tau == 1e-3
 
 
 def test_presets_may_not_set_the_rates(tmp_path):
     (tmp_path / "liquidation.json").write_text(
         '{"cpu": {"agent": {"tau": {"value": 0.1, "_source": "x"}}}}')
-    with pytest.raises(config.UsageError, match="may not set agent.tau: it follows from run.total_steps"):
+    with pytest.raises(config.UsageError, match="may not set agent.optim.tau: it follows from run.total_steps"):
         config.load_preset("liquidation", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
 
 
@@ -50,37 +50,37 @@ def test_the_library_and_the_cli_give_the_same_rates_for_a_budget():
     rates = tuple(timescales.RATES)
     for argv, algo, explicit in ((["--run.total_steps", "6000"], "rrpi", {}),
                                  (["--algo", "pspo", "--run.total_steps", "6000"], "pspo", {}),
-                                 (["--run.total_steps", "6000", "--agent.tau", "0.01"], "rrpi", {"tau": 0.01})):
+                                 (["--run.total_steps", "6000", "--agent.optim.tau", "0.01"], "rrpi", {"tau": 0.01})):
         _, cli_cfg, sources = run_mod.parse_command_line(argv)
         lib = algos.algo_config(algo, total_steps=6000, **explicit)
-        assert {r: getattr(lib, r) for r in rates} == {r: getattr(cli_cfg.agent, r) for r in rates}
+        assert {r: getattr(lib.optim, r) for r in rates} == {r: getattr(cli_cfg.agent.optim, r) for r in rates}
         # a rate set explicitly wins, in both; the others are the rule's, and the CLI names it as their source
         for r in rates:
             want = explicit[r] if r in explicit else timescales.budget_rates(6000)[r]
-            assert getattr(lib, r) == want
-            assert sources[f"agent.{r}"] == ("command line" if r in explicit else
+            assert getattr(lib.optim, r) == want
+            assert sources[f"agent.optim.{r}"] == ("command line" if r in explicit else
                                              "budget rule for run.total_steps = 6000 (jaxrl_bayes.algos.timescales)")
-    assert algos.algo_config("rrpi", total_steps=6000).ref_tau == 1e-5 * 2_000_000 / 6000
+    assert algos.algo_config("rrpi", total_steps=6000).optim.ref_tau == 1e-5 * 2_000_000 / 6000
 
 
 def test_pmdbs_budget_gives_pmdbs_rates_in_the_library():
     from jaxrl_bayes import algos
 
     cfg = algos.algo_config("pmdb", total_steps=2_000_000)
-    assert (cfg.ref_tau, cfg.tau, cfg.policy_lr, cfg.critic_lr) == (1e-5, 5e-3, 3e-5, 3e-4)
+    assert (cfg.optim.ref_tau, cfg.optim.tau, cfg.optim.policy_lr, cfg.optim.critic_lr) == (1e-5, 5e-3, 3e-5, 3e-4)
     assert cfg == algos.algo_config("pmdb")  # no budget: the dataclass's values, PMDB's for 2M steps
-    assert algos.with_budget(algos.algo_config("rrpi"), 10_000, explicit={"tau"}).tau == 5e-3  # kept
-    with pytest.raises(UserError, match="agent.ref_tau = 1e-05 moves the reference policy only"):
+    assert algos.with_budget(algos.algo_config("rrpi"), 10_000, explicit={"tau"}).optim.tau == 5e-3  # kept
+    with pytest.raises(UserError, match="agent.optim.ref_tau = 1e-05 moves the reference policy only"):
         algos.algo_config("rrpi", total_steps=6000, ref_tau=1e-5)
     algos.algo_config("bc", total_steps=10, ref_tau=1e-9)  # bc has no reference policy: nothing to refuse
 
 
 def test_a_new_runs_config_records_the_rates_that_follow_its_budget():
-    _, cfg, sources = run_mod.parse_command_line(["--agent.tau", "0.01"])
+    _, cfg, sources = run_mod.parse_command_line(["--agent.optim.tau", "0.01"])
     saved = config.saved_json(cfg, sources)
     assert saved["agent"] == cfg.to_json()["agent"]  # the values as resolved
-    assert saved[config.DERIVED] == {"agent.critic_lr": "run.total_steps", "agent.policy_lr": "run.total_steps",
-                                     "agent.ref_tau": "run.total_steps"}  # tau was given
+    assert saved[config.DERIVED] == {"agent.optim.critic_lr": "run.total_steps", "agent.optim.policy_lr": "run.total_steps",
+                                     "agent.optim.ref_tau": "run.total_steps"}  # tau was given
     assert config.derived_fields(saved) == frozenset(saved[config.DERIVED])
     assert config.derived_fields(cfg.to_json()) == frozenset()  # a config.json from before the record
     assert config.from_json(saved, "saved") == cfg  # --resume and the report read it as before

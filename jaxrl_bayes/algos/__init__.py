@@ -33,6 +33,13 @@ from jaxrl_bayes.algos.common import (
     PARTS,
     REAL_TARGETS,
     AgentConfig,
+    BehaviourFit,
+    BehaviourReference,
+    CloningData,
+    Fixed,
+    KLBudget,
+    ModelSampling,
+    Targets,
     Parts,
     TrainData,
     TrainState,
@@ -40,38 +47,56 @@ from jaxrl_bayes.algos.common import (
     make_train_data,
     register_algorithm,
 )
-from jaxrl_bayes.algos.timescales import with_budget
+from jaxrl_bayes.algos.overrides import FLAT_NAMES, apply_overrides, from_flat, to_path
+from jaxrl_bayes.algos.timescales import Optimiser, with_budget
 from jaxrl_bayes.algos.train import Trainer, make_train, make_trainer
 from jaxrl_bayes.algos import rrpi, pspo, bc, timescales  # noqa: F401  (register their parts and names)
 from jaxrl_bayes.errors import UserError
-from jaxrl_bayes.posterior import register_belief, register_consistency
+from jaxrl_bayes.posterior import Gibbs, Profile, Uniform, register_belief, register_consistency
 from jaxrl_bayes.registry import closest
 from jaxrl_bayes.rollout import register_selector
+from jaxrl_bayes.rollout_schemes import Persistent, Short
 
 
 def algo_config(name: str, *, total_steps: int | None = None, **overrides) -> AgentConfig:
-    """AgentConfig of a named algorithm with field overrides, validated.
+    """AgentConfig of a named algorithm with overrides, validated.
 
-    `total_steps`: the run's budget of train steps. The time-scale rates (`timescales.RATES`)
-    that `overrides` does not set follow from it by the budget rule (`with_budget`, the rule the
-    command line applies); None leaves them at the dataclass's values (PMDB's, for 2M steps).
+    `overrides` name a shared field (`num_active=5`), a component (`rollout=Persistent(horizon=1000)`,
+    a choice also by its kind: `rollout="persistent"`), a dotted path (`**{"targets.kth": 2}`) or
+    a flat name of the configs before the components (`kth=2`, `rollout_scheme="persistent"`,
+    `overrides.FLAT_NAMES`); choices are applied before their fields. A path that the chosen
+    components lack is refused; a flat name keeps the flat config's meaning, where such a value
+    was accepted and had no effect (`overrides.from_flat`).
+
+    `total_steps`: the run's budget of train steps. The time-scale rates (`timescales.RATES`,
+    the fields of `optim`) that `overrides` does not set follow from it by the budget rule
+    (`with_budget`, the rule the command line applies); None leaves them at their defaults
+    (PMDB's, for 2M steps).
 
     Raises a one-line `UserError` for an unknown name (listing the known ones and the closest),
-    an unknown field, an invalid value, or a budget in which an explicit ref_tau cannot move
-    the reference policy (`timescales.check_reference_moves`).
+    an unknown field or one its chosen components lack, an invalid value, or a budget in which
+    an explicit ref_tau cannot move the reference policy (`timescales.check_reference_moves`).
     """
     if name not in ALGORITHMS:
         raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}{closest(name, ALGORITHMS)}")
     fields = {f.name for f in dataclasses.fields(AgentConfig)}
-    unknown = sorted(set(overrides) - fields)
+    unknown = sorted(k for k, v in overrides.items() if to_path(k, v)[0].split(".")[0] not in fields)
     if unknown:
-        raise UserError(f"unknown AgentConfig fields {unknown}; valid fields: {sorted(fields)}")
-    config = AgentConfig(**{**ALGORITHMS[name], **overrides})
+        raise UserError(f"unknown AgentConfig fields {unknown}; valid fields: {sorted(fields)} (and their paths)")
+    config = apply_overrides(AgentConfig(), ALGORITHMS[name])
+    flat = {k: v for k, v in overrides.items() if k in FLAT_NAMES and to_path(k, v)[0] != k}
+    # flat names keep the flat config's meaning: one its chosen components lack had no effect there
+    config = from_flat(config, flat)[0] if flat else config
+    config = apply_overrides(config, {k: v for k, v in overrides.items() if k not in flat})
+    given = {to_path(k, v)[0] for k, v in overrides.items()}
+    explicit = {p for p in given if p.startswith("optim.")}
+    if "optim" in given:
+        explicit |= {f"optim.{r}" for r in timescales.RATES}
     if total_steps is not None:
-        config = with_budget(config, total_steps, explicit=overrides)
+        config = with_budget(config, total_steps, explicit=explicit)
     config.validate()
-    if total_steps is not None and not fields_without_effect(config, ["ref_tau"]):  # it has a reference policy
-        timescales.check_reference_moves(config.ref_tau, total_steps)
+    if total_steps is not None and not fields_without_effect(config, ["optim.ref_tau"]):  # it has a reference policy
+        timescales.check_reference_moves(config.optim.ref_tau, total_steps)
     return config
 
 
@@ -89,24 +114,30 @@ def algo_needs_model(name: str | AgentConfig) -> bool:
     return PARTS.lookup(algo, "agent.algo").needs_model
 
 
-# what `train.behaviour_cloning` reads: fitting pi_beta is all they do
-BEHAVIOUR_FIT_FIELDS = frozenset({"bc_steps", "bc_lr", "bc_batch"})
+def _covered(path: str, names) -> bool:
+    """Whether `path` or a path above it is in `names`."""
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in names for i in range(1, len(parts) + 1))
 
 
 def fields_without_effect(config: AgentConfig, names) -> list[str]:
-    """Those of the AgentConfig field `names` that `config.algo` never reads (sorted)."""
-    parts = PARTS.lookup(config.algo, "agent.algo")
-    reads = parts.reads
-    unread = set(names) & config.unread_fields()
-    if parts.ignores is not None:
-        unread |= set(names) & parts.ignores(config)
-    if reads is None and not (parts.needs_behaviour or config.init_from_behaviour):
-        unread |= set(names) & BEHAVIOUR_FIT_FIELDS  # no pi_beta is fitted
-    return sorted(unread if reads is None else (set(names) - reads) | unread)
+    """Those of the AgentConfig paths `names` (or flat names) that `config` never reads (sorted): outside the
+    algorithm's `Parts.reads` where it lists them, or among the paths its components and parts
+    name as unread under this config (`AgentConfig.unread_paths`)."""
+    reads = PARTS.lookup(config.algo, "agent.algo").reads
+    unread = config.unread_paths()
+
+    def path(n):  # a flat name (`overrides.FLAT_NAMES`) at its path
+        return FLAT_NAMES[n] if n in FLAT_NAMES and n not in ("temperature", "belief") else n
+
+    return sorted(n for n in names
+                  if _covered(path(n), unread) or (reads is not None and not _covered(path(n), reads)))
 
 
 __all__ = [
-    "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "Parts", "Trainer", "TrainData", "TrainState",
+    "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "BehaviourFit", "BehaviourReference", "CloningData", "Fixed",
+    "Gibbs", "KLBudget", "ModelSampling", "Optimiser", "Persistent", "Profile", "Short", "Targets", "Uniform",
+    "apply_overrides", "Parts", "Trainer", "TrainData", "TrainState",
     "algo_config", "algo_needs_model", "deployed_policy", "fields_without_effect", "make_train", "make_train_data", "make_trainer", "parts_for",
     "register_algorithm", "register_belief", "register_consistency", "register_selector", "with_budget",
 ]

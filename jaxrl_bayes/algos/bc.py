@@ -2,15 +2,15 @@
 
 Maximum likelihood of the dataset's actions under the same tanh-Gaussian policy as the other
 algorithms (`config.policy_hidden`, standardized observations): `losses.behaviour_cloning_loss`,
-the loss PSPO's pi_beta is fitted with, one Adam step (`bc_lr`) on `bc_batch` pairs at a time
+the loss PSPO's pi_beta is fitted with, one Adam step (`behaviour.lr`) on `behaviour.batch` pairs at a time
 through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
 `lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
 
-- Early stopping on held-out likelihood: `bc_holdout` of the episodes never enter
+- Early stopping on held-out likelihood: `bc.holdout` of the episodes never enter
   training; at every chunk's end the policy's mean log-likelihood of their actions is measured,
   and the best policy so far (`BCState.best_policy`) is the one evaluated and saved. So the
   budget is chosen by likelihood on unseen episodes, never by returns.
-- %BC (`bc_top_fraction` < 1; the named algorithm `bc-top10` clones the top 10 % of complete
+- %BC (`bc.top_fraction` < 1; the named algorithm `bc-top10` clones the top 10 % of complete
   episodes by return, Decision Transformer's baseline): `data.dataset.top_episode_rows`.
 
 BC needs no dynamics pool (`Parts.needs_model = False`, `algos.algo_needs_model("bc")` is
@@ -70,7 +70,7 @@ def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformat
 
     def step(carry, k):
         params, opt = carry
-        params, opt, loss = train.behaviour_cloning_step(params, opt, k, data, nets, tx, config.bc_batch)
+        params, opt, loss = train.behaviour_cloning_step(params, opt, k, data, nets, tx, config.behaviour.batch)
         return (params, opt), loss
 
     (policy, policy_opt), nll = jax.lax.scan(step, (state.policy, state.policy_opt),
@@ -88,21 +88,21 @@ def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformat
 
 
 def split_rows(dataset, config: AgentConfig, key: chex.PRNGKey) -> tuple[np.ndarray, np.ndarray | None]:
-    """(training rows, held-out rows or None) of `dataset`: the top `bc_top_fraction` of its
-    complete episodes (all rows at 1), and `bc_holdout` of those episodes held out."""
+    """(training rows, held-out rows or None) of `dataset`: the top `bc.top_fraction` of its
+    complete episodes (all rows at 1), and `bc.holdout` of those episodes held out."""
     obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
     done = np.asarray(dataset.terminals)
     rows = np.arange(obs.shape[0])
-    if config.bc_top_fraction < 1.0:
-        rows = rows[top_episode_rows(obs, nxt, np.asarray(dataset.rewards), done, config.bc_top_fraction)]
-    if config.bc_holdout <= 0.0:
+    if config.bc.top_fraction < 1.0:
+        rows = rows[top_episode_rows(obs, nxt, np.asarray(dataset.rewards), done, config.bc.top_fraction)]
+    if config.bc.holdout <= 0.0:
         return rows, None
     ids = episode_ids(obs, nxt, done)[rows]
     episodes = np.unique(ids)
     if episodes.size < 2:
-        raise UserError(f"agent.bc_holdout = {config.bc_holdout} needs at least two episodes (one held out, one to "
-                        f"train on), but bc clones {episodes.size}: set --agent.bc_holdout 0 (no early stopping)")
-    num_held = min(max(1, int(round(config.bc_holdout * episodes.size))), episodes.size - 1)
+        raise UserError(f"agent.bc.holdout = {config.bc.holdout} needs at least two episodes (one held out, one to "
+                        f"train on), but bc clones {episodes.size}: set --agent.bc.holdout 0 (no early stopping)")
+    num_held = min(max(1, int(round(config.bc.holdout * episodes.size))), episodes.size - 1)
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     held = rng.choice(episodes, size=num_held, replace=False)
     is_held = np.isin(ids, held)
@@ -127,14 +127,14 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
                             holdout_act=networks.from_env_action(jnp.asarray(dataset.actions, jnp.float32)[held_rows],
                                                                  config.action_scale))
     nets = make_networks(config, data.act.shape[1], with_critic=False)
-    tx = optax.adam(config.bc_lr)
+    tx = optax.adam(config.behaviour.lr)
     return train.bind(config, data, nets, functools.partial(init_state, nets, tx),
                       functools.partial(run_chunk, config, nets, tx))
 
 
-# every AgentConfig field that build/init_state/run_chunk (and make_train_data) read
-READS = frozenset({"algo", "policy_hidden", "action_scale", "bc_lr", "bc_batch", "steps_per_chunk", "bc_top_fraction", "bc_holdout"})
+# every AgentConfig path that build/init_state/run_chunk (and make_train_data) read
+READS = frozenset({"algo", "policy_hidden", "action_scale", "behaviour.lr", "behaviour.batch", "steps_per_chunk", "bc"})
 
 PARTS.register("bc", Parts(needs_model=False, build=build, reads=READS))
 register_algorithm("bc", algo="bc")
-register_algorithm("bc-top10", algo="bc", bc_top_fraction=0.1)  # %BC: the top 10 % of episodes by return
+register_algorithm("bc-top10", {"algo": "bc", "bc.top_fraction": 0.1})  # %BC: the top 10 % of episodes by return

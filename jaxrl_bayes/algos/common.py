@@ -35,6 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, rollout_schemes, value
+from jaxrl_bayes.algos import timescales
+from jaxrl_bayes.components import (
+    AT_LEAST_ONE, COUNT, NONNEGATIVE, POSITIVE, PROBABILITY, UNIT, Component, all_problems, choices, component_fields,
+    numeric_problems,
+)
 from jaxrl_bayes.data.dataset import reward_normalizer
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.registry import Registry, closest
@@ -51,10 +56,11 @@ class Parts(NamedTuple):
     needs_model: trains through a dynamics pool (False: BC; the CLI then skips pool training).
     build: a trainer builder replacing the shared one, (config, dataset, pool, termination_fn,
       active_key) -> Trainer (BC, which has no critic).
-    reads: the AgentConfig fields the algorithm reads (None: all of them). A caller that sets
-      another field explicitly is told that it has no effect (`algos.fields_without_effect`).
-    ignores: config -> the fields its parts never read under that config (with `reads` None):
-      RRPI's reference never reads PSPO's behaviour weight or trust region.
+    reads: the AgentConfig paths the algorithm reads (None: all of them; a path covers the fields
+      below it). A caller that sets another field explicitly is told that it has no effect
+      (`algos.fields_without_effect`).
+    ignores: config -> the paths its parts never read under that config (with `reads` None):
+      RRPI's reference never reads the `pspo` component.
     """
 
     reference: Callable[..., tuple[jax.Array, jax.Array]] | None = None
@@ -76,25 +82,199 @@ REAL_TARGETS: Registry[Callable[..., jax.Array]] = Registry("real-pair target")
 MODEL_BACKUPS: Registry[Callable[..., Any]] = Registry("model-state backup")
 
 
-def register_algorithm(name: str, **overrides) -> dict:
-    """Registers a named configuration: AgentConfig overrides (must include `algo`)."""
+def register_algorithm(name: str, overrides: dict | None = None, **more) -> dict:
+    """Registers a named configuration: AgentConfig overrides (must include `algo`), by field
+    or dotted path ({"targets.kth": 2, "belief": "uniform"}; `apply_overrides`)."""
+    overrides = {**(overrides or {}), **more}
     if "algo" not in overrides:
         raise ValueError(f"named algorithm {name!r} must set `algo` (one of {list(PARTS)})")
     return ALGORITHMS.register(name, dict(overrides))
 
 
 REWARD_NORMALIZATIONS = ("pmdb", "scale", "signed")  # modes of data.dataset.reward_normalizer
-MODEL_REWARDS = ("sample", "mean")  # AgentConfig.model_reward
-MODEL_SUCCESSORS = ("sample", "mean")  # AgentConfig.model_successor
+MODEL_REWARDS = ("sample", "mean")  # ModelSampling.reward
+MODEL_SUCCESSORS = ("sample", "mean")  # ModelSampling.successor
 # AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
 # projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
 # "mode 1"). `deployed_policy` reads it.
 DEPLOYMENTS = ("policy", "reference")
 
 
+def _one_of(name: str, value: str, valid, what: str = "") -> list[str]:
+    return [] if value in valid else [f"{name} = {value!r} is not {what or 'valid'}; choose one of: "
+                                      f"{', '.join(valid)}{closest(value, list(valid))}"]
+
+
+# ----------------------------------------------------------------------------- components
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSampling(Component):
+    """`AgentConfig.sampling`: how the members' successors and rewards are drawn in the targets."""
+
+    num_next_samples: int = 10  # K, PMDB MC_size_state
+    # Members share their sampling noise (common random numbers), so the k-th min over members
+    # compares their expectations, as RRPI's operator min_p E_p[V] does, instead of also picking
+    # the luckiest-worst noise draw (a downward bias ~ std/sqrt(K)). PMDB samples independently
+    # (set False to reproduce it). Measured choice: liquidation, see experiments/configs.
+    common_noise: bool = True
+    # Reward of a member in the one-step targets (MODEL_REWARDS): "sample" (a draw r ~ N(mu_r, sigma_r),
+    # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code); measured in docs/locomotion.md.
+    reward: str = "sample"
+    # Successor of a member, in targets and rollouts alike (MODEL_SUCCESSORS): "sample" (a draw
+    # s' ~ N(mu, sigma), the papers' E over p_m) | "mean" (mu: a deterministic member, whose falls
+    # are those of its best guess, not of its noise crossing a termination threshold); docs/locomotion.md.
+    successor: str = "sample"
+
+    @property
+    def deterministic(self) -> bool:
+        """Mean successor and mean reward: K identical draws would only repeat work."""
+        return self.successor == "mean" and self.reward == "mean"
+
+    def problems(self) -> list[str]:
+        return (_one_of("reward", self.reward, MODEL_REWARDS) + _one_of("successor", self.successor, MODEL_SUCCESSORS)
+                + numeric_problems(self, {"num_next_samples": AT_LEAST_ONE}))
+
+    def unread(self, config) -> frozenset[str]:
+        """Deterministic members draw nothing: K and the noise sharing idle."""
+        return frozenset({"num_next_samples", "common_noise"}) if self.deterministic else frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets(Component):
+    """`AgentConfig.targets`: the backups on real pairs and model states, and the member rule."""
+
+    # Member rule (`rollout.SELECTORS`) for BOTH the rollouts and the model-state backup:
+    # worst (k-th smallest one-step target; RRPI/PMDB) | posterior (draw from the belief; PSPO) |
+    # uniform (RRPI's "random member" ablation)
+    selector: str = "worst"
+    kth: int = 1  # the worst selector's k: RRPI worst case; PMDB = 2
+    # Target on model states (`MODEL_BACKUPS`): "selected" (the one-step target of the member the
+    # selector picks per state; RRPI, PMDB, PSPO) | a rule over all members' targets registered with
+    # `targets.register_member_backup` (e.g. a lower confidence bound, examples/lcb_backup.py)
+    backup: str = "selected"
+    # Target on real pairs (`REAL_TARGETS`): "data" (observed r, s'; PMDB) | "robust" (the model-state
+    # target rule, i.e. the selected member's target, applied to real pairs)
+    real_target: str = "data"
+    real_weight: float = 0.5  # RRPI Eq. 9: omega_1 = omega_2 = 0.5
+    value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB); [-value_max, value_max] for signed rewards
+    value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
+    # Successors outside the data's box (obs_bound_std) count as terminal in the targets, so the value
+    # of leaving the data is 0 (PMDB's soft box). Without it they only end a rollout path.
+    box_terminal: bool = False
+
+    def problems(self) -> list[str]:
+        out = []
+        for name, registry in (("selector", rollout.SELECTORS), ("backup", MODEL_BACKUPS),
+                               ("real_target", REAL_TARGETS)):
+            value = getattr(self, name)
+            if value not in registry:
+                out.append(f"{name} = {value!r} is not a registered {registry.kind}; choose one of: {', '.join(registry)}"
+                           f"{closest(value, list(registry))}")
+        return out + numeric_problems(self, {"kth": AT_LEAST_ONE, "real_weight": PROBABILITY, "value_max": POSITIVE},
+                                      optional=("value_max",))
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureConfig(Component):
+    """The choice `AgentConfig.temperature` (`--agent.temperature kl_budget|fixed`): the temperature
+    of the KL-regularized backup and projection (`temperature_for`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed(TemperatureConfig):
+    """A fixed temperature alpha (PSPO's reference uses its trust-region multiplier eta instead)."""
+
+    kind = "fixed"
+    alpha: float = 0.1  # PMDB
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"alpha": POSITIVE})
+
+
+@dataclasses.dataclass(frozen=True)
+class KLBudget(TemperatureConfig):
+    """PMDB's per-state KL-budget rule (`value.kl_budget_temperature`)."""
+
+    kind = "kl_budget"
+    target_kl: float = 5.0  # PMDB target_kld
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"target_kl": POSITIVE})
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourReference(Component):
+    """`AgentConfig.pspo`: PSPO's reference, the geometric mixture of pi_beta and pi_k, and the
+    trust region of its temperature eta (read by the pspo algorithm only)."""
+
+    behaviour_weight: float = 0.1  # alpha in KL(pi || pi_beta); 0 = "without regularization"
+    trust_eta: float = 0.1  # initial trust-region multiplier eta
+    trust_epsilon: float = 0.05  # KL(pi_{k+1} || pi_k) budget per chunk
+    trust_rate: float = 0.0  # dual-ascent rate for eta (0 = fixed eta)
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"behaviour_weight": NONNEGATIVE, "trust_eta": POSITIVE,
+                                       "trust_epsilon": POSITIVE, "trust_rate": NONNEGATIVE})
+
+    def unread(self, config) -> frozenset[str]:
+        """Without the behaviour term the KL-budget rule replaces eta too: the trust region has
+        nothing to set."""
+        if self.behaviour_weight == 0.0 and isinstance(config.temperature, KLBudget):
+            return frozenset({"trust_eta", "trust_epsilon", "trust_rate"})
+        return frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourFit(Component):
+    """`AgentConfig.behaviour`: behaviour cloning of pi_beta (PSPO's, or the start of pi with
+    `init_policy`); its step size and batch are also the bc algorithm's."""
+
+    steps: int = 0  # behaviour-cloning steps before policy iteration (PSPO)
+    lr: float = 1e-3  # Adam step size of behaviour cloning (pi_beta of PSPO; the bc algorithm)
+    batch: int = 256  # states per behaviour-cloning step (the value PSPO's pi_beta fit always used)
+    # Start pi and pi_k at pi_beta (fitted by `steps` of behaviour cloning, for any algorithm)?
+    # Not in the papers: policy iteration from pi_0 = pi_beta, so RRPI's monotone improvement
+    # (Theorem 2) starts at the data's policy rather than at a random network. Measured on
+    # liquidation (PSPO, 3 seeds): with the slow reference (ref_tau 1e-5) pi_k then stays near the
+    # behaviour policy all run, 95.3 vs 97.4.
+    init_policy: bool = False
+
+    def problems(self) -> list[str]:
+        out = numeric_problems(self, {"steps": COUNT, "lr": UNIT, "batch": AT_LEAST_ONE})
+        if self.init_policy and self.steps < 1:
+            out.append("init_policy starts pi at pi_beta, which needs steps >= 1 (e.g. 5000)")
+        return out
+
+    def unread(self, config) -> frozenset[str]:
+        """No pi_beta is fitted where the algorithm needs none and pi does not start at it."""
+        parts = PARTS.get(config.algo)
+        if parts is not None and parts.reads is None and not (parts.needs_behaviour or self.init_policy):
+            return frozenset({"steps", "lr", "batch"})
+        return frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
+class CloningData(Component):
+    """`AgentConfig.bc`: which rows the bc algorithm clones, and its early stopping."""
+
+    # Share of the complete episodes, by return, that bc clones: 1 = all (BC); 0.1 = %BC (the top 10 %,
+    # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
+    top_fraction: float = 1.0
+    # Share of the (kept) episodes held out (at least one, and one left to train on): the deployed bc policy is the one
+    # with the best held-out log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on
+    # returns). 0 = no hold-out: the last iterate is deployed.
+    holdout: float = 0.1
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"top_fraction": UNIT,
+                                       "holdout": ((lambda v: 0.0 <= v < 1.0), "in [0, 1)")})
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    """Every hyperparameter of PSPO / RRPI / PMDB training. Sources in comments.
+    """Every hyperparameter of PSPO / RRPI / PMDB training: shared fields, then the components
+    (`jaxrl_bayes.components`), each owned and checked by its module. Sources in comments.
 
     "PMDB" = the public PMDB code's defaults (huawei-noah/HEBO, PMDB/config.py), which RRPI
     builds on; "PSPO T5" = PSPO Table 5.
@@ -114,70 +294,17 @@ class AgentConfig:
     # at the box's bound is reached from a finite mean (`networks.to_env_action`); 1 = plain tanh
     # (SAC, PMDB). Dataset actions enter the policy's space as a / c.
     action_scale: float = 1.0
-    critic_lr: float = 3e-4  # PMDB
-    policy_lr: float = 3e-5  # PMDB actor_lr
-    tau: float = 5e-3  # PMDB tau_value (target critics)
-    ref_tau: float = 1e-5  # PMDB tau_policy (reference policy mu = Polyak copy of pi)
     real_batch: int = 128  # PMDB real_batch_size
     model_batch: int = 128  # PMDB adv_batch_size
-    real_weight: float = 0.5  # RRPI Eq. 9: omega_1 = omega_2 = 0.5
-    # Target on real pairs (`REAL_TARGETS`): "data" (observed r, s'; PMDB) | "robust" (the model-state
-    # target rule, i.e. the selected member's target, applied to real pairs)
-    real_target: str = "data"
     num_candidates: int = 20  # M, PMDB MC_size_action
     data_action_std: float = 0.1  # PMDB: pre-tanh std of the proposal around dataset actions
-    # --- temperature of the KL-regularized backup and projection
-    temperature: float = 0.1  # alpha, PMDB
-    auto_temperature: bool = True  # PMDB's per-state KL-budget rule (value.kl_budget_temperature)
-    target_kl: float = 5.0  # PMDB target_kld
-    # --- ensemble and targets
     num_active: int = 10  # N members drawn from the pool (PSPO T5 / PMDB: 10 of 100)
-    num_next_samples: int = 10  # K, PMDB MC_size_state
-    kth: int = 1  # RRPI worst case; PMDB = 2
-    # Members share their sampling noise (common random numbers), so the k-th min over members
-    # compares their expectations, as RRPI's operator min_p E_p[V] does, instead of also picking
-    # the luckiest-worst noise draw (a downward bias ~ std/sqrt(K)). PMDB samples independently
-    # (set False to reproduce it). Measured choice: liquidation, see experiments/configs.
-    common_noise: bool = True
-    # Reward of a member in the one-step targets (MODEL_REWARDS): "sample" (a draw r ~ N(mu_r, sigma_r),
-    # the papers' E over p_m of r + gamma V) | "mean" (mu_r; PMDB's code); measured in docs/locomotion.md.
-    model_reward: str = "sample"
-    # Successor of a member, in targets and rollouts alike (MODEL_SUCCESSORS): "sample" (a draw
-    # s' ~ N(mu, sigma), the papers' E over p_m) | "mean" (mu: a deterministic member, whose falls
-    # are those of its best guess, not of its noise crossing a termination threshold); docs/locomotion.md.
-    model_successor: str = "sample"
-    value_clip: bool = True  # clip Q and targets to [0, value_max] (RRPI §3.2, PMDB); [-value_max, value_max] for signed rewards
-    value_max: float | None = None  # None = 1/(1-gamma) (RRPI); required when discount = 1
     # Reward units of learning. "pmdb": r~ = (r - shift)/scale in [0.045, 0.955] (PMDB). It adds
     # a constant per step, which changes the optimal policy wherever the policy controls episode
     # length (liquidation: selling ends the episode). "scale": r~ = r / (1.1 max r), for tasks
     # with non-negative rewards; the optimal policy is unchanged. "signed": r~ = r / (1.1 max |r|),
     # for rewards of either sign (the optimal policy unchanged; values clipped to +-value_bound).
     reward_normalization: str = "pmdb"
-    # --- model rollouts (`rollout_schemes.ROLLOUT_SCHEMES`)
-    # "short": every chunk, `rollout_batch` dataset states are rolled `rollout_horizon` steps into the
-    # ring buffer, and model rows are drawn from it (MOPO/MBPO-style; ALGORITHMS.md §5).
-    # "persistent": PMDB's adversarial game: `model_batch` imagined states advance one step per train
-    # step through the selected member (a uniformly drawn one on a `rollout_explore` share of states)
-    # and ARE the step's model rows; a path restarts from a dataset state (an observation or a
-    # non-terminal next observation) when it terminates, leaves the data's box or reaches
-    # `rollout_horizon` steps (PMDB: 1000).
-    rollout_scheme: str = "short"
-    rollout_explore: float = 0.1  # PMDB adv_explore_ratio ("persistent" only)
-    # Successors outside the data's box (obs_bound_std) count as terminal in the targets, so the value
-    # of leaving the data is 0 (PMDB's soft box). Without it they only end a rollout path.
-    box_terminal: bool = False
-    rollout_batch: int = 1000  # start states per chunk (measured choice; "short")
-    rollout_horizon: int = 5  # H: short rollouts' length (MOPO-style; measured choice) | a persistent path's longest
-    rollout_samples: int = 1  # K used by the rollout selector's one-step targets
-    # Member rule (`rollout.SELECTORS`) for BOTH the rollouts and the model-state backup:
-    # worst (k-th smallest one-step target; RRPI/PMDB) | posterior (draw from the belief; PSPO) |
-    # uniform (RRPI's "random member" ablation)
-    selector: str = "worst"
-    # Target on model states (`MODEL_BACKUPS`): "selected" (the one-step target of the member the
-    # selector picks per state; RRPI, PMDB, PSPO) | a rule over all members' targets registered with
-    # `targets.register_member_backup` (e.g. a lower confidence bound, examples/lcb_backup.py)
-    backup: str = "selected"
     buffer_capacity: int = 100_000
     obs_bound_std: float = 10.0  # successors beyond data min/max +- this many stds end a path
     steps_per_chunk: int = 1000  # R train steps per jitted call
@@ -185,139 +312,89 @@ class AgentConfig:
     # is memory-bound on CPU; 64 states x M candidates was fastest (benchmarks/value_chunking.py,
     # -17..-44 % per PMDB step). 0 = one batch.
     value_chunk: int = 64
-    # --- PSPO
-    # Belief update (`posterior.BELIEFS`) run every step: gibbs (PSPO's E-step) | uniform (the
-    # prior; PSPO "average utilization" ablation, and RRPI). The posterior selector samples from it;
-    # with another selector it is only reported (posterior_entropy, posterior_max).
-    belief: str = "gibbs"
-    consistency: str = "observed"  # `posterior.CONSISTENCY`: observed (ALGORITHMS.md §4) | consensus
-    lam: float = 1.0  # PSPO T5 likelihood coefficient
-    consistency_batch: int = 32  # real pairs on which d(m) is measured each step (measured choice)
-    # K for d(m): with common random numbers the member comparison stays low-variance at small K;
-    # 2 keeps PSPO's step >= 5x cheaper than PMDB's (benchmarks/throughput.py)
-    consistency_samples: int = 2
-    behaviour_weight: float = 0.1  # alpha in KL(pi || pi_beta); 0 = "without regularization"
-    trust_eta: float = 0.1  # initial trust-region multiplier eta
-    trust_epsilon: float = 0.05  # KL(pi_{k+1} || pi_k) budget per chunk
-    trust_rate: float = 0.0  # dual-ascent rate for eta (0 = fixed eta)
-    bc_steps: int = 0  # behaviour-cloning steps before policy iteration (PSPO)
-    bc_lr: float = 1e-3  # behaviour cloning (pi_beta of PSPO; the bc algorithm)
-    bc_batch: int = 256  # states per behaviour-cloning step (the value PSPO's pi_beta fit always used)
-    # --- the bc algorithm
-    # Share of the complete episodes, by return, that bc clones: 1 = all (BC); 0.1 = %BC (the top 10 %,
-    # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
-    bc_top_fraction: float = 1.0
-    # Share of the (kept) episodes held out (at least one, and one left to train on): the deployed bc policy is the one with the best held-out
-    # log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on returns).
-    # 0 = no hold-out: the last iterate is deployed.
-    bc_holdout: float = 0.1
-    # Start pi and pi_k at pi_beta (fitted by bc_steps of behaviour cloning, for any algorithm)?
-    # Not in the papers: policy iteration from pi_0 = pi_beta, so RRPI's monotone improvement
-    # (Theorem 2) starts at the data's policy rather than at a random network. Measured on
-    # liquidation (PSPO, 3 seeds): with the slow reference (ref_tau 1e-5) pi_k then stays near the
-    # behaviour policy all run, 95.3 vs 97.4.
-    init_from_behaviour: bool = False
     # --- deployment (DEPLOYMENTS): the policy whose tanh(mean) is evaluated and saved
     deploy: str = "policy"
+    # --- components
+    optim: timescales.Optimiser = timescales.Optimiser()  # step sizes and Polyak rates (set by the budget rule)
+    rollout: rollout_schemes.RolloutConfig = rollout_schemes.Short()  # model rollouts: short | persistent
+    sampling: ModelSampling = ModelSampling()  # the members' draws in the targets
+    targets: Targets = Targets()  # backups and member rule
+    belief: posterior.BeliefConfig = posterior.Gibbs()  # belief update: profile | gibbs | uniform
+    temperature: TemperatureConfig = KLBudget()  # kl_budget | fixed
+    pspo: BehaviourReference = BehaviourReference()  # PSPO's reference and trust region
+    behaviour: BehaviourFit = BehaviourFit()  # behaviour cloning of pi_beta
+    bc: CloningData = CloningData()  # the bc algorithm's rows and hold-out
 
     def validate(self) -> None:
-        """Raises a one-line `UserError` naming the first bad string field (its valid choices
-        and the closest), or listing every bad numeric field."""
-        PARTS.check(self.algo, "agent.algo")
-        rollout.SELECTORS.check(self.selector, "agent.selector")
-        posterior.BELIEFS.check(self.belief, "agent.belief")
-        posterior.CONSISTENCY.check(self.consistency, "agent.consistency")
-        REAL_TARGETS.check(self.real_target, "agent.real_target")
-        MODEL_BACKUPS.check(self.backup, "agent.backup")
-        rollout_schemes.ROLLOUT_SCHEMES.check(self.rollout_scheme, "agent.rollout_scheme")
-        if self.reward_normalization not in REWARD_NORMALIZATIONS:
-            raise UserError(f"agent.reward_normalization = {self.reward_normalization!r} is not a reward "
-                            f"normalization; choose one of: {', '.join(REWARD_NORMALIZATIONS)}"
-                            f"{closest(self.reward_normalization, REWARD_NORMALIZATIONS)}")
-        for name, choices in (("model_reward", MODEL_REWARDS), ("model_successor", MODEL_SUCCESSORS),
-                              ("deploy", DEPLOYMENTS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise UserError(f"agent.{name} = {value!r} is not valid; choose one of: {', '.join(choices)}"
-                                f"{closest(value, choices)}")
+        """Raises a one-line `UserError` listing every bad field, each named by its path
+        (`agent.rollout.horizon`); every component checks its own."""
         problems = []
+        if self.algo not in PARTS:
+            problems.append(f"algo = {self.algo!r} is not an algorithm; choose one of: {', '.join(PARTS)}"
+                            f"{closest(self.algo, list(PARTS))}")
+        problems += _one_of("reward_normalization", self.reward_normalization, REWARD_NORMALIZATIONS,
+                            "a reward normalization")
+        problems += _one_of("deploy", self.deploy, DEPLOYMENTS)
+        for name, base in (("rollout", rollout_schemes.RolloutConfig), ("belief", posterior.BeliefConfig),
+                           ("temperature", TemperatureConfig)):
+            if not isinstance(getattr(self, name), base) or not getattr(self, name).kind:
+                problems.append(f"{name} must be one of: {', '.join(choices(base))}")
+        if self.rollout.kind and self.rollout.kind not in rollout_schemes.ROLLOUT_SCHEMES:
+            problems.append(f"rollout = {self.rollout.kind!r} has no registered scheme")
+        if self.belief.kind and self.belief.kind not in posterior.BELIEFS:
+            problems.append(f"belief = {self.belief.kind!r} has no registered belief update")
         if not 0.0 < self.discount <= 1.0:
             problems.append(f"discount must be in (0, 1], got {self.discount}")
-        if self.discount == 1.0 and self.value_clip and self.value_max is None:
-            problems.append("discount = 1 with value_clip needs an explicit value_max (e.g. the horizon)")
-        if not 1 <= self.kth <= self.num_active:
-            problems.append(f"kth must be in [1, num_active={self.num_active}], got {self.kth}")
+        if self.discount == 1.0 and self.targets.value_clip and self.targets.value_max is None:
+            problems.append("discount = 1 with targets.value_clip needs an explicit targets.value_max (e.g. the horizon)")
+        if isinstance(self.targets.kth, int) and not 1 <= self.targets.kth <= self.num_active:
+            problems.append(f"targets.kth must be in [1, num_active={self.num_active}], got {self.targets.kth}")
         if self.num_candidates < 2:
             problems.append("num_candidates must be >= 2")
-        if not 0.0 < self.bc_top_fraction <= 1.0:
-            problems.append(f"bc_top_fraction must be in (0, 1], got {self.bc_top_fraction}")
-        if not 0.0 <= self.bc_holdout < 1.0:
-            problems.append(f"bc_holdout must be in [0, 1), got {self.bc_holdout}")
-        if self.init_from_behaviour and self.bc_steps < 1:
-            problems.append("init_from_behaviour starts pi at pi_beta, which needs bc_steps >= 1 (e.g. 5000)")
-        if not 1.0 <= self.action_scale <= 10.0:
-            problems.append(f"action_scale must be in [1, 10], got {self.action_scale}")
-        if not 0.0 <= self.rollout_explore <= 1.0:
-            problems.append(f"rollout_explore must be in [0, 1], got {self.rollout_explore}")
-        import math
-
-        unit, positive, nonnegative = (lambda v: 0.0 < v <= 1.0, "in (0, 1]"), (lambda v: v > 0.0, "> 0"), \
-            (lambda v: v >= 0.0, ">= 0")
-        # real numbers, NaN and inf refused; value_max only when set
-        for name, (ok, rule) in (("critic_lr", unit), ("policy_lr", unit), ("bc_lr", unit), ("tau", unit),
-                                 ("ref_tau", unit), ("real_weight", (lambda v: 0.0 <= v <= 1.0, "in [0, 1]")),
-                                 ("temperature", positive), ("trust_eta", positive), ("target_kl", positive),
-                                 ("data_action_std", positive), ("lam", positive), ("trust_epsilon", positive),
-                                 ("value_max", positive), ("obs_bound_std", nonnegative),
-                                 ("behaviour_weight", nonnegative), ("trust_rate", nonnegative)):
-            value = getattr(self, name)
-            if value is None and name == "value_max":
-                continue
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
-                problems.append(f"{name} must be finite and {rule}, got {value}")
-        for name in ("real_batch", "model_batch", "rollout_batch", "rollout_horizon", "rollout_samples",
-                     "num_active", "num_next_samples", "steps_per_chunk", "buffer_capacity", "consistency_batch",
-                     "consistency_samples", "bc_batch"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("value_chunk", "bc_steps"):  # 0 = one batch | no behaviour cloning
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        problems += numeric_problems(self, {
+            "action_scale": ((lambda v: 1.0 <= v <= 10.0), "in [1, 10]"), "data_action_std": POSITIVE,
+            "obs_bound_std": NONNEGATIVE, "real_batch": AT_LEAST_ONE, "model_batch": AT_LEAST_ONE,
+            "num_active": AT_LEAST_ONE, "steps_per_chunk": AT_LEAST_ONE, "buffer_capacity": AT_LEAST_ONE,
+            "value_chunk": COUNT})
         for name in ("critic_hidden", "policy_hidden"):
             if any(int(h) < 1 for h in getattr(self, name)):
                 problems.append(f"{name}={tuple(getattr(self, name))} must hold widths >= 1")
+        problems += [p.split(".", 1)[1] for p in all_problems(self, "agent")]
+        names = [p for p in problems if " = '" in p and "choose one of" in p]  # a bad name: it alone, with its choices
+        if names:
+            raise UserError(f"agent.{names[0]}")
         if problems:
             raise UserError("invalid AgentConfig: " + "; ".join(problems))
 
-    def unread_fields(self) -> frozenset[str]:
-        """Fields that this config's own choices never read (the rollout scheme's other knobs);
-        `algos.fields_without_effect` reports them, so the CLI refuses them when given."""
-        # deterministic members (mean successor and mean reward) draw nothing: K and the noise sharing idle
-        no_draws = (frozenset({"num_next_samples", "rollout_samples", "common_noise"})
-                    if self.model_successor == "mean" and self.model_reward == "mean" else frozenset())
-        # a belief rule that reads no evidence (uniform) measures no member on real pairs
-        no_evidence = (frozenset() if self.belief not in posterior.BELIEFS or posterior.BELIEFS[self.belief].needs_evidence
-                       else frozenset({"consistency", "lam", "consistency_batch", "consistency_samples"}))
-        # PMDB's KL-budget rule sets the temperature per state from target_kl; a fixed one is `temperature`
-        temperature = frozenset({"temperature"} if self.auto_temperature else {"target_kl"})
-        schemes = rollout_schemes.ROLLOUT_SCHEMES
-        scheme = schemes[self.rollout_scheme].unread if self.rollout_scheme in schemes else frozenset()
-        return scheme | no_draws | no_evidence | temperature
+    def unread_paths(self) -> frozenset[str]:
+        """Paths of the fields that this config's own choices never read although they exist
+        (each component's `unread`, and its algorithm's `Parts.ignores`); a path covers the
+        fields below it. `algos.fields_without_effect` reports them, so the CLI refuses them
+        when given."""
+        out = set()
+        for name, component in component_fields(self).items():
+            out |= {f"{name}.{f}" for f in component.unread(self)}
+        parts = PARTS.get(self.algo)
+        if parts is not None and parts.ignores is not None:
+            out |= set(parts.ignores(self))
+        return frozenset(out)
 
     def draws(self, num_samples: int) -> int:
         """Successor draws per member for a configured K: 1 where members are deterministic
         (`model_successor` and `model_reward` "mean": K identical draws would only repeat work)."""
-        return 1 if self.model_successor == "mean" and self.model_reward == "mean" else num_samples
+        return 1 if self.sampling.deterministic else num_samples
 
     def model_sampler(self, data: "TrainData", num_samples: int):
         """`sample_model` under this config's noise sharing, reward and successor rules."""
-        return sample_model(data, self.draws(num_samples), self.common_noise, self.model_reward == "mean",
-                            self.model_successor == "mean", self.action_scale)
+        s = self.sampling
+        return sample_model(data, self.draws(num_samples), s.common_noise, s.reward == "mean", s.successor == "mean",
+                            self.action_scale)
 
     @property
     def value_bound(self) -> float:
-        """Upper clip of Q values and targets: value_max, or 1/(1-gamma) by default."""
-        return self.value_max if self.value_max is not None else 1.0 / (1.0 - self.discount)
+        """Upper clip of Q values and targets: targets.value_max, or 1/(1-gamma) by default."""
+        vmax = self.targets.value_max
+        return vmax if vmax is not None else 1.0 / (1.0 - self.discount)
 
     @property
     def reward_range(self) -> tuple[float, float]:
@@ -329,7 +406,7 @@ class AgentConfig:
     def value_range(self) -> tuple[float, float] | None:
         """`reward_range` over 1/(1-gamma) steps where targets are clipped, else None: (0, value_bound),
         or (-value_bound, value_bound) for "signed" rewards, whose values may be negative."""
-        return (self.reward_range[0] * self.value_bound, self.value_bound) if self.value_clip else None
+        return (self.reward_range[0] * self.value_bound, self.value_bound) if self.targets.value_clip else None
 
 
 # ----------------------------------------------------------------------------- state and data
@@ -369,7 +446,7 @@ class TrainState:
     # model states and actions (buffer.StateAction): the short scheme's rollouts, from which it
     # draws the model rows; the persistent scheme's rows as trained on; the chunk diagnostics sample it
     buffer: buffer.RingBuffer
-    # the rollout scheme's own state (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout_scheme]`): () for
+    # the rollout scheme's own state (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout.kind]`): () for
     # "short", `rollout_schemes.Paths` for "persistent" (whose two leaves are those of the former
     # adv_obs and adv_steps fields, in their place, so its older checkpoints restore unchanged)
     rollout: Any
@@ -516,10 +593,10 @@ def reference_dists(ctx: Ctx, obs: jax.Array) -> dict:
 
 
 def temperature_for(config: AgentConfig, q, log_mu, log_q) -> jax.Array:
-    """Fixed alpha, or PMDB's per-state KL-budget rule."""
-    if config.auto_temperature:
-        return value.kl_budget_temperature(q, log_mu, log_q, config.target_kl)
-    return jnp.asarray(config.temperature, q.dtype)
+    """`config.temperature`: a fixed alpha, or PMDB's per-state KL-budget rule."""
+    if isinstance(config.temperature, KLBudget):
+        return value.kl_budget_temperature(q, log_mu, log_q, config.temperature.target_kl)
+    return jnp.asarray(config.temperature.alpha, q.dtype)
 
 
 def make_value_fn(ctx: Ctx, parts: Parts, critic_params) -> Callable[[chex.PRNGKey, jax.Array], jax.Array]:

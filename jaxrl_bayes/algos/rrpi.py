@@ -1,12 +1,12 @@
 """RRPI: robust regularized policy iteration as a composition of the shared parts.
 
-- Member rule `selector="worst"`: the k-th smallest one-step member target backs up model
+- Member rule `targets.selector = "worst"`: the k-th smallest one-step member target backs up model
   states and picks the rollout member (k = 1: the worst case of RRPI Eq. 5-6 / §3.2; k = 2 over
   10 members is PMDB's pessimism-modulated belief).
 - Reference mu = the previous iterate, a slow Polyak copy of pi (Theorem 2 sets mu = pi_i;
   PMDB tau_policy = 1e-5); temperature fixed or PMDB's KL-budget rule.
-- Belief: none is learned (`belief="uniform"`, the constant prior).
-- Ablation "random member" (`selector="uniform"`): a uniformly drawn member replaces the worst
+- Belief: none is learned (`belief = "uniform"`, the constant prior).
+- Ablation "random member" (`targets.selector = "uniform"`): a uniformly drawn member replaces the worst
   case in both the target and the rollouts.
 """
 
@@ -22,10 +22,11 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
     return log_mu, temperature_for(ctx.config, q, log_mu, log_q)
 
 
-# PSPO's behaviour-policy term and trust-region multiplier eta: mu here is pi_ref alone
-PSPO_ONLY = frozenset({"behaviour_weight", "trust_eta", "trust_epsilon", "trust_rate"})
-PARTS.register("rrpi", Parts(reference=reference, ignores=lambda config: PSPO_ONLY))
+# PSPO's behaviour-policy term and trust-region multiplier eta (mu here is pi_ref alone); bc's rows
+IGNORED = frozenset({"pspo", "bc"})
+PARTS.register("rrpi", Parts(reference=reference, ignores=lambda config: IGNORED))
 
-register_algorithm("rrpi", algo="rrpi", kth=1, selector="worst", belief="uniform")
-register_algorithm("pmdb", algo="rrpi", kth=2, selector="worst", belief="uniform", num_active=10)  # PMDB: k = 2 of N = 10
-register_algorithm("rrpi-random", algo="rrpi", kth=1, selector="uniform", belief="uniform")
+register_algorithm("rrpi", {"algo": "rrpi", "targets.kth": 1, "targets.selector": "worst", "belief": "uniform"})
+register_algorithm("pmdb", {"algo": "rrpi", "targets.kth": 2, "targets.selector": "worst", "belief": "uniform",
+                            "num_active": 10})  # PMDB: k = 2 of N = 10
+register_algorithm("rrpi-random", {"algo": "rrpi", "targets.kth": 1, "targets.selector": "uniform", "belief": "uniform"})

@@ -2,7 +2,7 @@
 
 - `model_target`: the target on model states, by the configured backup rule (`MODEL_BACKUPS`,
   `AgentConfig.backup`). The default, "selected": the configured member selector
-  (`rollout.SELECTORS[config.selector]`) picks one member per state and its one-step target
+  (`rollout.SELECTORS[config.targets.selector]`) picks one member per state and its one-step target
   y_m(s, a) is backed up: RRPI's worst case (k-th min over all N member targets, RRPI Eq. 5-6;
   PMDB k = 2), PSPO's posterior draw (Eq. 5-6, Remark 2; only the drawn member's soft value is
   computed), or a uniform draw. The same selector picks the rollout member (the short scheme's
@@ -31,7 +31,7 @@ from jaxrl_bayes.algos.common import MODEL_BACKUPS, REAL_TARGETS, Ctx, sample_mo
 def target_termination(ctx: Ctx):
     """The termination rule of the targets: the environment's, and with `box_terminal` also any
     successor outside the data's box (`TrainData.obs_low/obs_high`), whose value is then 0."""
-    if not ctx.config.box_terminal:
+    if not ctx.config.targets.box_terminal:
         return ctx.termination_fn
     low, high = ctx.data.obs_low, ctx.data.obs_high
 
@@ -51,7 +51,7 @@ def all_member_targets(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, num_samp
     c = ctx.config
     return backups.model_targets(
         key, obs, act,
-        sample_fn=c.model_sampler(ctx.data, num_samples or c.num_next_samples),
+        sample_fn=c.model_sampler(ctx.data, num_samples or c.sampling.num_next_samples),
         value_fn=value_fn,
         termination_fn=target_termination(ctx),
         discount=c.discount,
@@ -70,8 +70,8 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
     """
     c = ctx.config
     k_model, k_value = jax.random.split(key)
-    all_next, rewards = sample_model(ctx.data, c.draws(c.num_next_samples), mean_reward=c.model_reward == "mean",
-                                     mean_next_obs=c.model_successor == "mean", action_scale=c.action_scale)(k_model, obs, act)
+    all_next, rewards = sample_model(ctx.data, c.draws(c.sampling.num_next_samples), mean_reward=c.sampling.reward == "mean",
+                                     mean_next_obs=c.sampling.successor == "mean", action_scale=c.action_scale)(k_model, obs, act)
     # (N, K, B, ...) -> (N, B, K, ...) so take_members picks per state
     next_obs = backups.take_members(jnp.swapaxes(all_next, 1, 2), member)  # (B, K, S)
     reward = backups.take_members(jnp.swapaxes(rewards, 1, 2), member)  # (B, K)
@@ -85,7 +85,7 @@ def chosen_member_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn, member
 
 def selector_inputs(ctx: Ctx) -> rollout.SelectorInputs:
     """What the configured member selector reads: the current belief and k."""
-    return rollout.SelectorInputs(ctx.state.belief, ctx.config.kth)
+    return rollout.SelectorInputs(ctx.state.belief, ctx.config.targets.kth)
 
 
 class ModelBackup(NamedTuple):
@@ -121,7 +121,7 @@ def selected_member_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> M
       obs (B, S), act (B, A).
       value_fn: soft value under the target critic.
     """
-    selector = rollout.SELECTORS[ctx.config.selector]
+    selector = rollout.SELECTORS[ctx.config.targets.selector]
     inputs = selector_inputs(ctx)
     if selector.needs_targets:
         targets = all_member_targets(ctx, key, obs, act, value_fn)
@@ -157,7 +157,7 @@ def member_backup(combine: MemberBackup, ctx: Ctx, key: chex.PRNGKey, obs, act, 
     target, member = (out.target, out.member) if isinstance(out, backups.MemberChoice) else (out, None)
     chex.assert_shape(target, obs.shape[:1])
     if member is None:
-        selector = rollout.SELECTORS[ctx.config.selector]
+        selector = rollout.SELECTORS[ctx.config.targets.selector]
         member = selector.select(jax.random.fold_in(key, 2), inputs, targets.member_y, obs.shape[:1])
     member = jnp.asarray(member, jnp.int32)
     return ModelBackup(target, _all_members_metrics(targets, member), member, targets.next_obs[:, 0])
@@ -184,7 +184,7 @@ def model_backup(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> ModelBackup
       obs (B, S), act (B, A).
       value_fn: soft value under the target critic.
     """
-    return MODEL_BACKUPS[ctx.config.backup](ctx, key, obs, act, value_fn)
+    return MODEL_BACKUPS[ctx.config.targets.backup](ctx, key, obs, act, value_fn)
 
 
 def model_target(ctx: Ctx, key: chex.PRNGKey, obs, act, value_fn) -> tuple[jax.Array, dict]:
@@ -227,11 +227,11 @@ def belief_update(ctx: Ctx, key: chex.PRNGKey, real: buffer.Transition, observed
     configured consistency metric) is computed only if the rule reads it. Returns b (N,).
     """
     c = ctx.config
-    rule = posterior.BELIEFS[c.belief]
+    rule = posterior.BELIEFS[c.belief.kind]
     prior = posterior.uniform_belief(c.num_active)
     evidence = None
     if rule.needs_evidence:
-        nb = min(c.consistency_batch, real.obs.shape[0])
-        member_y = all_member_targets(ctx, key, real.obs[:nb], real.act[:nb], value_fn, c.consistency_samples).member_y
-        evidence = posterior.Evidence(member_y, observed_y[:nb], posterior.CONSISTENCY[c.consistency])
-    return rule.update(evidence, prior, c.lam)
+        nb = min(c.belief.batch, real.obs.shape[0])
+        member_y = all_member_targets(ctx, key, real.obs[:nb], real.act[:nb], value_fn, c.belief.samples).member_y
+        evidence = posterior.Evidence(member_y, observed_y[:nb], posterior.CONSISTENCY[c.belief.consistency])
+    return rule.update(evidence, prior, c.belief.lam if rule.needs_evidence else None)

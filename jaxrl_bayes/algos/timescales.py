@@ -37,12 +37,27 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Collection, NamedTuple
 
+from jaxrl_bayes.components import UNIT, Component, numeric_problems
 from jaxrl_bayes.errors import UserError
 
 if TYPE_CHECKING:
     from jaxrl_bayes.algos.common import AgentConfig
 
 PMDB_STEPS = 2_000_000  # PMDB/config.py agent_num_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimiser(Component):
+    """`AgentConfig.optim`: the step sizes and Polyak rates, the fields of `RATES` (their
+    defaults PMDB's; a run sets those it is not given from its budget, `with_budget`)."""
+
+    critic_lr: float = 3e-4  # PMDB
+    policy_lr: float = 3e-5  # PMDB actor_lr
+    tau: float = 5e-3  # PMDB tau_value (target critics)
+    ref_tau: float = 1e-5  # PMDB tau_policy (reference policy mu = Polyak copy of pi)
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {name: UNIT for name in ("critic_lr", "policy_lr", "tau", "ref_tau")})
 
 
 class Rate(NamedTuple):
@@ -71,16 +86,20 @@ def budget_rates(total_steps: int) -> dict[str, float]:
 
 
 def derived_rates(explicit: Collection[str] = ()) -> tuple[str, ...]:
-    """The fields of `RATES` that the rule sets: those not in `explicit` (the AgentConfig field
-    names the user set)."""
+    """The fields of `RATES` that the rule sets: those not in `explicit` (the `Optimiser` field
+    names the user set, e.g. "ref_tau")."""
     return tuple(name for name in RATES if name not in explicit)
 
 
 def with_budget(config: "AgentConfig", total_steps: int, explicit: Collection[str] = ()) -> "AgentConfig":
-    """`config` for a run of `total_steps` train steps: each rate of `RATES` not named in
-    `explicit` set by the rule (`budget_rates`); the named ones keep their values."""
+    """`config` for a run of `total_steps` train steps: each rate of `RATES` (a field of
+    `config.optim`) not named in `explicit` set by the rule (`budget_rates`); the named ones keep
+    their values. `explicit` holds `Optimiser` field names ("ref_tau") or their paths in the
+    config ("optim.ref_tau")."""
+    explicit = {name.rsplit(".", 1)[-1] for name in explicit if name in RATES or name.startswith("optim.")}
     rates = budget_rates(total_steps)
-    return dataclasses.replace(config, **{name: rates[name] for name in derived_rates(explicit)})
+    optim = dataclasses.replace(config.optim, **{name: rates[name] for name in derived_rates(explicit)})
+    return dataclasses.replace(config, optim=optim)
 
 
 def reference_time_constants(ref_tau: float, total_steps: int) -> float:
@@ -95,7 +114,7 @@ def check_reference_moves(ref_tau: float, total_steps: int) -> None:
         moved = 1.0 - math.exp(-n)
         rule = budget_rates(total_steps)["ref_tau"]
         raise UserError(
-            f"agent.ref_tau = {ref_tau:g} moves the reference policy only {moved:.1%} of the way toward the "
+            f"agent.optim.ref_tau = {ref_tau:g} moves the reference policy only {moved:.1%} of the way toward the "
             f"policy in {total_steps} steps ({n:.2g} time constants; at least {MIN_REFERENCE_TIME_CONSTANTS:g} "
-            f"needed): drop --agent.ref_tau to get the budget rule's {rule:.3g} "
+            f"needed): drop --agent.optim.ref_tau to get the budget rule's {rule:.3g} "
             f"(jaxrl_bayes.algos.timescales), or run longer")

@@ -11,8 +11,8 @@ binds them (functools.partial) and jits (brax's `train.py` seam; PureJaxRL's `ma
                                                               scheme's refill, ALGORITHMS.md §5),
                                                               then lax.scan of R train steps
 
-The rollout scheme (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout_scheme]`) and the backup rule
-(`common.MODEL_BACKUPS[config.backup]`) are looked up, never branched on: a new one is a
+The rollout scheme (`rollout_schemes.ROLLOUT_SCHEMES[config.rollout.kind]`) and the backup rule
+(`common.MODEL_BACKUPS[config.targets.backup]`) are looked up, never branched on: a new one is a
 registration in its own file.
 
 `Learner` holds the static pieces (config, networks, parts, termination rule, optimizers); the
@@ -72,15 +72,15 @@ def behaviour_cloning_step(params, opt_state, key: chex.PRNGKey, data: TrainData
 
 
 def behaviour_cloning(key: chex.PRNGKey, params, data: TrainData, nets: Networks, config: AgentConfig):
-    """pi_beta: `config.bc_steps` steps of behaviour cloning (Adam, bc_lr, bc_batch) from `params`."""
-    tx = optax.adam(config.bc_lr)
+    """pi_beta: `config.behaviour.steps` steps of behaviour cloning (Adam, behaviour.lr, behaviour.batch) from `params`."""
+    tx = optax.adam(config.behaviour.lr)
 
     def step(carry, k):
         p, opt = carry
-        p, opt, loss = behaviour_cloning_step(p, opt, k, data, nets, tx, config.bc_batch)
+        p, opt, loss = behaviour_cloning_step(p, opt, k, data, nets, tx, config.behaviour.batch)
         return (p, opt), loss
 
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, config.bc_steps))
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, config.behaviour.steps))
     return params
 
 
@@ -97,9 +97,9 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
     policy = nets.policy.init(k_pol, dummy_obs)
     critic = nets.critic.init(k_crit, dummy_obs, jnp.zeros((1, act_dim)))
     behaviour = policy
-    if (learner.parts.needs_behaviour or config.init_from_behaviour) and config.bc_steps > 0:
+    if (learner.parts.needs_behaviour or config.behaviour.init_policy) and config.behaviour.steps > 0:
         behaviour = behaviour_cloning(k_bc, policy, data, nets, config)
-        if config.init_from_behaviour:
+        if config.behaviour.init_policy:
             policy = behaviour
     example = buffer.StateAction(jnp.zeros((obs_dim,)), jnp.zeros((act_dim,)))
     scheme_state = scheme_of(learner).init(k_state, config, data)
@@ -114,7 +114,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         buffer=buffer.buffer_init(config.buffer_capacity, example),
         rollout=scheme_state,
         belief=posterior.uniform_belief(config.num_active),
-        eta=jnp.asarray(config.trust_eta, jnp.float32),
+        eta=jnp.asarray(config.pspo.trust_eta, jnp.float32),
         step=jnp.zeros((), jnp.int32),
         key=k_state,
     ))
@@ -126,8 +126,8 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
 def row_weights(config: AgentConfig) -> jax.Array:
     """Per-row loss weights of [real rows; model rows]: omega_1 / B_real and omega_2 / B_model."""
     return jnp.concatenate([
-        jnp.full((config.real_batch,), config.real_weight / config.real_batch),
-        jnp.full((config.model_batch,), (1.0 - config.real_weight) / config.model_batch),
+        jnp.full((config.real_batch,), config.targets.real_weight / config.real_batch),
+        jnp.full((config.model_batch,), (1.0 - config.targets.real_weight) / config.model_batch),
     ])
 
 
@@ -138,12 +138,12 @@ def context(learner: Learner, state: TrainState, data: TrainData) -> Ctx:
 
 def scheme_of(learner: Learner) -> rollout_schemes.RolloutScheme:
     """The configured rollout scheme (`rollout_schemes.ROLLOUT_SCHEMES`)."""
-    return rollout_schemes.ROLLOUT_SCHEMES[learner.config.rollout_scheme]
+    return rollout_schemes.ROLLOUT_SCHEMES[learner.config.rollout.kind]
 
 
 def scheme_inputs(learner: Learner, state: TrainState, data: TrainData) -> rollout_schemes.SchemeInputs:
     """What the rollout scheme reads at `state`: the current policy acting, the members sampling
-    `rollout_samples` successors, the termination rule, and the configured member selector (with
+    `rollout.samples` successors (the short scheme's; 1 elsewhere), the termination rule, and the configured member selector (with
     soft values under the target critic where it reads member targets).
 
     Builds closures only: what a scheme never calls is never computed.
@@ -154,14 +154,14 @@ def scheme_inputs(learner: Learner, state: TrainState, data: TrainData) -> rollo
         return networks.tanh_gaussian_sample(k, policy_dist(nets, state.policy, data, o))[0]
 
     ctx = context(learner, state, data)
-    selector = rollout.SELECTORS[config.selector]
+    selector = rollout.SELECTORS[config.targets.selector]
     value_fn = make_value_fn(ctx, learner.parts, state.target_critic) if selector.needs_targets else None
     return rollout_schemes.SchemeInputs(
         config=config,
         data=data,
         policy_fn=policy_fn,
         termination_fn=learner.termination_fn,
-        sample_fn=config.model_sampler(data, config.rollout_samples),
+        sample_fn=config.model_sampler(data, getattr(config.rollout, "samples", 1)),
         selector=rollout.rollout_selector(selector, targets.selector_inputs(ctx), value_fn, config.discount,
                                           config.reward_range),
     )
@@ -192,7 +192,7 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
     ctx = ctx._replace(state=state.replace(belief=belief))
     backup = targets.model_backup(ctx, k_fake_t, fake.obs, fake.act, target_value)
     y_fake, target_metrics = backup.target, dict(backup.metrics)
-    y_real = targets.REAL_TARGETS[config.real_target](ctx, k_fake_t, real, observed_y, target_value)
+    y_real = targets.REAL_TARGETS[config.targets.real_target](ctx, k_fake_t, real, observed_y, target_value)
     obs = jnp.concatenate([real.obs, fake.obs])
     act = jnp.concatenate([real.act, fake.act])
     y = jax.lax.stop_gradient(jnp.concatenate([y_real, y_fake]))
@@ -218,11 +218,11 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
         buffer=model_buffer,
         rollout=scheme_state,
         critic=critic,
-        target_critic=optax.incremental_update(critic, state.target_critic, config.tau),
+        target_critic=optax.incremental_update(critic, state.target_critic, config.optim.tau),
         critic_opt=critic_opt,
         policy=policy,
         policy_opt=policy_opt,
-        ref_policy=optax.incremental_update(policy, state.ref_policy, config.ref_tau),
+        ref_policy=optax.incremental_update(policy, state.ref_policy, config.optim.ref_tau),
         belief=belief,
         step=state.step + 1,
         key=key,
@@ -288,9 +288,9 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
     kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, old_policy, data, kl_obs)))
     # KL(pi || mu) to the reference policy: how far the projection has moved pi from mu
     ref_kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, state.ref_policy, data, kl_obs)))
-    if config.trust_rate > 0:
+    if config.pspo.trust_rate > 0:
         state = state.replace(eta=value.trust_region_multiplier_update(
-            state.eta, kl, config.trust_epsilon, config.trust_rate))
+            state.eta, kl, config.pspo.trust_epsilon, config.pspo.trust_rate))
     metrics.update(
         policy_kl=kl,
         ref_kl=ref_kl,
@@ -374,7 +374,7 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool | Non
                         f"function (only algorithms with needs_model=False, such as bc, train without)")
     data = make_train_data(dataset, pool, config, active_key)
     nets = make_networks(config, data.act.shape[1])
-    learner = Learner(config, nets, parts, termination_fn, optax.adam(config.critic_lr), optax.adam(config.policy_lr))
+    learner = Learner(config, nets, parts, termination_fn, optax.adam(config.optim.critic_lr), optax.adam(config.optim.policy_lr))
     return bind(config, data, nets, functools.partial(init_state, learner), functools.partial(run_chunk, learner),
                 learner)
 
