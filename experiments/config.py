@@ -194,8 +194,8 @@ def build_agent(values: Mapping[str, Any], where: str, base: Any = None, *, pres
     is skipped (a preset serves every algorithm of a family: its `belief.lam` is PSPO's)."""
     base = algos.AgentConfig() if base is None else base
     try:
-        if overrides.is_flat(values):
-            return overrides.from_flat(base, values)[0]
+        if overrides.is_flat(values):  # a value its own choices never read is dropped, as a preset's
+            values, preset = dict(overrides.to_path(k, v) for k, v in values.items()), True
         cfg = base
         for path, value in sorted(flatten(values).items(), key=lambda kv: kv[0].count(".")):
             try:

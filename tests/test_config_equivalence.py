@@ -91,3 +91,39 @@ def test_the_nested_components_build_the_same_config_as_the_flat_names(case):
     name, kw = flat_overrides(case)
     nested_name, nested = NESTED[case]
     assert algo_config(nested_name, total_steps=10_000, **nested) == algo_config(name, total_steps=10_000, **kw)
+
+
+# the agent section of a config.json written before the components (pmdb, persistent paths, a
+# fixed temperature), and its config hash as that code computed it (its checkpoints hold it)
+OLD_AGENT = {
+    "action_scale": 1.0, "algo": "rrpi", "auto_temperature": False, "backup": "selected", "bc_batch": 256,
+    "bc_holdout": 0.1, "bc_lr": 0.001, "bc_steps": 0, "bc_top_fraction": 1.0, "behaviour_weight": 0.1,
+    "belief": "uniform", "box_terminal": False, "buffer_capacity": 100000, "common_noise": True,
+    "consistency": "observed", "consistency_batch": 32, "consistency_samples": 2, "critic_hidden": [256, 256, 256],
+    "critic_layer_norm": False, "critic_lr": 0.0003, "data_action_std": 0.1, "deploy": "policy", "discount": 0.99,
+    "init_from_behaviour": False, "kth": 2, "lam": 1.0, "model_batch": 128, "model_reward": "sample",
+    "model_successor": "sample", "num_active": 10, "num_candidates": 20, "num_next_samples": 10,
+    "obs_bound_std": 10.0, "policy_hidden": [256, 256], "policy_lr": 0.0003, "real_batch": 128, "real_target": "data",
+    "real_weight": 0.5, "ref_tau": 0.002, "reward_normalization": "pmdb", "rollout_batch": 1000,
+    "rollout_explore": 0.1, "rollout_horizon": 1000, "rollout_samples": 1, "rollout_scheme": "persistent",
+    "selector": "worst", "steps_per_chunk": 1000, "target_kl": 5.0, "tau": 0.02, "temperature": 0.2,
+    "trust_epsilon": 0.05, "trust_eta": 0.1, "trust_rate": 0.0, "value_chunk": 64, "value_clip": True,
+    "value_max": None}
+OLD_HASH = "92c1cc7a1ecf1805"
+
+
+def test_a_run_dir_with_the_flat_agent_names_reads_and_keeps_its_config_hash(tmp_path):
+    import json
+
+    from experiments import config
+    from jaxrl_bayes.algos import Persistent
+    from jaxrl_bayes.dynamics import DynamicsConfig
+
+    old = {"run": json.loads(json.dumps(config.components.to_json(config.RunConfig(algo="pmdb")))),
+           "dynamics": json.loads(json.dumps(config.components.to_json(DynamicsConfig()))), "agent": OLD_AGENT}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = config.read_run_config(tmp_path)
+    want = algo_config("pmdb", total_steps=10_000, rollout=Persistent(horizon=1000), temperature=Fixed(alpha=0.2))
+    assert cfg.agent == want
+    assert config.config_hash(cfg.to_json(), saved=old) == OLD_HASH  # --resume finds its checkpoints' hash
+    assert config.derived_fields({"_derived": {"agent.ref_tau": "run.total_steps"}}) == {"agent.optim.ref_tau"}

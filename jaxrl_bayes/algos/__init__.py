@@ -7,6 +7,14 @@
     for _ in range(20_000 // 500):
         states, metrics = trainer.run_chunk_seeds(states)
 
+Overrides name a shared field (`num_active=7`), a component by value or by its kind
+(`rollout=Persistent(horizon=1000)`, `temperature="fixed"`), or a dotted path
+(`**{"targets.kth": 2, "rollout.horizon": 1000}`); the components (`AgentConfig.optim`,
+`rollout`, `sampling`, `targets`, `belief`, `temperature`, `pspo`, `behaviour`, `bc`) are
+defined and checked by the modules that read them (`jaxrl_bayes.components`). The flat names
+of the configs before the components (`kth=2`, `rollout_scheme="persistent"`) still work: the
+table `overrides.FLAT_NAMES` maps each to its path.
+
 `total_steps` is the run's budget of train steps: the rates that set its time scales (ref_tau,
 tau, policy_lr, critic_lr) follow from it by the budget rule of `timescales`, as on the command
 line, except those given as overrides. Without it they stay at PMDB's values, which the rule
@@ -19,8 +27,10 @@ bc (behaviour cloning; needs no dynamics pool: `algo_needs_model("bc")` is False
 `make_trainer(config, dataset)` works without pool or termination function).
 
 Extending (one function plus its registration, in any file; see `common`'s docstring):
-`rollout.register_selector`, `posterior.register_consistency`, `posterior.register_belief`,
-`REAL_TARGETS.register`, `PARTS.register` + `register_algorithm` for a new algorithm.
+`rollout.register_selector`, `posterior.register_consistency`, `posterior.register_belief`
+(with a `posterior.BeliefConfig` member of the same `kind`), `REAL_TARGETS.register`, a rollout
+scheme (`rollout_schemes.ROLLOUT_SCHEMES.register` with a `RolloutConfig` member),
+`PARTS.register` + `register_algorithm` for a new algorithm.
 Importing this package imports the algorithm modules, which register themselves.
 """
 

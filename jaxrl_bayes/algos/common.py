@@ -6,7 +6,7 @@ KL-regularized backup and projection, and flags. The other choices are orthogona
 up by name in registries that their defining modules fill:
 
     rollout.SELECTORS       member rule of rollouts and model-state backups (worst, posterior, uniform)
-    rollout_schemes.ROLLOUT_SCHEMES  how the train step gets its model rows (short, persistent)
+    rollout_schemes.ROLLOUT_SCHEMES  how the train step gets its model rows (short, persistent; `AgentConfig.rollout`)
     MODEL_BACKUPS           target on model states (selected; rules over all members' targets in `targets.py`)
     posterior.BELIEFS       belief update (gibbs, uniform)
     posterior.CONSISTENCY   consistency metric of the Gibbs belief (observed, consensus)
@@ -14,8 +14,9 @@ up by name in registries that their defining modules fill:
     PARTS                   algorithm parts by `AgentConfig.algo` (rrpi, pspo, bc)
     ALGORITHMS              named configurations (rrpi, pmdb, rrpi-random, pspo, ...)
 
-`AgentConfig.validate` checks every string field against its registry (one-line `UserError`
-with the closest valid name). The losses live in `losses.py`, the targets in `targets.py`, the
+`AgentConfig`'s knobs are components (`jaxrl_bayes.components`), each checked by its own
+`problems`; `AgentConfig.validate` collects them (one-line `UserError`: a bad name with its
+choices and the closest, or every bad number named by its path). The losses live in `losses.py`, the targets in `targets.py`, the
 train step, the chunk and `make_trainer` in `train.py` (brax's seams; `make_trainer` only binds
 and jits), the rollout schemes in `jaxrl_bayes.rollout_schemes`.
 
