@@ -6,7 +6,7 @@ PSPO's belief over the ensemble members is the Gibbs posterior b(m) ∝ exp(-d(m
 consistency metric d (jaxrl_bayes.posterior). The library's default d is the mean absolute gap
 between a member's backup and the observed one. Here we try the root-mean-square gap, which
 weighs a member's rare large errors more. All it takes is the metric and one decorator; the
-config then names it (`consistency="rms"`, or `--agent.belief.consistency rms` on the command line of
+config then names it (`"belief.consistency": "rms"`, or `--agent.belief.consistency rms` on the command line of
 a script that imports this file first).
 """
 
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import dynamics, termination
-from jaxrl_bayes.algos import algo_config, make_trainer, register_consistency
+from jaxrl_bayes.algos import BehaviourFit, ModelSampling, Short, algo_config, make_trainer, register_consistency
 from jaxrl_bayes.data.toy import stay_near_zero
 
 TRACES = {"rms": 0}  # how often the metric below was traced into a compiled train step
@@ -48,11 +48,13 @@ def main(consistency: str = "rms", chunks: int = 2, seed: int = 0, belief: str |
     # rule of jaxrl_bayes.algos.timescales, as on the command line); without it they would be
     # PMDB's, set for 2,000,000 steps
     steps_per_chunk = 20
+    # the belief rule by name (a component: profile | gibbs | uniform), then its fields by path
     config = algo_config(
-        "pspo", total_steps=chunks * steps_per_chunk, consistency=consistency, num_active=3,
-        critic_hidden=(32, 32), policy_hidden=(32, 32), real_batch=32, model_batch=32, num_candidates=4,
-        num_next_samples=2, rollout_batch=32, rollout_horizon=2, buffer_capacity=512, consistency_batch=16,
-        bc_steps=20, steps_per_chunk=steps_per_chunk, **({} if belief is None else {"belief": belief}))
+        "pspo", total_steps=chunks * steps_per_chunk, num_active=3, critic_hidden=(32, 32), policy_hidden=(32, 32),
+        real_batch=32, model_batch=32, num_candidates=4, buffer_capacity=512, steps_per_chunk=steps_per_chunk,
+        rollout=Short(batch=32, horizon=2), sampling=ModelSampling(num_next_samples=2),
+        behaviour=BehaviourFit(steps=20),
+        **{"belief": belief or "profile", "belief.consistency": consistency, "belief.batch": 16})
     trainer = make_trainer(config, ds, pool, termination.no_termination)
     states = trainer.init_seeds(jax.random.PRNGKey(seed)[None])
     metrics = {}

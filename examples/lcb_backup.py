@@ -10,7 +10,7 @@ one-step targets y_m(s, a) into a lower confidence bound,
 
 pessimistic where the members disagree, as MOPO's penalty and the uncertainty-penalized
 backups of EDAC / PBRL are. k = 0 is the members' mean. All it takes is a function of the
-(N, B) member targets and one decorator; the config then names it (`backup="lcb"`, or
+(N, B) member targets and one decorator; the config then names it (`targets.backup = "lcb"`, or
 `--agent.targets.backup lcb` on the command line of a script that imports this file first). The rule
 names no member, so the persistent rollout scheme's paths follow the configured selector's
 member (the worst one under RRPI).
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_bayes import dynamics, termination
-from jaxrl_bayes.algos import algo_config, make_trainer
+from jaxrl_bayes.algos import ModelSampling, algo_config, make_trainer
 from jaxrl_bayes.algos.targets import register_member_backup
 from jaxrl_bayes.data.toy import stay_near_zero
 
@@ -59,9 +59,9 @@ def main(chunks: int = 2, seed: int = 0, rollout_scheme: str = "persistent", bac
         jax.random.PRNGKey(seed), ds.observations, ds.actions, ds.rewards, ds.next_observations,
         dynamics.DynamicsConfig(num_members=3, hidden=(32, 32), max_epochs=5, batch_size=128))
     config = algo_config(
-        "rrpi", backup=backup, rollout_scheme=rollout_scheme, num_active=3, critic_hidden=(32, 32),
-        policy_hidden=(32, 32), real_batch=32, model_batch=32, num_candidates=4, num_next_samples=2,
-        rollout_horizon=20, buffer_capacity=512, steps_per_chunk=20)
+        "rrpi", num_active=3, critic_hidden=(32, 32), policy_hidden=(32, 32), real_batch=32, model_batch=32,
+        num_candidates=4, buffer_capacity=512, steps_per_chunk=20, sampling=ModelSampling(num_next_samples=2),
+        **{"targets.backup": backup, "rollout": rollout_scheme, "rollout.horizon": 20})
     trainer = make_trainer(config, ds, pool, termination.no_termination)
     states = trainer.init_seeds(jax.random.PRNGKey(seed)[None])
     metrics = {}

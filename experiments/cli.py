@@ -245,8 +245,8 @@ def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, pro
     probe = default if default is not None else _defaults(cls)
     if probe is not None and choice_paths(probe):
         default, argv = _choose(probe, argv)
-        cls, default = _specialize(cls, default)
         description = f"{description} Components (a choice, then its fields): {choices_help(default)}"
+        cls, default = _specialize(cls, default)
     if "-h" not in argv and "--help" not in argv:
         _check_unknown(cls, argv, default)
     err = io.StringIO()
