@@ -70,6 +70,7 @@ from experiments import cli
 from jaxrl_bayes.io import atomic_open
 from jaxrl_bayes import buffer, dynamics, posterior, rollout_schemes
 from jaxrl_bayes.algos.overrides import to_path
+from jaxrl_bayes import components
 from jaxrl_bayes.components import replace_path
 from jaxrl_bayes.errors import UserError
 from jaxrl_bayes.algos import algo_config, common, make_trainer, targets, train
@@ -400,7 +401,7 @@ def bench_train_step(bench: Bench, algo: str, *, steps: int, seeds: Sequence[int
     # counted per trip. With R > 1 the per-step figure below is the marginal (F(R) - F(1)) / (R - 1).
     flops_step = t1["flops"]
     out: dict[str, Any] = {"algo": algo, "size": bench.size.name, "variant": variant, "R": steps,
-                           "config": dataclasses.asdict(t1_trainer.config),
+                           "config": components.to_json(t1_trainer.config),
                            "flops_per_step": flops_step, "flops_per_step_xla": t1["flops_xla"],
                            "one_step_per_call_s": t1["min_s"], "one_step_first_call_s": t1["first_call_s"]}
     reference = t1.get("reference")

@@ -308,7 +308,7 @@ def test_quick_run_writes_json_markdown_and_plots(tmp_path):
     assert set(step["dispatch"]) >= {"R_calls_of_1_step_s", "one_call_of_R_steps_s", "speedup"}
     # the config really is the tiny PSPO one
     assert step["config"]["num_active"] == throughput.SIZES["tiny"].num_active
-    assert step["config"]["selector"] == "posterior"
+    assert step["config"]["targets"]["selector"] == "posterior"
 
     (parts,) = saved["parts"]
     assert set(parts["parts"]) == {"model_target", "real_target", "belief_update"}
