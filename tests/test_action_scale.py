@@ -76,5 +76,5 @@ def test_policy_file_records_the_action_scale(tmp_path):
 
 
 def test_action_scale_below_one_is_refused():
-    with pytest.raises(UserError, match="action_scale must be in"):
+    with pytest.raises(UserError, match=r"action_scale must be finite and in \[1, 10\]"):
         AgentConfig(action_scale=0.9).validate()
