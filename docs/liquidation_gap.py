@@ -16,7 +16,9 @@ so the gap to the DP policy (normalized, path by path) splits into
 
 With --critic, each seed's final critic is also set against the exact values on a grid of
 states (t = 0..19, p = 0.8..2.2, m = 100): selling everything is worth m p (the episode ends),
-holding m E[v(t + 1, p') | p] (the DP's continuation; 0 at t = 19, where the money is lost).
+holding m E[v(t + 1, p') | p] (the DP's continuation; 0 at t = 19, where the money is lost);
+and the critic's own bang-bang policy (sell all where Q(sell) >= Q(hold)) is rolled out on the
+same paths, which tells whether the critic or the policy's fit to it loses the points.
 Printed: the critic's mean absolute error on each action (raw units), the price at which the
 critic starts to prefer selling (where the DP's threshold is), and the share of grid states
 where the deployed action's sale decision (f >= 1/2) differs from the DP's.
@@ -145,6 +147,17 @@ def critic_check(run_dir: str) -> None:
               f"(bias {(q_hold - exact_hold).mean():+.2f}; raw units, m p ~ 80-220); "
               f"deployed sale decision differs from the DP's on {np.mean(sells != dp_sells):.1%} of the grid")
         print("    critic's sell threshold by t: " + " ".join(f"{x:.2f}" for x in thr))
+
+        def greedy(critic, o):
+            """Sell all where the critic prefers it to holding, else hold."""
+            sell, hold = (networks.from_env_action(jnp.full((o.shape[0], 1), v, jnp.float32), c.action_scale)
+                          for v in (1.0, -1.0))
+            better = common.critic_values(nets, critic, data, o, sell, c) >= common.critic_values(
+                nets, critic, data, o, hold, c)
+            return jnp.where(better, 1.0, -1.0).reshape(-1, 1)
+
+        r_greedy = returns(L.rollout_with_params(L._DeterministicWithParams(greedy), st.critic, KEY, N))
+        print(f"    the critic's own sell-or-hold policy on the same paths: {100 * r_greedy.mean() / L.REF_MAX_SCORE:.2f}")
         print("    DP's threshold by t:          " + " ".join(f"{x:.2f}" for x in sol.thresholds))
 
 
