@@ -69,7 +69,10 @@ class RunConfig:
     eval_every_chunks: int = 5  # periodic evaluation (0 = only the final one)
     eval_episodes: int = 1000  # BENCHMARKS.md: liquidation >= 1000, locomotion >= 10
     final_eval_episodes: int = 0  # episodes of the final evaluation (0 = eval_episodes)
-    eval_deployments: bool = False  # also evaluate the other deployments (agent.deploy choices) at each evaluation: eval/<name>/* in metrics
+    # also evaluate the other deployments (agent.deploy choices) at each evaluation: eval/<name>/* in
+    # metrics; the moving average ("average") exists only in a run that deploys it, so
+    # --agent.deploy average --run.eval_deployments compares all three on the same episodes
+    eval_deployments: bool = False
     checkpoint_every_chunks: int = 1  # measured choice: an orbax save costs ~0.1 s on CPU
     keep_checkpoints: int = 3  # the last k are kept
     dynamics_seed: int = 0  # key of the dynamics pool training (part of the cache key)

@@ -202,6 +202,27 @@ def seed_summary(values: Optional[Sequence[float]]) -> Optional[dict[str, Any]]:
     return {"seeds": s["runs"], "mean": interval_json(s["mean"]), "iqm": interval_json(s["iqm"])}
 
 
+def curve_spread(evals: Sequence[Mapping], total_steps: int, num_seeds: int) -> Optional[dict[str, Any]]:
+    """The last half of every seed's learning curve (`stats.last_half_spread` of the periodic
+    evaluations, normalized where the dataset has references, else raw), beside the final score:
+    {"per_seed": [...], "score": which score, "mean_range": the seeds' mean max - min,
+    "final_within": how many seeds' final score lies inside their own last half's range}."""
+    periodic = [e for e in evals if not e.get("final")]
+    finals = [e for e in evals if e.get("final")]
+    if not periodic:
+        return None
+    key = "normalized" if periodic[-1].get("normalized") is not None else "raw"
+    final = finals[-1][key] if finals and finals[-1].get(key) is not None else [None] * num_seeds
+    per_seed = [stats.last_half_spread([e["step"] for e in periodic], [e[key][i] for e in periodic], total_steps,
+                                       final[i]) for i in range(num_seeds)]
+    have = [s for s in per_seed if s is not None]
+    if not have:
+        return None
+    return {"per_seed": per_seed, "score": key, "points": have[0]["points"], "first_step": have[0]["first_step"],
+            "mean_range": float(np.mean([s["range"] for s in have])),
+            "final_within": sum(bool(s.get("final_within")) for s in have), "seeds": len(have)}
+
+
 def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], history: Sequence[Mapping], *,
                   wall_s: float, setup_s: float, pool_info: Mapping, total_steps: int, num_chunks: int,
                   chash: str, policy_files: Sequence[str], references: Sequence[tuple[str, float]],
@@ -231,6 +252,9 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
                                "normalized_score": None if d["normalized"] is None else d["normalized"][i]}
                         for name, d in (final.get("deployments") or {}).items()},
     } for i in range(run.seeds)]
+    curve = curve_spread(evals, total_steps, run.seeds)
+    for row, spread in zip(per_seed, curve["per_seed"] if curve else [None] * run.seeds):
+        row["last_half_curve"] = spread
     optimum = final.get("optimum_returns")
     timed = [r for r in history if r.get("chunk_time_s")]
     chunk_times = [r["chunk_time_s"] for r in timed if not r.get("includes_compile")] or [
@@ -258,6 +282,9 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
             "raw_return": seed_summary(final["raw"]) if evals else None,
             "optimality_gap": seed_summary(gaps),
         },
+        # how much each seed's curve moves in the last half of the run (per_seed[i].last_half_curve:
+        # periodic evaluations at step >= total_steps / 2, jaxrl_bayes.stats.last_half_spread)
+        "last_half_curve": None if curve is None else {k: v for k, v in curve.items() if k != "per_seed"},
         # the task's optimal policy on the same episodes (liquidation: the DP policy), or None;
         # optimality_gap per seed = mean over episodes of its return minus the policy's
         "optimum": None if optimum is None else {
@@ -333,6 +360,13 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
         if iv is not None:
             lines.append(f"  {label}: mean {format_interval(iv['mean'])}, IQM {format_interval(iv['iqm'])} "
                          f"over {iv['seeds']} seed(s) (95 % bootstrap intervals)")
+    curve = results.get("last_half_curve")
+    if curve is not None:
+        ranges = ", ".join(f"[{s['last_half_curve']['min']:.1f}, {s['last_half_curve']['max']:.1f}]"
+                           for s in results["per_seed"] if s.get("last_half_curve"))
+        lines.append(f"  last half of the curve ({curve['points']} evaluations from step {curve['first_step']:,}, "
+                     f"{curve['score']}): per seed {ranges}; final score inside it for {curve['final_within']} of "
+                     f"{curve['seeds']} seed(s)")
     opt = results.get("optimum")
     if opt is not None:
         value = opt["normalized_score"] if opt["normalized_score"] is not None else opt["raw_return"]

@@ -336,7 +336,8 @@ def setup_learning(cfg: Config, spec: Any, dataset: Any, pool: Any, mesh: Any) -
     can_evaluate = evaluation.evaluator_for(spec) is not None
     if not can_evaluate:
         logger.warning("%s", results.NO_EVALUATION.format(dataset=run.dataset))
-    other_deployments = ([d for d in algos.common.DEPLOYMENTS if d != agent.deploy]
+    # the moving average exists only in a run that deploys it: deploy it to see all three side by side
+    other_deployments = ([d for d in algos.common.DEPLOYMENTS if d not in (agent.deploy, "average")]
                          if run.eval_deployments and "deploy" not in algos.fields_without_effect(agent, ["deploy"])
                          else [])
     return Learning(trainer, act, eval_act, can_evaluate, units, start_q, greedy, other_deployments)

@@ -200,3 +200,23 @@ def run_intervals(scores, *, seed: int = 0) -> dict[str, Any]:
     x = np.asarray(scores, dtype=np.float64).reshape(-1)
     return {"runs": int(x.size), "mean": interval(lambda a: a.mean(axis=-1), [x], seed=seed),
             "iqm": interval(iqm, [x], seed=seed)}
+
+
+def last_half_spread(steps: Sequence[int], scores: Sequence[float], total_steps: int,
+                     final: Optional[float] = None) -> Optional[dict[str, Any]]:
+    """How much one run's learning curve moves at its end: the periodic evaluation `scores` at
+    `steps` in the last half of the run (step >= total_steps / 2) as {"points", "first_step",
+    "min", "max", "std" (population), "range" (max - min)}, and with `final` (the final
+    evaluation's score) "final_within": whether min <= final <= max. None with no such point.
+
+    A final score outside the last half's range, or a range as wide as the differences between
+    methods, means that stopping one evaluation earlier or later gives another result."""
+    pts = [(int(s), float(x)) for s, x in zip(steps, scores) if x is not None and 2 * int(s) >= total_steps]
+    if not pts:
+        return None
+    x = np.asarray([v for _, v in pts], dtype=np.float64)
+    out: dict[str, Any] = {"points": int(x.size), "first_step": pts[0][0], "min": float(x.min()),
+                           "max": float(x.max()), "std": float(x.std()), "range": float(x.max() - x.min())}
+    if final is not None:
+        out["final_within"] = bool(x.min() <= final <= x.max())
+    return out

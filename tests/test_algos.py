@@ -281,6 +281,34 @@ def test_the_deployed_policy_is_the_configured_one():
     assert deployed_policy(SimpleNamespace(policy="pi"), algo_config("bc")) == "pi"  # bc: one policy
 
 
+def test_the_average_deployment_is_the_moving_average_of_pi_and_changes_no_training(bandit):
+    """deploy "average": avg_k = (1 - tau) avg_(k-1) + tau pi_k from avg_0 = pi_0, step by step,
+    while pi itself is bit for bit the pi of the same run deploying pi."""
+    ds, pool = bandit
+    tau = 0.25
+    runs = {}
+    for deploy in ("policy", "average"):
+        trainer, states, _ = _train(ds, pool, "rrpi", 0, steps_per_chunk=1, deploy=deploy, **{"optim.avg_tau": tau})
+        pis = [states.policy]
+        for _ in range(3):
+            states, _ = trainer.run_chunk_seeds(states)
+            pis.append(states.policy)
+        runs[deploy] = (states, pis)
+    states, pis = runs["average"]
+    assert runs["policy"][0].avg_policy is None  # the other deployments keep no average
+    for a, b in zip(jax.tree_util.tree_leaves(runs["policy"][0].policy), jax.tree_util.tree_leaves(states.policy)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    want = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), pis[0])
+    for pi in pis[1:]:
+        want = jax.tree_util.tree_map(lambda w, p: (1 - tau) * w + tau * np.asarray(p, np.float64), want, pi)
+    for w, got in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(states.avg_policy)):
+        np.testing.assert_allclose(np.asarray(got), w, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(states.avg_policy),
+                                                     jax.tree_util.tree_leaves(states.policy)))  # it lags pi
+    from jaxrl_bayes.algos import deployed_policy
+    assert deployed_policy(states, algo_config("rrpi", deploy="average")) is states.avg_policy
+
+
 def test_registries_refuse_a_second_entry_under_a_taken_name():
     from jaxrl_bayes import posterior
 

@@ -5,6 +5,8 @@ migration table) and from the nested components."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,7 @@ from jaxrl_bayes.algos import (
     BehaviourFit, BehaviourReference, CloningData, Fixed, ModelSampling, Persistent, Profile, Short, Targets,
     algo_config, make_trainer,
 )
+from jaxrl_bayes.algos.timescales import Optimiser
 from jaxrl_bayes.data.toy import stay_near_zero
 
 SMALL = dict(num_active=3, critic_hidden=(16, 16), policy_hidden=(16, 16), real_batch=16, model_batch=16,
@@ -124,6 +127,9 @@ def test_a_run_dir_with_the_flat_agent_names_reads_and_keeps_its_config_hash(tmp
     (tmp_path / "config.json").write_text(json.dumps(old))
     cfg = config.read_run_config(tmp_path)
     want = algo_config("pmdb", total_steps=10_000, rollout=Persistent(horizon=1000), temperature=Fixed(alpha=0.2))
+    # a config from before the moving-average deployment has no avg_tau: the default, unread by its deploy
+    want = dataclasses.replace(want, optim=dataclasses.replace(want.optim, avg_tau=Optimiser().avg_tau))
+    assert "optim.avg_tau" in want.unread_paths()
     assert cfg.agent == want
     assert config.config_hash(cfg.to_json(), saved=old) == OLD_HASH  # --resume finds its checkpoints' hash
     assert config.derived_fields({"_derived": {"agent.ref_tau": "run.total_steps"}}) == {"agent.optim.ref_tau"}

@@ -243,7 +243,7 @@ def test_run_writes_every_artifact(finished):
     assert cfg["run"]["total_steps"] == 200 and cfg["dynamics"]["hidden"] == [32, 32]
     assert cfg["agent"]["discount"] == 1.0  # from the liquidation cpu preset
     # the rates the budget rule set (none given on the command line), recorded for the report
-    assert cfg["_derived"] == {f"agent.optim.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau")}
+    assert cfg["_derived"] == {f"agent.optim.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau", "avg_tau")}
     rows = _rows(out)
     assert [r["chunk"] for r in rows] == list(range(1, 11)) and [r["step"] for r in rows][-1] == 200
     assert all("eval/normalized_mean" in r for r in rows)
@@ -266,6 +266,14 @@ def test_run_writes_every_artifact(finished):
     assert b["normalized_score"] == pytest.approx(100 * b["raw_return"] / 135.0)
     assert "behaviour policy (the data" in stdout
     assert "normalized" in stdout and "DP optimum" in stdout and "policy_seed0.npz" in stdout.strip().splitlines()[-1]
+    # the last half of the curve: the periodic evaluations at steps 100..180 (the one at 200 is the final)
+    half = [r["eval/normalized_mean"] for r in rows if 100 <= r["step"] < 200]
+    spread = res["per_seed"][0]["last_half_curve"]
+    assert spread["points"] == len(half) == 5 and spread["first_step"] == 100
+    assert spread["min"] == pytest.approx(min(half)) and spread["max"] == pytest.approx(max(half))
+    assert spread["final_within"] == (min(half) <= res["per_seed"][0]["normalized_score"] <= max(half))
+    assert res["last_half_curve"]["final_within"] == int(spread["final_within"]) and res["last_half_curve"]["seeds"] == 1
+    assert "last half of the curve (5 evaluations from step 100" in stdout
 
 
 def test_policy_file_is_the_final_checkpoints_policy(finished):

@@ -95,3 +95,15 @@ def test_interval_is_scipys_percentile_bootstrap():
                                  rng=np.random.default_rng(0)).confidence_interval
     got = stats.interval(lambda a: a.mean(axis=-1), [x])
     assert (got.low, got.high) == (float(want.low), float(want.high))
+
+
+def test_last_half_spread_by_hand():
+    """Steps 2k..10k of a 10k-step run: the last half holds 6k, 8k and 10k (step >= 5000)."""
+    out = stats.last_half_spread([2000, 4000, 6000, 8000, 10000], [12.5, 20.3, 12.8, 82.0, 28.9], 10000, final=30.0)
+    assert out["points"] == 3 and out["first_step"] == 6000
+    assert out["min"] == 12.8 and out["max"] == 82.0 and abs(out["range"] - 69.2) < 1e-9
+    assert abs(out["std"] - np.std([12.8, 82.0, 28.9])) < 1e-12
+    assert out["final_within"] is True
+    assert stats.last_half_spread([6000, 8000], [10.0, 11.0], 10000, final=11.5)["final_within"] is False
+    assert stats.last_half_spread([1000, 2000], [1.0, 2.0], 10000) is None  # nothing in the last half
+    assert "final_within" not in stats.last_half_spread([5000], [1.0], 10000)

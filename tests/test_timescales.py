@@ -12,12 +12,14 @@ from jaxrl_bayes.errors import UserError
 
 
 def test_pmdb_budget_gives_pmdb_rates_and_shorter_runs_the_same_time_constants():
-    assert timescales.budget_rates(2_000_000) == {"ref_tau": 1e-5, "tau": 5e-3, "policy_lr": 3e-5, "critic_lr": 3e-4}
+    assert timescales.budget_rates(2_000_000) == {"ref_tau": 1e-5, "tau": 5e-3, "policy_lr": 3e-5, "critic_lr": 3e-4,
+                                                  "avg_tau": 2e-6}
     assert timescales.budget_rates(4_000_000) == timescales.budget_rates(2_000_000)  # never slower than PMDB
     for steps in (10_000, 100_000, 1_000_000):
         r = timescales.budget_rates(steps)
         # the reference policy lives through PMDB's 2M * 1e-5 = 20 time constants at every budget
         assert steps * r["ref_tau"] == pytest.approx(20.0)
+        assert steps * r["avg_tau"] == pytest.approx(4.0)  # the deployed average spans a quarter of the run
         assert r["tau"] == min(0.02, 5e-3 * 2_000_000 / steps) and r["policy_lr"] == min(3e-4, 3e-5 * 2_000_000 / steps)
     assert timescales.budget_rates(10)["ref_tau"] == 1.0  # capped: mu = the previous iterate
 
@@ -80,7 +82,8 @@ def test_a_new_runs_config_records_the_rates_that_follow_its_budget():
     saved = config.saved_json(cfg, sources)
     assert saved["agent"] == cfg.to_json()["agent"]  # the values as resolved
     assert saved[config.DERIVED] == {"agent.optim.critic_lr": "run.total_steps", "agent.optim.policy_lr": "run.total_steps",
-                                     "agent.optim.ref_tau": "run.total_steps"}  # tau was given
+                                     "agent.optim.ref_tau": "run.total_steps",
+                                     "agent.optim.avg_tau": "run.total_steps"}  # tau was given
     assert config.derived_fields(saved) == frozenset(saved[config.DERIVED])
     assert config.derived_fields(cfg.to_json()) == frozenset()  # a config.json from before the record
     assert config.from_json(saved, "saved") == cfg  # --resume and the report read it as before

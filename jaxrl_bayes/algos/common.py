@@ -96,9 +96,13 @@ REWARD_NORMALIZATIONS = ("pmdb", "scale", "signed")  # modes of data.dataset.rew
 MODEL_REWARDS = ("sample", "mean")  # ModelSampling.reward
 MODEL_SUCCESSORS = ("sample", "mean")  # ModelSampling.successor
 # AgentConfig.deploy: which policy's tanh(mean) is evaluated and saved. "policy": pi (the
-# projection's output); "reference": pi_ref, the slow Polyak average of pi (PMDB's reported
-# "mode 1"). `deployed_policy` reads it.
-DEPLOYMENTS = ("policy", "reference")
+# projection's output, the last iterate); "reference": pi_ref, the Polyak copy that is the
+# KL-regularized update's mu (PMDB's reported "mode 1"; it follows pi within 1/optim.ref_tau
+# steps, so it averages no more than that); "average": an exponential moving average of pi's
+# parameters with rate optim.avg_tau (by the budget rule a time constant of a quarter of the run),
+# used by nothing but deployment, so it can average the last iterates' oscillation away without
+# slowing the algorithm. `deployed_policy` reads it.
+DEPLOYMENTS = ("policy", "reference", "average")
 
 
 def _one_of(name: str, value: str, valid, what: str = "") -> list[str]:
@@ -455,6 +459,9 @@ class TrainState:
     eta: jax.Array  # PSPO trust-region multiplier
     step: jax.Array
     key: jax.Array
+    # deploy = "average": the moving average of pi that is deployed (None otherwise, so the states
+    # and checkpoints of the other deployments are unchanged)
+    avg_policy: Any = None
 
 
 class Networks(NamedTuple):
@@ -665,10 +672,13 @@ def sample_real(key: chex.PRNGKey, data: TrainData, batch_size: int) -> buffer.T
 
 def deployed_policy(states, config: AgentConfig):
     """The parameters of the deployed policy in (possibly seed-stacked) learner `states`:
-    `config.deploy` = "policy" (pi) or "reference" (pi_ref). BC deploys its best held-out policy
-    (`best_policy`), or its policy without a hold-out."""
+    `config.deploy` = "policy" (pi), "reference" (pi_ref) or "average" (the moving average of pi,
+    kept by states whose config deploys it). BC deploys its best held-out policy (`best_policy`),
+    or its policy without a hold-out."""
     if config.deploy == "reference" and hasattr(states, "ref_policy"):
         return states.ref_policy
+    if config.deploy == "average" and getattr(states, "avg_policy", None) is not None:
+        return states.avg_policy
     if getattr(states, "best_policy", None) is not None:  # bc with a hold-out: early stopping
         return states.best_policy
     return states.policy

@@ -20,6 +20,8 @@ beyond which a step is no longer a small step:
                                  Q/MC at 4k steps (0.50 vs 0.21) at the same score
     policy_lr   3e-5     3e-4    SAC's Adam step size, the largest the projection was run with
     critic_lr   3e-4     3e-4    PMDB (already SAC's; never raised)
+    avg_tau     2e-6     1.0     not PMDB's: the deployed moving average of pi (deploy "average")
+                                 spans a quarter of the run (rate 4 / T, up to 2M steps)
 
 So a 10k-step run gets ref_tau 2e-3 (20 time constants, as PMDB), tau 0.02 and policy_lr 3e-4;
 the 1M-step paper presets get 2e-5, 0.01 and 6e-5; 2M steps give PMDB's values exactly.
@@ -55,9 +57,15 @@ class Optimiser(Component):
     policy_lr: float = 3e-5  # PMDB actor_lr
     tau: float = 5e-3  # PMDB tau_value (target critics)
     ref_tau: float = 1e-5  # PMDB tau_policy (reference policy mu = Polyak copy of pi)
+    # Polyak rate of the deployed moving average of pi (agent.deploy = "average"; not in PMDB)
+    avg_tau: float = 2e-6
 
     def problems(self) -> list[str]:
-        return numeric_problems(self, {name: UNIT for name in ("critic_lr", "policy_lr", "tau", "ref_tau")})
+        return numeric_problems(self, {name: UNIT for name in ("critic_lr", "policy_lr", "tau", "ref_tau", "avg_tau")})
+
+    def unread(self, config) -> frozenset[str]:
+        """Only the "average" deployment keeps the moving average."""
+        return frozenset() if config.deploy == "average" else frozenset({"avg_tau"})
 
 
 class Rate(NamedTuple):
@@ -70,6 +78,8 @@ RATES: dict[str, Rate] = {
     "tau": Rate(5e-3, 0.02),
     "policy_lr": Rate(3e-5, 3e-4),
     "critic_lr": Rate(3e-4, 3e-4),
+    # not PMDB's: 2e-6 over PMDB's 2M steps is a time constant of a quarter of the run, as at any shorter budget
+    "avg_tau": Rate(2e-6, 1.0),
 }
 
 # The reference policy must complete at least this many time constants (T * ref_tau) in a run:

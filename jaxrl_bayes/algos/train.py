@@ -117,6 +117,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         eta=jnp.asarray(config.pspo.trust_eta, jnp.float32),
         step=jnp.zeros((), jnp.int32),
         key=k_state,
+        avg_policy=policy if config.deploy == "average" else None,
     ))
 
 
@@ -223,6 +224,8 @@ def train_step(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tr
         policy=policy,
         policy_opt=policy_opt,
         ref_policy=optax.incremental_update(policy, state.ref_policy, config.optim.ref_tau),
+        avg_policy=(None if state.avg_policy is None
+                    else optax.incremental_update(policy, state.avg_policy, config.optim.avg_tau)),
         belief=belief,
         step=state.step + 1,
         key=key,
