@@ -243,12 +243,14 @@ def parse(cls: type[T], argv: Sequence[str], *, default: Optional[T] = None, pro
         description = " ".join((cls.__doc__ or "").split())
     general = cls
     probe = default if default is not None else _defaults(cls)
+    chosen = default  # unspecialized: its choices' declared bases name the other members of a choice
     if probe is not None and choice_paths(probe):
         default, argv = _choose(probe, argv)
         description = f"{description} Components (a choice, then its fields): {choices_help(default)}"
+        chosen = default
         cls, default = _specialize(cls, default)
     if "-h" not in argv and "--help" not in argv:
-        _check_unknown(cls, argv, default)
+        _check_unknown(cls, argv, chosen)
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):

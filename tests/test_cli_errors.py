@@ -102,6 +102,8 @@ CASES = {
                              "--agent.targets.selector has no effect on --algo bc"),
     "behaviour-fit-without-behaviour": (lambda t: ["--algo", "rrpi", "--agent.behaviour.steps", "100"],
                                         "--agent.behaviour.steps has no effect on --algo rrpi"),
+    "other-member-field": (lambda t: ["--algo", "rrpi", "--agent.rollout.explore", "0.1"],
+                           "--agent.rollout.explore is a field of --agent.rollout persistent, not of 'short'"),
     "pspo-field-on-rrpi": (lambda t: ["--algo", "rrpi", "--agent.pspo.behaviour_weight", "0.5"],
                            "--agent.pspo.behaviour_weight has no effect on --algo rrpi"),
     "init-from-behaviour-without-fit": (lambda t: ["--algo", "rrpi", "--agent.behaviour.init_policy"],
