@@ -530,7 +530,7 @@ def finish(run_dir: Path, cfg: Config, spec: Any, dataset: Any, learning: Learni
           else rundir.bc_score_beside(run_dir, run.dataset))
     plot_learning_curve(evals, run_dir / "learning_curve.png", title=f"{run.algo.upper()} on {run.dataset}",
                         references=refs, history=history, behaviour=behaviour._asdict(), bc=bc,
-                        posterior=agent.algo == "pspo")
+                        posterior=agent.algo.kind == "pspo")
     res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=hook.elapsed(), setup_s=setup_s,
                                 pool_info=pool_info, total_steps=total, num_chunks=hook.chunks.num, chash=chash,
                                 policy_files=policy_files, references=refs, behaviour=behaviour)

@@ -6,7 +6,12 @@ fields that a configuration never reads although they exist (`unread`, for the f
 cannot be structural). A *choice* is a family of components under one base class (e.g.
 `rollout_schemes.RolloutConfig` with `Short` and `Persistent`): each concrete member sets the
 class variable `kind`, the name the command line, presets and config.json use
-(`--agent.rollout persistent`). A knob exists only in the members that read it.
+(`--agent.rollout persistent`). A knob exists only in the members that read it: the algorithm
+itself is a choice (`algos.common.AlgoConfig`: `--agent.algo pspo`), and PSPO's reference weight
+is `--agent.algo.behaviour_weight`, which does not exist under RRPI. What cannot be structural is
+said by the owning component's `unread` (a PSPO config never reads a fixed temperature's alpha;
+BC, which trains no critic and no model, names the shared fields it never reads); there is no
+other list of which knob applies where.
 
 A research fork adds a member in one file: subclass the base, set `kind`, and register the
 functions under the same name in the base's registry (e.g. `rollout_schemes.ROLLOUT_SCHEMES`).
@@ -146,7 +151,8 @@ def replace_path(obj: Any, path: str, value: Any, where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(obj)}
     if head not in names:
         kind = f" under {obj.kind!r}" if isinstance(obj, Component) and obj.kind else ""
-        raise UserError(f"{where or path}: no field {head!r}{kind}; fields there: {', '.join(sorted(names))}")
+        there = f"fields there: {', '.join(sorted(names))}" if names else "it has no fields"
+        raise UserError(f"{where or path}: no field {head!r}{kind}; {there}")
     current = getattr(obj, head)
     if rest:
         if not dataclasses.is_dataclass(current):

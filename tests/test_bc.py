@@ -49,7 +49,7 @@ def test_the_holdout_is_whole_episodes_of_the_kept_ones():
     train_rows, held = bc.split_rows(ds, algo_config("bc-top10", bc_holdout=0.25), jax.random.PRNGKey(0))
     assert set(ids[train_rows]) | set(ids[held]) == {36, 37, 38, 39} and len(set(ids[held])) == 1
     assert bc.split_rows(ds, algo_config("bc", bc_holdout=0.0), jax.random.PRNGKey(0))[1] is None
-    with pytest.raises(ValueError, match="bc.holdout = 0.25 needs at least two episodes .* but bc clones 1"):
+    with pytest.raises(ValueError, match="algo.holdout = 0.25 needs at least two episodes .* but bc clones 1"):
         bc.split_rows(ds, algo_config("bc", bc_top_fraction=0.02, bc_holdout=0.25), jax.random.PRNGKey(0))
 
 

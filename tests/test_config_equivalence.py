@@ -14,7 +14,7 @@ import pytest
 
 from jaxrl_bayes import dynamics, termination
 from jaxrl_bayes.algos import (
-    BehaviourFit, BehaviourReference, CloningData, Fixed, ModelSampling, Persistent, Profile, Short, Targets,
+    Bc, BehaviourFit, Fixed, ModelSampling, Persistent, Profile, Pspo, Short, Targets,
     algo_config, make_trainer,
 )
 from jaxrl_bayes.algos.timescales import Optimiser
@@ -47,11 +47,11 @@ NESTED = {
     "rrpi": ("rrpi", dict(SHARED, rollout=Short(batch=8, horizon=3), sampling=ModelSampling(num_next_samples=2))),
     "pspo": ("pspo", dict(SHARED, rollout=Short(batch=8, horizon=3), sampling=ModelSampling(num_next_samples=2),
                           targets=Targets(selector="posterior"), belief=Profile(batch=8),
-                          behaviour=BehaviourFit(steps=10), pspo=BehaviourReference(trust_rate=0.1))),
+                          behaviour=BehaviourFit(steps=10), algo=Pspo(trust_rate=0.1))),
     "persistent-pmdb": ("pmdb", dict(SHARED, rollout=Persistent(horizon=7),
                                      sampling=ModelSampling(num_next_samples=2, common_noise=False),
                                      targets=Targets(kth=2, real_target="robust"), temperature=Fixed(alpha=0.2))),
-    "bc": ("bc", dict(policy_hidden=(16, 16), steps_per_chunk=5, bc=CloningData(top_fraction=0.1, holdout=0.2))),
+    "bc": ("bc", dict(policy_hidden=(16, 16), steps_per_chunk=5, algo=Bc(top_fraction=0.1, holdout=0.2))),
 }
 
 
@@ -133,3 +133,4 @@ def test_a_run_dir_with_the_flat_agent_names_reads_and_keeps_its_config_hash(tmp
     assert cfg.agent == want
     assert config.config_hash(cfg.to_json(), saved=old) == OLD_HASH  # --resume finds its checkpoints' hash
     assert config.derived_fields({"_derived": {"agent.ref_tau": "run.total_steps"}}) == {"agent.optim.ref_tau"}
+

@@ -109,7 +109,7 @@ def belief_at(config, trainer, state, data, key):
 
     def fn(state, data, key):
         ctx = Ctx(config, trainer.nets, data, state, never_terminates)
-        value_fn = make_value_fn(ctx, PARTS[config.algo], state.target_critic)
+        value_fn = make_value_fn(ctx, PARTS[config.algo.kind], state.target_critic)
         k_real, k_v, k_b = jax.random.split(key, 3)
         real = sample_real(k_real, data, config.real_batch)
         observed_y = backups.bellman_target(real.reward, real.done, value_fn(k_v, real.next_obs),
@@ -124,7 +124,7 @@ def mean_model_target(config, trainer, state, belief, obs, act, key):
 
     def fn(state, obs, act, key):
         ctx = Ctx(config, trainer.nets, trainer.data, state.replace(belief=belief), never_terminates)
-        value_fn = make_value_fn(ctx, PARTS[config.algo], state.target_critic)
+        value_fn = make_value_fn(ctx, PARTS[config.algo.kind], state.target_critic)
         return targets.model_target(ctx, key, obs, act, value_fn)[0]
 
     return jax.jit(fn)(state, obs, act, key)

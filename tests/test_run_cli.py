@@ -215,10 +215,15 @@ def test_preset_files_give_a_source_for_every_value_and_fit_the_configs():
                 for field, entry in section.items():
                     if not field.startswith("_"):
                         assert set(entry) == {"value", "_source"} and entry["_source"].strip(), (path, pname, field)
-            for algo in ("rrpi", "pmdb", "pspo"):
+            for algo in ("rrpi", "pmdb", "pspo", "pspo-noreg", "bc"):
                 values = config.load_preset(path.stem, pname, algo, explicit=True).values
-                for s in config.SECTIONS:  # every field exists and has the field's type
+                for s in ("run", "dynamics"):  # every field exists and has the field's type
                     config.build_section(s, values[s], f"{path.stem}:{pname}")
+                # the agent section as a run resolves it: on the algorithm's config, values for members
+                # of a choice that it does not choose skipped (`belief.lam` is PSPO's), every other path
+                # existing with the field's type
+                agent = config.build_agent(values["agent"], path.stem, base=config.algos.algo_config(algo), preset=True)
+                assert agent.algo.kind == config.algos.algo_config(algo).algo.kind
 
 
 def test_seed_keys_and_evaluation_seeds_do_not_depend_on_the_number_of_seeds():

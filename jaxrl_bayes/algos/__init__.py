@@ -9,11 +9,13 @@
 
 Overrides name a shared field (`num_active=7`), a component by value or by its kind
 (`rollout=Persistent(horizon=1000)`, `temperature="fixed"`), or a dotted path
-(`**{"targets.kth": 2, "rollout.horizon": 1000}`); the components (`AgentConfig.optim`,
-`rollout`, `sampling`, `targets`, `belief`, `temperature`, `pspo`, `behaviour`, `bc`) are
-defined and checked by the modules that read them (`jaxrl_bayes.components`). The flat names
-of the configs before the components (`kth=2`, `rollout_scheme="persistent"`) still work: the
-table `overrides.FLAT_NAMES` maps each to its path.
+(`**{"targets.kth": 2, "rollout.horizon": 1000}`); the components (`AgentConfig.algo`, `optim`,
+`rollout`, `sampling`, `targets`, `belief`, `temperature`, `behaviour`) are defined and checked
+by the modules that read them (`jaxrl_bayes.components`). The algorithm is a choice too
+(`algo`: `Rrpi`, `Pspo`, `Bc`), and its knobs hang off it: PSPO's reference weight is
+`algo.behaviour_weight`, bc's rows `algo.top_fraction`; under another algorithm they do not
+exist. The flat names of the configs before the components (`kth=2`, `behaviour_weight=0`,
+`rollout_scheme="persistent"`) still work: the table `overrides.FLAT_NAMES` maps each to its path.
 
 `total_steps` is the run's budget of train steps: the rates that set its time scales (ref_tau,
 tau, policy_lr, critic_lr) follow from it by the budget rule of `timescales`, as on the command
@@ -30,7 +32,8 @@ Extending (one function plus its registration, in any file; see `common`'s docst
 `rollout.register_selector`, `posterior.register_consistency`, `posterior.register_belief`
 (with a `posterior.BeliefConfig` member of the same `kind`), `REAL_TARGETS.register`, a rollout
 scheme (`rollout_schemes.ROLLOUT_SCHEMES.register` with a `RolloutConfig` member),
-`PARTS.register` + `register_algorithm` for a new algorithm.
+`PARTS.register` (with an `AlgoConfig` member of the same `kind`, holding its own knobs and
+saying in `unread` what it never reads) + `register_algorithm` for a new algorithm.
 Importing this package imports the algorithm modules, which register themselves.
 """
 
@@ -43,14 +46,16 @@ from jaxrl_bayes.algos.common import (
     PARTS,
     REAL_TARGETS,
     AgentConfig,
+    AlgoConfig,
+    Bc,
     BehaviourFit,
-    BehaviourReference,
-    CloningData,
     Fixed,
     KLBudget,
     ModelSampling,
     Targets,
     Parts,
+    Pspo,
+    Rrpi,
     TrainData,
     TrainState,
     deployed_policy,
@@ -111,8 +116,8 @@ def algo_config(name: str, *, total_steps: int | None = None, **overrides) -> Ag
 
 
 def parts_for(config: AgentConfig) -> Parts:
-    """The registered parts of `config.algo`."""
-    return PARTS.lookup(config.algo, "agent.algo")
+    """The registered parts of `config.algo` (by its kind)."""
+    return PARTS.lookup(config.algo.kind, "agent.algo")
 
 
 def algo_needs_model(name: str | AgentConfig) -> bool:
@@ -120,7 +125,7 @@ def algo_needs_model(name: str | AgentConfig) -> bool:
 
     The CLI skips pool training where this is False.
     """
-    algo = name.algo if isinstance(name, AgentConfig) else ALGORITHMS.lookup(name, "algo")["algo"]
+    algo = name.algo.kind if isinstance(name, AgentConfig) else ALGORITHMS.lookup(name, "algo")["algo"]
     return PARTS.lookup(algo, "agent.algo").needs_model
 
 
@@ -131,23 +136,18 @@ def _covered(path: str, names) -> bool:
 
 
 def fields_without_effect(config: AgentConfig, names) -> list[str]:
-    """Those of the AgentConfig paths `names` (or flat names) that `config` never reads (sorted): outside the
-    algorithm's `Parts.reads` where it lists them, or among the paths its components and parts
-    name as unread under this config (`AgentConfig.unread_paths`)."""
-    reads = PARTS.lookup(config.algo, "agent.algo").reads
+    """Those of the AgentConfig paths `names` (or flat names) that `config` never reads (sorted):
+    those its components (the algorithm among them) name as unread under this config
+    (`AgentConfig.unread_paths`). A path its chosen members lack does not exist, and is not
+    asked about here (`apply_overrides` refuses it)."""
     unread = config.unread_paths()
-
-    def path(n):  # a flat name (`overrides.FLAT_NAMES`) at its path
-        return FLAT_NAMES[n] if n in FLAT_NAMES and n not in ("temperature", "belief") else n
-
-    return sorted(n for n in names
-                  if _covered(path(n), unread) or (reads is not None and not _covered(path(n), reads)))
+    return sorted(n for n in names if _covered(to_path(n, None)[0], unread))
 
 
 __all__ = [
-    "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "BehaviourFit", "BehaviourReference", "CloningData", "Fixed",
-    "Gibbs", "KLBudget", "ModelSampling", "Optimiser", "Persistent", "Profile", "Short", "Targets", "Uniform",
-    "apply_overrides", "Parts", "Trainer", "TrainData", "TrainState",
+    "ALGORITHMS", "PARTS", "REAL_TARGETS", "AgentConfig", "AlgoConfig", "Bc", "BehaviourFit", "Fixed",
+    "Gibbs", "KLBudget", "ModelSampling", "Optimiser", "Persistent", "Profile", "Pspo", "Rrpi", "Short", "Targets",
+    "Uniform", "apply_overrides", "Parts", "Trainer", "TrainData", "TrainState",
     "algo_config", "algo_needs_model", "deployed_policy", "fields_without_effect", "make_train", "make_train_data", "make_trainer", "parts_for",
     "register_algorithm", "register_belief", "register_consistency", "register_selector", "with_budget",
 ]

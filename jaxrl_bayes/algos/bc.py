@@ -6,12 +6,13 @@ the loss PSPO's pi_beta is fitted with, one Adam step (`behaviour.lr`) on `behav
 through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
 `lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
 
-- Early stopping on held-out likelihood: `bc.holdout` of the episodes never enter
+- Early stopping on held-out likelihood: `algo.holdout` of the episodes never enter
   training; at every chunk's end the policy's mean log-likelihood of their actions is measured,
   and the best policy so far (`BCState.best_policy`) is the one evaluated and saved. So the
   budget is chosen by likelihood on unseen episodes, never by returns.
-- %BC (`bc.top_fraction` < 1; the named algorithm `bc-top10` clones the top 10 % of complete
-  episodes by return, Decision Transformer's baseline): `data.dataset.top_episode_rows`.
+- %BC (`algo.top_fraction` < 1, a field of `common.Bc`; the named algorithm `bc-top10` clones
+  the top 10 % of complete episodes by return, Decision Transformer's baseline):
+  `data.dataset.top_episode_rows`.
 
 BC needs no dynamics pool (`Parts.needs_model = False`, `algos.algo_needs_model("bc")` is
 False): `make_trainer(config, dataset, pool=None)` works, and the CLI skips pool training.
@@ -88,21 +89,21 @@ def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformat
 
 
 def split_rows(dataset, config: AgentConfig, key: chex.PRNGKey) -> tuple[np.ndarray, np.ndarray | None]:
-    """(training rows, held-out rows or None) of `dataset`: the top `bc.top_fraction` of its
-    complete episodes (all rows at 1), and `bc.holdout` of those episodes held out."""
+    """(training rows, held-out rows or None) of `dataset`: the top `algo.top_fraction` of its
+    complete episodes (all rows at 1), and `algo.holdout` of those episodes held out."""
     obs, nxt = np.asarray(dataset.observations), np.asarray(dataset.next_observations)
     done = np.asarray(dataset.terminals)
     rows = np.arange(obs.shape[0])
-    if config.bc.top_fraction < 1.0:
-        rows = rows[top_episode_rows(obs, nxt, np.asarray(dataset.rewards), done, config.bc.top_fraction)]
-    if config.bc.holdout <= 0.0:
+    if config.algo.top_fraction < 1.0:
+        rows = rows[top_episode_rows(obs, nxt, np.asarray(dataset.rewards), done, config.algo.top_fraction)]
+    if config.algo.holdout <= 0.0:
         return rows, None
     ids = episode_ids(obs, nxt, done)[rows]
     episodes = np.unique(ids)
     if episodes.size < 2:
-        raise UserError(f"agent.bc.holdout = {config.bc.holdout} needs at least two episodes (one held out, one to "
-                        f"train on), but bc clones {episodes.size}: set --agent.bc.holdout 0 (no early stopping)")
-    num_held = min(max(1, int(round(config.bc.holdout * episodes.size))), episodes.size - 1)
+        raise UserError(f"agent.algo.holdout = {config.algo.holdout} needs at least two episodes (one held out, one to "
+                        f"train on), but bc clones {episodes.size}: set --agent.algo.holdout 0 (no early stopping)")
+    num_held = min(max(1, int(round(config.algo.holdout * episodes.size))), episodes.size - 1)
     rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
     held = rng.choice(episodes, size=num_held, replace=False)
     is_held = np.isin(ids, held)
@@ -132,9 +133,7 @@ def build(config: AgentConfig, dataset, pool=None, termination_fn=None, active_k
                       functools.partial(run_chunk, config, nets, tx))
 
 
-# every AgentConfig path that build/init_state/run_chunk (and make_train_data) read
-READS = frozenset({"algo", "policy_hidden", "action_scale", "behaviour.lr", "behaviour.batch", "steps_per_chunk", "bc"})
-
-PARTS.register("bc", Parts(needs_model=False, build=build, reads=READS))
+# its knobs, and the shared ones it never reads: `common.Bc`
+PARTS.register("bc", Parts(needs_model=False, build=build))
 register_algorithm("bc", algo="bc")
-register_algorithm("bc-top10", {"algo": "bc", "bc.top_fraction": 0.1})  # %BC: the top 10 % of episodes by return
+register_algorithm("bc-top10", {"algo": "bc", "algo.top_fraction": 0.1})  # %BC: the top 10 % of episodes by return

@@ -1,9 +1,13 @@
 """The shared pieces of PSPO, RRPI and BC: config, state, registries and building blocks.
 
-An algorithm is a set of *parts* (`Parts`, registered in `PARTS` by the module that defines
+An algorithm is a member of the choice `AgentConfig.algo` (`AlgoConfig`: `Rrpi`, `Pspo`, `Bc`,
+holding the knobs that algorithm alone reads, e.g. `algo.behaviour_weight`) and a set of
+*parts* registered under the member's kind (`Parts` in `PARTS`, by the module that defines
 them: `rrpi.py`, `pspo.py`, `bc.py`): the reference log-density and temperature of the
-KL-regularized backup and projection, and flags. The other choices are orthogonal parts looked
-up by name in registries that their defining modules fill:
+KL-regularized backup and projection, and flags. Which knobs exist follows from the chosen
+members; what a chosen member never reads of the rest its `unread` says (`AlgoConfig`). The
+other choices are orthogonal parts looked up by name in registries that their defining modules
+fill:
 
     rollout.SELECTORS       member rule of rollouts and model-state backups (worst, posterior, uniform)
     rollout_schemes.ROLLOUT_SCHEMES  how the train step gets its model rows (short, persistent; `AgentConfig.rollout`)
@@ -11,7 +15,7 @@ up by name in registries that their defining modules fill:
     posterior.BELIEFS       belief update (gibbs, uniform)
     posterior.CONSISTENCY   consistency metric of the Gibbs belief (observed, consensus)
     REAL_TARGETS            target on real pairs (data, robust; entries in `targets.py`)
-    PARTS                   algorithm parts by `AgentConfig.algo` (rrpi, pspo, bc)
+    PARTS                   algorithm parts by `AgentConfig.algo`'s kind (rrpi, pspo, bc)
     ALGORITHMS              named configurations (rrpi, pmdb, rrpi-random, pspo, ...)
 
 `AgentConfig`'s knobs are components (`jaxrl_bayes.components`), each checked by its own
@@ -47,7 +51,9 @@ from jaxrl_bayes.registry import Registry, closest
 
 
 class Parts(NamedTuple):
-    """What an algorithm (`AgentConfig.algo`) adds to the orthogonal registered parts.
+    """What an algorithm (registered under its `AlgoConfig` member's kind) adds to the orthogonal
+    registered parts; which knobs it has and which it never reads are its member's fields and
+    `unread` (`AlgoConfig`).
 
     reference(ctx, obs (B,S), actions (M,B,A), dists, q (M,B), log_q (M,B)) -> (log_mu (M,B),
       temperature broadcastable to (B,)): the reference policy mu and temperature of the
@@ -57,22 +63,15 @@ class Parts(NamedTuple):
     needs_model: trains through a dynamics pool (False: BC; the CLI then skips pool training).
     build: a trainer builder replacing the shared one, (config, dataset, pool, termination_fn,
       active_key) -> Trainer (BC, which has no critic).
-    reads: the AgentConfig paths the algorithm reads (None: all of them; a path covers the fields
-      below it). A caller that sets another field explicitly is told that it has no effect
-      (`algos.fields_without_effect`).
-    ignores: config -> the paths its parts never read under that config (with `reads` None):
-      RRPI's reference never reads the `pspo` component.
     """
 
     reference: Callable[..., tuple[jax.Array, jax.Array]] | None = None
     needs_behaviour: bool = False
     needs_model: bool = True
     build: Callable[..., Any] | None = None
-    reads: frozenset[str] | None = None
-    ignores: Callable[["AgentConfig"], frozenset[str]] | None = None
 
 
-# algorithm parts by AgentConfig.algo; filled by rrpi.py, pspo.py, bc.py
+# algorithm parts by AgentConfig.algo.kind; filled by rrpi.py, pspo.py, bc.py
 PARTS: Registry[Parts] = Registry("algorithm (agent.algo)")
 # named configurations: name -> AgentConfig overrides; filled by the same modules
 ALGORITHMS: Registry[dict] = Registry("named algorithm")
@@ -84,8 +83,9 @@ MODEL_BACKUPS: Registry[Callable[..., Any]] = Registry("model-state backup")
 
 
 def register_algorithm(name: str, overrides: dict | None = None, **more) -> dict:
-    """Registers a named configuration: AgentConfig overrides (must include `algo`), by field
-    or dotted path ({"targets.kth": 2, "belief": "uniform"}; `apply_overrides`)."""
+    """Registers a named configuration: AgentConfig overrides (must include `algo`, the kind of
+    an `AlgoConfig` member), by field or dotted path ({"algo": "pspo", "algo.behaviour_weight": 0,
+    "targets.kth": 2, "belief": "uniform"}; `apply_overrides`)."""
     overrides = {**(overrides or {}), **more}
     if "algo" not in overrides:
         raise ValueError(f"named algorithm {name!r} must set `algo` (one of {list(PARTS)})")
@@ -209,28 +209,6 @@ class KLBudget(TemperatureConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class BehaviourReference(Component):
-    """`AgentConfig.pspo`: PSPO's reference, the geometric mixture of pi_beta and pi_k, and the
-    trust region of its temperature eta (read by the pspo algorithm only)."""
-
-    behaviour_weight: float = 0.1  # alpha in KL(pi || pi_beta); 0 = "without regularization"
-    trust_eta: float = 0.1  # initial trust-region multiplier eta
-    trust_epsilon: float = 0.05  # KL(pi_{k+1} || pi_k) budget per chunk
-    trust_rate: float = 0.0  # dual-ascent rate for eta (0 = fixed eta)
-
-    def problems(self) -> list[str]:
-        return numeric_problems(self, {"behaviour_weight": NONNEGATIVE, "trust_eta": POSITIVE,
-                                       "trust_epsilon": POSITIVE, "trust_rate": NONNEGATIVE})
-
-    def unread(self, config) -> frozenset[str]:
-        """Without the behaviour term the KL-budget rule replaces eta too: the trust region has
-        nothing to set."""
-        if self.behaviour_weight == 0.0 and isinstance(config.temperature, KLBudget):
-            return frozenset({"trust_eta", "trust_epsilon", "trust_rate"})
-        return frozenset()
-
-
-@dataclasses.dataclass(frozen=True)
 class BehaviourFit(Component):
     """`AgentConfig.behaviour`: behaviour cloning of pi_beta (PSPO's, or the start of pi with
     `init_policy`); its step size and batch are also the bc algorithm's."""
@@ -252,17 +230,63 @@ class BehaviourFit(Component):
         return out
 
     def unread(self, config) -> frozenset[str]:
-        """No pi_beta is fitted where the algorithm needs none and pi does not start at it."""
-        parts = PARTS.get(config.algo)
-        if parts is not None and parts.reads is None and not (parts.needs_behaviour or self.init_policy):
+        """The shared trainer fits no pi_beta where the algorithm needs none and pi does not start
+        at it (an algorithm with a trainer of its own, bc, says in its `unread` what it reads)."""
+        parts = PARTS.get(config.algo.kind)
+        if parts is not None and parts.build is None and not (parts.needs_behaviour or self.init_policy):
             return frozenset({"steps", "lr", "batch"})
         return frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
-class CloningData(Component):
-    """`AgentConfig.bc`: which rows the bc algorithm clones, and its early stopping."""
+class AlgoConfig(Component):
+    """The choice `AgentConfig.algo` (`--agent.algo rrpi|pspo|bc`): the algorithm, whose `kind`
+    names its registered parts (`PARTS[config.algo.kind]`), with the knobs that it alone reads.
 
+    The algorithm is the one component that reads the config as a whole, so its `unread` names
+    AgentConfig paths (its own fields as "algo.<field>"): the shared fields and the other
+    components' fields that it never reads under `config`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rrpi(AlgoConfig):
+    """RRPI (`rrpi.py`): mu is the previous iterate pi_ref; it has no knobs of its own."""
+
+    kind = "rrpi"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pspo(AlgoConfig):
+    """PSPO (`pspo.py`): its reference, the geometric mixture of pi_beta and pi_k, and the trust
+    region of its temperature eta."""
+
+    kind = "pspo"
+    behaviour_weight: float = 0.1  # alpha in KL(pi || pi_beta); 0 = "without regularization"
+    trust_eta: float = 0.1  # initial trust-region multiplier eta
+    trust_epsilon: float = 0.05  # KL(pi_{k+1} || pi_k) budget per chunk
+    trust_rate: float = 0.0  # dual-ascent rate for eta (0 = fixed eta)
+
+    def problems(self) -> list[str]:
+        return numeric_problems(self, {"behaviour_weight": NONNEGATIVE, "trust_eta": POSITIVE,
+                                       "trust_epsilon": POSITIVE, "trust_rate": NONNEGATIVE})
+
+    def unread(self, config) -> frozenset[str]:
+        """The temperature is eta (or the KL-budget rule), never a `Fixed` one's alpha; without
+        the behaviour term the KL-budget rule replaces eta too, and the trust region has nothing
+        to set."""
+        out = {"temperature.alpha"} if isinstance(config.temperature, Fixed) else set()
+        if self.behaviour_weight == 0.0 and isinstance(config.temperature, KLBudget):
+            out |= {"algo.trust_eta", "algo.trust_epsilon", "algo.trust_rate"}
+        return frozenset(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bc(AlgoConfig):
+    """Behaviour cloning (`bc.py`): which rows it clones, and its early stopping. It trains a
+    policy by `behaviour.lr` and `behaviour.batch` on the dataset's pairs, with no critic and no
+    dynamics model."""
+
+    kind = "bc"
     # Share of the complete episodes, by return, that bc clones: 1 = all (BC); 0.1 = %BC (the top 10 %,
     # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
     top_fraction: float = 1.0
@@ -275,6 +299,16 @@ class CloningData(Component):
         return numeric_problems(self, {"top_fraction": UNIT,
                                        "holdout": ((lambda v: 0.0 <= v < 1.0), "in [0, 1)")})
 
+    def unread(self, config) -> frozenset[str]:
+        """Everything but the policy (`policy_hidden`, `action_scale`), its cloning steps
+        (`behaviour.lr`, `behaviour.batch`, `steps_per_chunk`) and its own fields: no pi_beta
+        is fitted before (`behaviour.steps`, `behaviour.init_policy`), and only one policy is
+        deployed (`deploy`)."""
+        no_critic = {"discount", "critic_hidden", "critic_layer_norm", "real_batch", "num_candidates",
+                     "data_action_std", "value_chunk", "reward_normalization", "optim", "targets", "temperature"}
+        no_model = {"num_active", "model_batch", "buffer_capacity", "obs_bound_std", "rollout", "sampling", "belief"}
+        return frozenset(no_critic | no_model | {"deploy", "behaviour.steps", "behaviour.init_policy"})
+
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
@@ -285,9 +319,9 @@ class AgentConfig:
     builds on; "PSPO T5" = PSPO Table 5.
     """
 
-    # Registered algorithm parts (`PARTS`: rrpi | pspo | bc); named variants such as pmdb are
-    # configurations of these (`ALGORITHMS`).
-    algo: str = "rrpi"
+    # The algorithm (`AlgoConfig`: rrpi | pspo | bc), whose kind names its registered parts
+    # (`PARTS`), with its own knobs; named variants such as pmdb are configurations (`ALGORITHMS`).
+    algo: AlgoConfig = Rrpi()
     # --- RL
     discount: float = 0.99  # both papers
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # PMDB: 3 x 256 twin critics
@@ -326,22 +360,21 @@ class AgentConfig:
     targets: Targets = Targets()  # backups and member rule
     belief: posterior.BeliefConfig = posterior.Gibbs()  # belief update: profile | gibbs | uniform
     temperature: TemperatureConfig = KLBudget()  # kl_budget | fixed
-    pspo: BehaviourReference = BehaviourReference()  # PSPO's reference and trust region
     behaviour: BehaviourFit = BehaviourFit()  # behaviour cloning of pi_beta
-    bc: CloningData = CloningData()  # the bc algorithm's rows and hold-out
 
     def validate(self) -> None:
         """Raises a one-line `UserError` listing every bad field, each named by its path
         (`agent.rollout.horizon`); every component checks its own."""
         problems = []
-        if self.algo not in PARTS:
-            problems.append(f"algo = {self.algo!r} is not an algorithm; choose one of: {', '.join(PARTS)}"
-                            f"{closest(self.algo, list(PARTS))}")
+        kind = getattr(self.algo, "kind", self.algo)
+        if kind not in PARTS:
+            problems.append(f"algo = {kind!r} is not an algorithm; choose one of: {', '.join(PARTS)}"
+                            f"{closest(str(kind), list(PARTS))}")
         problems += _one_of("reward_normalization", self.reward_normalization, REWARD_NORMALIZATIONS,
                             "a reward normalization")
         problems += _one_of("deploy", self.deploy, DEPLOYMENTS)
-        for name, base in (("rollout", rollout_schemes.RolloutConfig), ("belief", posterior.BeliefConfig),
-                           ("temperature", TemperatureConfig)):
+        for name, base in (("algo", AlgoConfig), ("rollout", rollout_schemes.RolloutConfig),
+                           ("belief", posterior.BeliefConfig), ("temperature", TemperatureConfig)):
             if not isinstance(getattr(self, name), base) or not getattr(self, name).kind:
                 problems.append(f"{name} must be one of: {', '.join(choices(base))}")
         if self.rollout.kind and self.rollout.kind not in rollout_schemes.ROLLOUT_SCHEMES:
@@ -373,15 +406,13 @@ class AgentConfig:
 
     def unread_paths(self) -> frozenset[str]:
         """Paths of the fields that this config's own choices never read although they exist
-        (each component's `unread`, and its algorithm's `Parts.ignores`); a path covers the
-        fields below it. `algos.fields_without_effect` reports them, so the CLI refuses them
-        when given."""
+        (each component's `unread`; the algorithm's names AgentConfig paths, `AlgoConfig`); a
+        path covers the fields below it. `algos.fields_without_effect` reports them, so the CLI
+        refuses them when given."""
         out = set()
         for name, component in component_fields(self).items():
-            out |= {f"{name}.{f}" for f in component.unread(self)}
-        parts = PARTS.get(self.algo)
-        if parts is not None and parts.ignores is not None:
-            out |= set(parts.ignores(self))
+            prefix = "" if isinstance(component, AlgoConfig) else f"{name}."
+            out |= {prefix + f for f in component.unread(self)}
         return frozenset(out)
 
     def draws(self, num_samples: int) -> int:

@@ -34,11 +34,14 @@ FLAT_NAMES: dict[str, str] = {
     "belief": "belief", "consistency": "belief.consistency", "lam": "belief.lam", "consistency_batch": "belief.batch",
     "consistency_samples": "belief.samples",
     "auto_temperature": "temperature", "temperature": "temperature.alpha", "target_kl": "temperature.target_kl",
-    "behaviour_weight": "pspo.behaviour_weight", "trust_eta": "pspo.trust_eta", "trust_epsilon": "pspo.trust_epsilon",
-    "trust_rate": "pspo.trust_rate",
+    "algo": "algo", "behaviour_weight": "algo.behaviour_weight", "trust_eta": "algo.trust_eta",
+    "trust_epsilon": "algo.trust_epsilon", "trust_rate": "algo.trust_rate",
     "bc_steps": "behaviour.steps", "bc_lr": "behaviour.lr", "bc_batch": "behaviour.batch",
-    "init_from_behaviour": "behaviour.init_policy", "bc_top_fraction": "bc.top_fraction", "bc_holdout": "bc.holdout",
+    "init_from_behaviour": "behaviour.init_policy", "bc_top_fraction": "algo.top_fraction", "bc_holdout": "algo.holdout",
 }
+# flat names spelled as their path (the choices `algo` and `belief`, whose kinds kept their names):
+# no sign of a flat section
+_SAME = frozenset(name for name, path in FLAT_NAMES.items() if name == path)
 # flat names whose value was a flag choosing a component member: value -> kind
 _CHOICE_VALUES = {"auto_temperature": {True: "kl_budget", False: "fixed"}}
 
@@ -50,7 +53,7 @@ def _is_flat_temperature(name: str, value: Any) -> bool:
 
 def to_path(name: str, value: Any) -> tuple[str, Any]:
     """(path, value) of an override given by path or by flat name."""
-    if _is_flat_temperature(name, value) or (name in FLAT_NAMES and name not in ("temperature", "belief")):
+    if _is_flat_temperature(name, value) or (name in FLAT_NAMES and name != "temperature" and name not in _SAME):
         choice = _CHOICE_VALUES.get(name, {})
         return FLAT_NAMES[name], choice.get(value, value) if isinstance(value, bool) else value
     return name, value
@@ -83,7 +86,7 @@ def from_flat(base: Any, flat: Mapping[str, Any]) -> tuple[Any, list[str]]:
 
 def is_flat(section: Mapping[str, Any]) -> bool:
     """Whether an agent section (of a config.json or a preset) uses the flat names."""
-    return any(name in FLAT_NAMES and name not in ("temperature", "belief") for name in section) or \
+    return any(name in FLAT_NAMES and name != "temperature" and name not in _SAME for name in section) or \
         _is_flat_temperature("temperature", section.get("temperature", ""))
 
 

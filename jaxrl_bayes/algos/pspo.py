@@ -12,7 +12,7 @@
 - Reference: the geometric mixture pi_beta^{a/(a+e)} pi_k^{e/(a+e)} at temperature a + e, the
   KKT solution of max E[Q] - a KL(pi || pi_beta) s.t. KL(pi || pi_k) <= eps (reconstruction of
   Eq. 7-9); pi_beta is fitted by behaviour cloning before policy iteration, pi_k is the Polyak
-  reference copy. Ablation "without regularization": `pspo.behaviour_weight = 0`.
+  reference copy. Ablation "without regularization": `algo.behaviour_weight = 0` (`common.Pspo`).
 """
 
 from __future__ import annotations
@@ -27,25 +27,19 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
     e/(a+e) stay; only the overall scale adapts to the Q spread of the task's reward units)."""
     c = ctx.config
     log_prev = networks.tanh_gaussian_log_prob(dists["ref"], actions)
-    if c.pspo.behaviour_weight == 0.0:
+    if c.algo.behaviour_weight == 0.0:
         log_mu, temp = log_prev, ctx.state.eta
     else:
         log_beta = networks.tanh_gaussian_log_prob(dists["beta"], actions)
-        log_mu, temp = value.geometric_mixture_reference(log_beta, log_prev, c.pspo.behaviour_weight, ctx.state.eta)
+        log_mu, temp = value.geometric_mixture_reference(log_beta, log_prev, c.algo.behaviour_weight, ctx.state.eta)
     if isinstance(c.temperature, KLBudget):
         temp = temperature_for(c, q, log_mu, log_q)
     return log_mu, temp
 
 
-def ignores(config) -> frozenset[str]:
-    """The temperature is eta (or the KL-budget rule), never a `Fixed` one's alpha (the trust
-    region's without the behaviour term: `BehaviourReference.unread`); no bc rows."""
-    return frozenset({"temperature.alpha", "bc"})
-
-
-PARTS.register("pspo", Parts(reference=reference, needs_behaviour=True, ignores=ignores))
+PARTS.register("pspo", Parts(reference=reference, needs_behaviour=True))  # its knobs: `common.Pspo`
 
 register_algorithm("pspo", {"algo": "pspo", "targets.selector": "posterior", "belief": "profile", "behaviour.steps": 5000})
 register_algorithm("pspo-avg", {"algo": "pspo", "targets.selector": "posterior", "belief": "uniform", "behaviour.steps": 5000})
 register_algorithm("pspo-noreg", {"algo": "pspo", "targets.selector": "posterior", "belief": "profile",
-                                  "behaviour.steps": 5000, "pspo.behaviour_weight": 0.0})
+                                  "behaviour.steps": 5000, "algo.behaviour_weight": 0.0})

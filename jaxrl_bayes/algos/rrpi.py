@@ -22,9 +22,7 @@ def reference(ctx: Ctx, obs, actions, dists, q, log_q):
     return log_mu, temperature_for(ctx.config, q, log_mu, log_q)
 
 
-# PSPO's behaviour-policy term and trust-region multiplier eta (mu here is pi_ref alone); bc's rows
-IGNORED = frozenset({"pspo", "bc"})
-PARTS.register("rrpi", Parts(reference=reference, ignores=lambda config: IGNORED))
+PARTS.register("rrpi", Parts(reference=reference))  # its knobs: `common.Rrpi` (none)
 
 register_algorithm("rrpi", {"algo": "rrpi", "targets.kth": 1, "targets.selector": "worst", "belief": "uniform"})
 register_algorithm("pmdb", {"algo": "rrpi", "targets.kth": 2, "targets.selector": "worst", "belief": "uniform",

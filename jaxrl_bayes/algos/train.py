@@ -33,7 +33,7 @@ import optax
 from jaxrl_bayes import buffer, dynamics, networks, posterior, rollout, rollout_schemes, value
 from jaxrl_bayes.algos import diagnostics, losses, targets
 from jaxrl_bayes.algos.common import (
-    PARTS, AgentConfig, Ctx, Networks, Parts, TrainData, TrainState, critic_values, make_networks,
+    PARTS, AgentConfig, Ctx, Networks, Parts, Pspo, TrainData, TrainState, critic_values, make_networks,
     make_train_data, make_value_fn, policy_candidates, policy_dist, reference_dists, sample_real,
     strong_types,
 )
@@ -114,7 +114,7 @@ def init_state(learner: Learner, key: chex.PRNGKey, data: TrainData) -> TrainSta
         buffer=buffer.buffer_init(config.buffer_capacity, example),
         rollout=scheme_state,
         belief=posterior.uniform_belief(config.num_active),
-        eta=jnp.asarray(config.pspo.trust_eta, jnp.float32),
+        eta=jnp.asarray(getattr(config.algo, "trust_eta", Pspo.trust_eta), jnp.float32),  # read by pspo only
         step=jnp.zeros((), jnp.int32),
         key=k_state,
         avg_policy=policy if config.deploy == "average" else None,
@@ -291,9 +291,9 @@ def run_chunk(learner: Learner, state: TrainState, data: TrainData) -> tuple[Tra
     kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, old_policy, data, kl_obs)))
     # KL(pi || mu) to the reference policy: how far the projection has moved pi from mu
     ref_kl = jnp.mean(networks.tanh_gaussian_kl(pi_now, policy_dist(nets, state.ref_policy, data, kl_obs)))
-    if config.pspo.trust_rate > 0:
+    if isinstance(config.algo, Pspo) and config.algo.trust_rate > 0:
         state = state.replace(eta=value.trust_region_multiplier_update(
-            state.eta, kl, config.pspo.trust_epsilon, config.pspo.trust_rate))
+            state.eta, kl, config.algo.trust_epsilon, config.algo.trust_rate))
     metrics.update(
         policy_kl=kl,
         ref_kl=ref_kl,
@@ -356,7 +356,7 @@ def bind(config: AgentConfig, data: TrainData, nets: Networks, init: Callable, r
 
 def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool | None = None, termination_fn=None,
                  parts: Parts | None = None, active_key: chex.PRNGKey | None = None) -> Trainer:
-    """Builds the trainer of `config.algo` (or of explicitly given `parts`).
+    """Builds the trainer of `config.algo`'s kind (or of explicitly given `parts`).
 
     Args:
       config: AgentConfig (validated here).
@@ -368,12 +368,12 @@ def make_trainer(config: AgentConfig, dataset, pool: dynamics.DynamicsPool | Non
       active_key: PRNG key for drawing the active members (default PRNGKey(0)).
     """
     config.validate()
-    parts = PARTS[config.algo] if parts is None else parts
+    parts = PARTS[config.algo.kind] if parts is None else parts
     active_key = jax.random.PRNGKey(0) if active_key is None else active_key
     if parts.build is not None:
         return parts.build(config, dataset, pool, termination_fn, active_key)
     if pool is None or termination_fn is None:
-        raise UserError(f"algorithm {config.algo!r} trains through a dynamics pool: pass a pool and a termination "
+        raise UserError(f"algorithm {config.algo.kind!r} trains through a dynamics pool: pass a pool and a termination "
                         f"function (only algorithms with needs_model=False, such as bc, train without)")
     data = make_train_data(dataset, pool, config, active_key)
     nets = make_networks(config, data.act.shape[1])
