@@ -421,3 +421,25 @@ def test_fields_an_algorithm_never_reads_are_named():
     assert fields_without_effect(noreg, ["algo.trust_eta"]) == ["algo.trust_eta"]
     assert fields_without_effect(algo_config("pspo-noreg", auto_temperature=False), ["algo.trust_eta"]) == []
 
+
+def test_which_knobs_exist_follows_from_the_algorithm_choice():
+    """No hand-kept applicability list: `Parts` has neither `reads` nor `ignores`; an algorithm's
+    own knobs are fields of its `AlgoConfig` member, and what it never reads of the rest its
+    member's `unread` says. BC reads the policy, its cloning steps and its own rows only."""
+    from jaxrl_bayes.algos import PARTS, Bc, Parts, Pspo, fields_without_effect
+    from jaxrl_bayes.components import paths
+
+    assert not {"reads", "ignores"} & set(Parts._fields)
+    assert all(not hasattr(parts, "reads") and not hasattr(parts, "ignores") for parts in PARTS.values())
+    assert {name: algo_config(name).algo.kind for name in ("rrpi", "pmdb", "pspo", "pspo-noreg", "bc-top10")} == {
+        "rrpi": "rrpi", "pmdb": "rrpi", "pspo": "pspo", "pspo-noreg": "pspo", "bc-top10": "bc"}
+    assert algo_config("pspo-noreg").algo == Pspo(behaviour_weight=0.0)
+    assert algo_config("bc-top10").algo == Bc(top_fraction=0.1)
+    bc = algo_config("bc")
+    read = {"algo", "algo.top_fraction", "algo.holdout", "policy_hidden", "action_scale", "behaviour.lr",
+            "behaviour.batch", "steps_per_chunk"}
+    every = set(paths(bc))
+    assert read <= every
+    assert fields_without_effect(bc, sorted(every)) == sorted(every - read)
+    with pytest.raises(UserError, match="no field 'behaviour_weight' under 'rrpi'"):
+        algo_config("rrpi", **{"algo.behaviour_weight": 0.5})

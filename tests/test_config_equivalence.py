@@ -134,3 +134,31 @@ def test_a_run_dir_with_the_flat_agent_names_reads_and_keeps_its_config_hash(tmp
     assert config.config_hash(cfg.to_json(), saved=old) == OLD_HASH  # --resume finds its checkpoints' hash
     assert config.derived_fields({"_derived": {"agent.ref_tau": "run.total_steps"}}) == {"agent.optim.ref_tau"}
 
+
+# flat PSPO and BC sections (their own knobs now under the algorithm's choice, `agent.algo.*`),
+# with the config hash that the code before that change computed for them
+OLD_ALGO_AGENTS = {
+    "pspo": (dict(OLD_AGENT, algo="pspo", behaviour_weight=0.01, trust_rate=0.1, belief="profile",
+                  selector="posterior", bc_steps=5000, auto_temperature=True), "1b8b0e193d1afd4a"),
+    "pspo-fixed": (dict(OLD_AGENT, algo="pspo", behaviour_weight=0.0, trust_eta=0.3, belief="profile",
+                        selector="posterior", bc_steps=5000), "398b1aab17af85cf"),
+    "bc": (dict(OLD_AGENT, algo="bc", bc_top_fraction=0.1, bc_holdout=0.2, bc_lr=0.002), "cf84deb1308723d1"),
+}
+
+
+@pytest.mark.parametrize("case", list(OLD_ALGO_AGENTS))
+def test_flat_pspo_and_bc_sections_read_at_the_algorithm_choice_and_keep_their_hash(case, tmp_path):
+    import json
+
+    from experiments import config
+    from jaxrl_bayes.dynamics import DynamicsConfig
+
+    agent, want_hash = OLD_ALGO_AGENTS[case]
+    old = {"run": json.loads(json.dumps(config.components.to_json(config.RunConfig(algo=case.split("-")[0])))),
+           "dynamics": json.loads(json.dumps(config.components.to_json(DynamicsConfig()))), "agent": agent}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = config.read_run_config(tmp_path)
+    want = {"pspo": Pspo(behaviour_weight=0.01, trust_rate=0.1), "pspo-fixed": Pspo(behaviour_weight=0.0, trust_eta=0.3),
+            "bc": Bc(top_fraction=0.1, holdout=0.2)}[case]
+    assert cfg.agent.algo == want and not {"pspo", "bc"} & set(cfg.to_json()["agent"])
+    assert config.config_hash(cfg.to_json(), saved=old) == want_hash

@@ -150,6 +150,12 @@ def test_each_trial_gets_the_extra_options_its_algorithm_reads():
     assert sweep.options_for("bc", extra) == (
         ["--run.total_steps=20", "--agent.policy_hidden", "8", "8", "--agent.behaviour.batch", "64"],
         ["--dynamics.hidden", "--agent.num-candidates"])
+    # an algorithm's own knobs hang off its choice: each trial gets those of its algorithm
+    own = ["--agent.algo.behaviour_weight", "0.01", "--agent.algo.holdout", "0.2"]
+    assert sweep.options_for("pspo", own) == (own[:2], ["--agent.algo.holdout"])
+    assert sweep.options_for("bc", own) == (own[2:], ["--agent.algo.behaviour_weight"])
+    assert sweep.options_for("rrpi", own) == ([], ["--agent.algo.behaviour_weight", "--agent.algo.holdout"])
+    assert sweep.options_for("pspo-noreg", ["--agent.algo.trust_rate", "0.1"]) == ([], ["--agent.algo.trust_rate"])
     t = sweep.plan(Path("out"), ["bc"], ["liquidation-random-v0"])[0]
     assert sweep.trial_argv(t, 1, "cpu", extra)[-6:] == ["--run.total_steps=20", "--agent.policy_hidden", "8", "8",
                                                           "--agent.behaviour.batch", "64"]
