@@ -199,6 +199,8 @@ def build_agent(values: Mapping[str, Any], where: str, base: Any = None, *, pres
     try:
         if overrides.is_flat(values):  # a value its own choices never read is dropped, as a preset's
             values, preset = dict(overrides.to_path(k, v) for k, v in values.items()), True
+        elif overrides.has_algo_sections(values):  # its algorithm's section read as `algo`'s fields
+            values = overrides.lift_algo_sections(values)
         cfg = base
         for path, value in sorted(flatten(values).items(), key=lambda kv: kv[0].count(".")):
             try:
@@ -466,7 +468,8 @@ def config_hash(cfg_json: Mapping[str, Mapping[str, Any]],
     then loads it at its default (the behaviour the run had), and it was absent from the hash.
     A config.json with the flat agent names of the code before the components is hashed in that
     form (`overrides.to_flat`, the saved values where its choices read none), as its
-    checkpoints were.
+    checkpoints were; one with the `pspo`/`bc` sections of the code before the algorithm was a
+    choice likewise (`overrides.algo_sections_form`).
     """
     if saved is not None and overrides.is_flat(saved.get("agent", {})):
         flat = overrides.to_flat(build_agent(cfg_json["agent"], "config"))
@@ -474,6 +477,8 @@ def config_hash(cfg_json: Mapping[str, Mapping[str, Any]],
     else:
         cfg_json = {s: flatten(cfg_json[s]) for s in SECTIONS}
         saved = None if saved is None else {s: flatten(saved.get(s, {})) for s in SECTIONS}
+        if saved is not None and any(k.split(".")[0] in overrides.ALGO_SECTIONS for k in saved["agent"]):
+            cfg_json["agent"] = overrides.algo_sections_form(cfg_json["agent"], saved["agent"])
     kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME
                 and (saved is None or k in saved.get(s, {}))} for s in SECTIONS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]

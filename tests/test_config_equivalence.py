@@ -162,3 +162,33 @@ def test_flat_pspo_and_bc_sections_read_at_the_algorithm_choice_and_keep_their_h
             "bc": Bc(top_fraction=0.1, holdout=0.2)}[case]
     assert cfg.agent.algo == want and not {"pspo", "bc"} & set(cfg.to_json()["agent"])
     assert config.config_hash(cfg.to_json(), saved=old) == want_hash
+
+
+def _with_algo_sections(saved: dict) -> dict:
+    """A config.json of today in the layout before the algorithm was a choice: "algo" the kind,
+    PSPO's and BC's knobs in "pspo" and "bc" sections (both present, at their defaults unless
+    the algorithm set them)."""
+    agent = dict(saved["agent"])
+    fields = {k: v for k, v in agent["algo"].items() if k != "kind"}
+    kind = agent["algo"]["kind"]
+    pspo = {"behaviour_weight": 0.1, "trust_eta": 0.1, "trust_epsilon": 0.05, "trust_rate": 0.0}
+    bc = {"top_fraction": 1.0, "holdout": 0.1}
+    (pspo if kind == "pspo" else bc if kind == "bc" else {}).update(fields)
+    agent.update(algo=kind, pspo=pspo, bc=bc)
+    return {**saved, "agent": agent}
+
+
+# hashes that the code of that layout computed for these config.json files (its checkpoints hold them)
+ALGO_SECTION_HASHES = {"rrpi": "196f50a16fd9f426", "pspo-noreg": "cdabf3ff70f8aca9", "bc-top10": "e4f78476dca2601e"}
+
+
+@pytest.mark.parametrize("algo", sorted(ALGO_SECTION_HASHES))
+def test_a_run_dir_with_pspo_and_bc_sections_reads_and_keeps_its_config_hash(algo, tmp_path):
+    from experiments import config, run as run_mod
+
+    _, cfg, sources = run_mod.parse_command_line(["--algo", algo])
+    old = _with_algo_sections(config.saved_json(cfg, sources))
+    (tmp_path / "config.json").write_text(__import__("json").dumps(old))
+    read = config.read_run_config(tmp_path)
+    assert read.agent == cfg.agent  # its algorithm's section at algo.*, the other one dropped
+    assert config.config_hash(read.to_json(), saved=old) == ALGO_SECTION_HASHES[algo]

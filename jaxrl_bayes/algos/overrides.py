@@ -106,4 +106,35 @@ def to_flat(config: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FLAT_NAMES", "apply_overrides", "from_flat", "is_flat", "to_flat", "to_path"]
+# Components of the layout between the flat names and the algorithm choice: a config.json agent
+# section with "algo": "<kind>" and these sections, whose fields now live under `algo`
+ALGO_SECTIONS = ("pspo", "bc")
+
+
+def has_algo_sections(section: Mapping[str, Any]) -> bool:
+    """Whether a nested agent section holds the algorithm's knobs in `ALGO_SECTIONS` beside a
+    string `algo` (a config.json written before the algorithm was a choice)."""
+    return isinstance(section.get("algo"), str) and any(isinstance(section.get(s), Mapping) for s in ALGO_SECTIONS)
+
+
+def lift_algo_sections(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Such a section in today's layout: the section named by its algorithm becomes `algo`'s
+    fields, the others (which that algorithm never read) are dropped."""
+    kind = section["algo"]
+    out = {k: v for k, v in section.items() if k not in ALGO_SECTIONS and k != "algo"}
+    out["algo"] = {"kind": kind, **dict(section.get(kind) or {})} if kind in ALGO_SECTIONS else {"kind": kind}
+    return out
+
+
+def algo_sections_form(flat: Mapping[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted paths of today's agent (`flat`) in the layout of `has_algo_sections` (`saved`, also
+    dotted): "algo.<field>" back at "<kind>.<field>", and the other sections' paths at their
+    saved values (never read), so such a run's checkpoints keep their config hash."""
+    kind = flat.get("algo")
+    out = {(f"{kind}.{k[5:]}" if k.startswith("algo.") else k): v for k, v in flat.items()}
+    out.update({k: v for k, v in saved.items() if k.split(".")[0] in ALGO_SECTIONS and k not in out})
+    return out
+
+
+__all__ = ["ALGO_SECTIONS", "FLAT_NAMES", "algo_sections_form", "apply_overrides", "from_flat", "has_algo_sections",
+           "is_flat", "lift_algo_sections", "to_flat", "to_path"]
