@@ -226,10 +226,12 @@ def curve_spread(evals: Sequence[Mapping], total_steps: int, num_seeds: int) -> 
 def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], history: Sequence[Mapping], *,
                   wall_s: float, setup_s: float, pool_info: Mapping, total_steps: int, num_chunks: int,
                   chash: str, policy_files: Sequence[str], references: Sequence[tuple[str, float]],
-                  behaviour: BehaviourScore) -> dict:
+                  behaviour: BehaviourScore, code: Optional[Mapping[str, Any]] = None) -> dict:
     """Writes results.json (atomically; its presence marks a finished run) and returns it.
 
     `behaviour` is the dataset's own score (`evaluation.behaviour_score`), beside the run's.
+    `code`: the `provenance()` taken when the (last segment of the) run started, so a checkout
+    that moved while it trained does not name code that did not run; now where not given.
     """
     run = cfg.run
     final = evals[-1] if evals else {"raw": [None] * run.seeds, "raw_std": [None] * run.seeds,
@@ -314,7 +316,7 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         # chunk time only: evaluation, checkpoints and (where possible) compilation excluded
         "train_steps_per_s": (cfg.agent.steps_per_chunk * len(chunk_times) / sum(chunk_times)) if chunk_times else None,
         "device": device_info(),
-        "provenance": provenance(),
+        "provenance": dict(code) if code is not None else provenance(),
         "dynamics_pool": dict(pool_info),
         # deployable policies (jaxrl_bayes.policy), relative to the run directory
         "policy_files": list(policy_files),

@@ -238,6 +238,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     # over the fields of the run's config.json (written at its start): a field added to the code
     # since then, at its default, neither changes the hash nor blocks a resume
     chash = config.config_hash(cfg.to_json(), saved=rundir.read_json(run_dir / "config.json", "config"))
+    code = results.provenance()  # the code that trains, taken now: the checkout may move before the run ends
     t_setup = time.perf_counter()
     # seeds over all local devices (jaxrl_bayes.sharding; one device: a no-op placement); an S
     # that does not split evenly over them is refused here, before the pool is trained
@@ -271,7 +272,7 @@ def train(run_dir: Path, cfg: Config, spec: Any, dataset: Any) -> int:
     finally:
         hook.close()
     return finish(run_dir, cfg, spec, dataset, learning, states, hook, pool_info=pool_info, setup_s=setup_s,
-                  chash=chash)
+                  chash=chash, code=code)
 
 
 # ----------------------------------------------------------------------------- setup
@@ -516,7 +517,7 @@ class ChunkHook:
 
 
 def finish(run_dir: Path, cfg: Config, spec: Any, dataset: Any, learning: Learning, states: Any, hook: ChunkHook,
-           *, pool_info: dict[str, Any], setup_s: float, chash: str) -> int:
+           *, pool_info: dict[str, Any], setup_s: float, chash: str, code: Optional[dict[str, Any]] = None) -> int:
     """The finished run's policy files, learning curve, results.json (last) and summary table."""
     run, agent, evals, history = cfg.run, cfg.agent, hook.evals, hook.history
     total = hook.chunks.total
@@ -533,7 +534,7 @@ def finish(run_dir: Path, cfg: Config, spec: Any, dataset: Any, learning: Learni
                         posterior=agent.algo.kind == "pspo")
     res = results.write_results(run_dir, cfg, spec, evals, history, wall_s=hook.elapsed(), setup_s=setup_s,
                                 pool_info=pool_info, total_steps=total, num_chunks=hook.chunks.num, chash=chash,
-                                policy_files=policy_files, references=refs, behaviour=behaviour)
+                                policy_files=policy_files, references=refs, behaviour=behaviour, code=code)
     print(results.summary_table(res, run_dir))
     return EXIT_OK
 

@@ -281,6 +281,24 @@ def test_run_writes_every_artifact(finished):
     assert "last half of the curve (5 evaluations from step 100" in stdout
 
 
+def test_results_name_the_code_that_trained_not_the_checkout_at_the_end(finished, tmp_path, monkeypatch):
+    """The checkout moves (a commit, a pull) while a run trains: results.json records the commit
+    taken when the run started, not the one found when it wrote its results."""
+    out = _before_the_last_chunk(finished[0], tmp_path / "run")
+    checkout = {"commit": "a" * 40, "dirty": False}
+    monkeypatch.setattr(results, "git_state", lambda path: dict(checkout))
+    trained = run_mod.ChunkHook.__call__
+
+    def chunk_then_commit(self, *args, **kwargs):  # the checkout moves once a chunk has trained
+        trained(self, *args, **kwargs)
+        checkout["commit"] = "b" * 40
+
+    monkeypatch.setattr(run_mod.ChunkHook, "__call__", chunk_then_commit)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_mod.main(["--resume", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["provenance"]["git_commit"] == "a" * 40
+
+
 def test_policy_file_is_the_final_checkpoints_policy(finished):
     """The deployable policy: exactly the final checkpoint's TrainState.policy with the dataset's
     normalizers; load_policy(...).act is tanh(mean) of that network (a numpy MLP by hand)."""
