@@ -475,9 +475,10 @@ def config_hash(cfg_json: Mapping[str, Mapping[str, Any]],
         flat = overrides.to_flat(build_agent(cfg_json["agent"], "config"))
         cfg_json = {**cfg_json, "agent": {**saved["agent"], **flat}}
     else:
+        sections = saved is not None and overrides.has_algo_sections(saved.get("agent", {}))
         cfg_json = {s: flatten(cfg_json[s]) for s in SECTIONS}
         saved = None if saved is None else {s: flatten(saved.get(s, {})) for s in SECTIONS}
-        if saved is not None and any(k.split(".")[0] in overrides.ALGO_SECTIONS for k in saved["agent"]):
+        if sections:  # the same test that reads such a config.json (`build_agent`)
             cfg_json["agent"] = overrides.algo_sections_form(cfg_json["agent"], saved["agent"])
     kept = {s: {k: v for k, v in cfg_json[s].items() if f"{s}.{k}" not in IGNORED_ON_RESUME
                 and (saved is None or k in saved.get(s, {}))} for s in SECTIONS}
