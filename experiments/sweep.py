@@ -281,7 +281,8 @@ def _ray_init(address: Optional[str], num_cpus: Optional[int], num_gpus: Optiona
 
 def _leaders(todo: Sequence[Trial]) -> tuple[dict[str, Trial], dict[str, list[Trial]]]:
     """Per dataset: the trial that trains the dynamics pool (one of an algorithm that needs a
-    model if any; bc needs none) and the trials that wait for it."""
+    model if any; bc needs none) and the trials that wait for it (none where no trial of the
+    dataset trains a pool: those all start at once)."""
     from jaxrl_bayes import algos as algos_lib
 
     needs = getattr(algos_lib, "algo_needs_model", None)
@@ -299,7 +300,7 @@ def _leaders(todo: Sequence[Trial]) -> tuple[dict[str, Trial], dict[str, list[Tr
         leader = next((t for t in group if uses_pool(t)), group[0])
         leaders[d] = leader
         rest = [t for t in group if t is not leader]
-        if rest:
+        if rest and uses_pool(leader):
             followers[d] = rest
     return leaders, followers
 
@@ -383,7 +384,8 @@ def sweep(algos: Sequence[str], datasets: Sequence[str], *, seeds: int, preset: 
         # start once it is cached (the leader's run dir has dynamics.json) or the leader ended.
         # A Ray client cannot see the run dirs: there every trial starts at once.
         leaders, followers = _leaders(todo) if not client else ({}, {})
-        submit([t for t in todo if client or t in leaders.values()])
+        waiting = {t for ts in followers.values() for t in ts}
+        submit([t for t in todo if t not in waiting])
         try:
             while pending or followers:
                 for d in [d for d in followers if _pool_ready(leaders[d], pending)]:

@@ -3,8 +3,10 @@
 the run directories' results.json; a second sweep skips the finished trials and reports a
 failing one without stopping.
 
-Algorithms: rrpi and bc, which reads none of the model options every trial is given, so the
-sweep passes the bc trials only what bc reads. A local Gymnasium-evaluated file goes through the
+Algorithms: bc and bc-top10, which read none of the model options every trial is given, so the
+sweep passes them only what they read (and trains no dynamics pool: an algorithm with a model goes
+through the same `experiments.run`, tests/test_run_cli.py runs one; which options each algorithm
+keeps and which trial of a dataset trains its pool are checked without Ray below). A local Gymnasium-evaluated file goes through the
 same `experiments.run` as any dataset (tests/test_run_cli.py runs one); which options a hopper
 trial is passed under its preset is checked without Ray below (a tiny hopper-width file).
 """
@@ -34,7 +36,7 @@ TINY = ["--run.total_steps", "20", "--agent.steps_per_chunk", "10", "--dynamics.
         "--dynamics.batch_size", "2048", "--run.eval_episodes", "2", "--run.eval_every_chunks", "1",
         "--run.final_eval_episodes", "2",
         "--agent.rollout", "short"]  # the hopper preset's persistent scheme would refuse rollout_batch
-ALGOS = ["rrpi", "bc"]
+ALGOS = ["bc", "bc-top10"]
 
 
 def _hopper_file(path: Path) -> Path:
@@ -56,7 +58,7 @@ def _hopper_file(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """One sweep: rrpi and bc on liquidation (2 trials that finish), plus a dataset path that
+    """One sweep: bc and bc-top10 on liquidation (2 trials that finish), plus a dataset path that
     does not exist (2 trials that fail, each reported, stopping nothing)."""
     import os
 
@@ -73,7 +75,7 @@ def swept(tmp_path_factory):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             code = sweep.main(["--algos", *ALGOS, "--datasets", *datasets, missing, "--seeds", "2",
-                               "--preset", "cpu", "--num-cpus", "2", "--out", str(out), "--", *TINY])
+                               "--preset", "cpu", "--num-cpus", "1", "--out", str(out), "--", *TINY])
         yield code, out, datasets, missing, printed.getvalue()
     finally:
         for k, v in old.items():
@@ -110,11 +112,11 @@ def test_sweep_runs_every_trial_and_the_report_matches_the_run_dirs(swept):
             assert f"| {d} | {b:.1f} |" in md
     assert sorted(p.name for p in (out / "curves").iterdir()) == sorted(
         f"{sweep.safe_name(d)}.png" for d in datasets)
-    # bc got the options it reads (tiny policy, 10-step chunks), and the sweep said what it left out
-    bc_cfg = json.loads((out / sweep.safe_name(datasets[0]) / "bc" / "config.json").read_text())
-    assert bc_cfg["agent"]["policy_hidden"] == [16, 16] and bc_cfg["agent"]["steps_per_chunk"] == 10
-    assert "bc trials: --dynamics.max_epochs, --dynamics.hidden" in printed
-    assert "rrpi trials:" not in printed
+    # each got the options it reads (tiny policy, 10-step chunks), and the sweep said what it left out
+    for a in ALGOS:
+        cfg = json.loads((out / sweep.safe_name(datasets[0]) / a / "config.json").read_text())
+        assert cfg["agent"]["policy_hidden"] == [16, 16] and cfg["agent"]["steps_per_chunk"] == 10
+        assert f"{a} trials: --dynamics.max_epochs, --dynamics.hidden" in printed
 
 
 def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, monkeypatch):
@@ -128,7 +130,7 @@ def test_second_sweep_skips_finished_trials_without_starting_ray(swept, capsys, 
     text = capsys.readouterr().out
     assert code == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/results.json")} == before  # untouched
-    status = {(l.split()[0], l.split()[1]): l.split()[2] for l in text.splitlines() if l.split()[:1] in (["rrpi"], ["bc"])}
+    status = {(l.split()[0], l.split()[1]): l.split()[2] for l in text.splitlines() if l.split()[:1] in [[a] for a in ALGOS]}
     assert status == {(a, d): "skipped" for a in ALGOS for d in datasets}
     assert (out / "report.md").is_file()
 
@@ -172,6 +174,9 @@ def test_trials_of_a_dataset_wait_for_the_one_that_trains_its_pool(tmp_path):
     (Path(lead.run_dir) / "dynamics.json").write_text("{}")
     assert sweep._pool_ready(lead, {"ref": lead})  # its pool is cached
     assert sweep._pool_ready(leaders["b"], {})  # ended (finished or failed)
+    # no trial of a dataset trains a pool: none waits
+    leaders, followers = sweep._leaders(sweep.plan(tmp_path, ["bc", "bc-top10"], ["a"]))
+    assert [t.algo for t in leaders.values()] == ["bc"] and followers == {}
 
 
 def test_usage_errors_are_one_line(capsys, tmp_path):
@@ -256,10 +261,11 @@ def test_each_trial_is_checked_once_and_its_task_gets_the_kept_options(address, 
     monkeypatch.setattr(sweep, "options_for", lambda *a: checks.append(a) or check(*a))
     fake = _FakeRay()
     monkeypatch.setattr(sweep, "_ray_init", lambda *a: (fake, False))
-    outcomes = sweep.sweep(ALGOS, datasets, seeds=1, preset="cpu", out=tmp_path / "out", address=address,
+    algos = ["rrpi", "bc"]
+    outcomes = sweep.sweep(algos, datasets, seeds=1, preset="cpu", out=tmp_path / "out", address=address,
                            extra=extra, report=False)
-    assert sorted((a, d) for a, _, d, _ in checks) == sorted((a, d) for a in ALGOS for d in datasets)
-    assert sorted((t.algo, t.dataset) for t in outcomes) == sorted((a, d) for a in ALGOS for d in datasets)
+    assert sorted((a, d) for a, _, d, _ in checks) == sorted((a, d) for a in algos for d in datasets)
+    assert sorted((t.algo, t.dataset) for t in outcomes) == sorted((a, d) for a in algos for d in datasets)
     assert {o["status"] for o in outcomes.values()} == {"finished"}
     passed = {(t.algo, t.dataset): (list(rest), kept) for t, _, _, rest, kept in fake.calls}
     if address is None:
