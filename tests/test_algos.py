@@ -126,31 +126,31 @@ def _plant_pessimistic_member(data, member=0):
 
 def test_selector_is_orthogonal_and_the_belief_avoids_a_planted_member(bandit):
     """`--algo rrpi --agent.targets.selector posterior` and `--algo pspo --agent.targets.selector worst` take
-    effect: the member rule decides both the rollout member and the model-state target."""
+    effect: the member rule, not the algorithm, decides both the rollout member and the model-state
+    target. (Each algorithm under its own rule: tests/test_planted_fault.py.)"""
     ds, pool = bandit
     runs = {}
-    for name, over in [("rrpi", {}), ("rrpi", {"selector": "posterior"}),
-                       ("pspo", {}), ("pspo", {"selector": "worst"})]:
-        config = algo_config(name, **{**SMALL, "steps_per_chunk": 3, "bc_steps": 0, **over})
+    for name, selector in [("rrpi", "posterior"), ("pspo", "worst")]:
+        config = algo_config(name, **{**SMALL, "steps_per_chunk": 3, "bc_steps": 0, "selector": selector})
+        assert config.targets.selector == selector
         trainer = make_trainer(config, ds, pool, _always_done)
         data = _plant_pessimistic_member(trainer.data)
         states, metrics = trainer.run_chunk_seeds_jit(trainer.init_seeds(jax.random.PRNGKey(0)[None]), data)
-        runs[(name, config.targets.selector)] = (states, jax.tree_util.tree_map(lambda x: np.asarray(x[0]), metrics))
-    for name in ("rrpi", "pspo"):
-        worst = runs[(name, "worst")][1]
-        post = runs[(name, "posterior")][1]
-        # worst case: the planted member (target 0 everywhere; ties go to the lowest index) is
-        # every rollout's member and the model-state target is the clip floor
-        assert worst["member_pick_frac"][0] == 1.0, (name, worst["member_pick_frac"])
-        assert worst["target_mean"] < 1e-6, (name, worst["target_mean"])
-        # posterior draws (uniform belief for RRPI; PSPO's belief at rollout time is still the
-        # uniform prior): about a third of 64 rollout starts; P(>= 0.6) is negligible
-        assert post["member_pick_frac"][0] < 0.6, (name, post["member_pick_frac"])
-        assert post["target_mean"] > 0.2, (name, post["target_mean"])
-    # RRPI keeps the uniform prior; PSPO's belief (profile rule, lam = 1) moves the mass off the
-    # planted member: its d is the mean normalized reward ~0.7 against ~0 for the others
-    np.testing.assert_allclose(np.asarray(runs[("rrpi", "posterior")][0].belief[0]), np.full(3, 1 / 3), rtol=1e-6)
-    b = np.asarray(runs[("pspo", "posterior")][0].belief[0])
+        runs[name] = (states, jax.tree_util.tree_map(lambda x: np.asarray(x[0]), metrics))
+    worst, post = runs["pspo"][1], runs["rrpi"][1]
+    # PSPO under the worst case: the planted member (target 0 everywhere; ties go to the lowest
+    # index) is every rollout's member and the model-state target is the clip floor
+    assert worst["member_pick_frac"][0] == 1.0, worst["member_pick_frac"]
+    assert worst["target_mean"] < 1e-6, worst["target_mean"]
+    # RRPI under posterior draws (its belief is the uniform prior): about a third of 64 rollout
+    # starts; P(>= 0.6) is negligible
+    assert post["member_pick_frac"][0] < 0.6, post["member_pick_frac"]
+    assert post["target_mean"] > 0.2, post["target_mean"]
+    # RRPI keeps the uniform prior; PSPO's belief (profile rule, lam = 1), which reads the data and
+    # not the selector, moves the mass off the planted member: its d is the mean normalized reward
+    # ~0.7 against ~0 for the others
+    np.testing.assert_allclose(np.asarray(runs["rrpi"][0].belief[0]), np.full(3, 1 / 3), rtol=1e-6)
+    b = np.asarray(runs["pspo"][0].belief[0])
     assert b[0] < 0.25 and b[0] < 0.7 * b[1:].min(), b
 
 

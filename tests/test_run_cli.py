@@ -53,9 +53,11 @@ class _Stop(Exception):
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    """One dynamics-pool cache and one persistent XLA cache for the module (also for subprocesses)."""
+    """One dynamics-pool cache for the module and a persistent XLA cache (the session's, see
+    tests/conftest.py, else the module's own), also for subprocesses."""
     root = tmp_path_factory.mktemp("caches")
-    env = {"JAXRL_BAYES_CACHE": str(root / "pools"), "JAX_COMPILATION_CACHE_DIR": str(root / "xla"),
+    xla = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(root / "xla")
+    env = {"JAXRL_BAYES_CACHE": str(root / "pools"), "JAX_COMPILATION_CACHE_DIR": xla,
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     mp = pytest.MonkeyPatch()
     for k, v in env.items():

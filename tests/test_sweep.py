@@ -64,7 +64,8 @@ def swept(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sweep")
     # the local Ray's workers inherit these: one dynamics cache, one XLA compilation cache
-    env = {"JAXRL_BAYES_CACHE": str(root / "cache"), "JAX_COMPILATION_CACHE_DIR": str(root / "xla"),
+    env = {"JAXRL_BAYES_CACHE": str(root / "cache"),
+           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(root / "xla"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
