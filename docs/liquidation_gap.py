@@ -18,7 +18,9 @@ With --critic, each seed's final critic is also set against the exact values on 
 states (t = 0..19, p = 0.8..2.2, m = 100): selling everything is worth m p (the episode ends),
 holding m E[v(t + 1, p') | p] (the DP's continuation; 0 at t = 19, where the money is lost);
 and the critic's own bang-bang policy (sell all where Q(sell) >= Q(hold)) is rolled out on the
-same paths, which tells whether the critic or the policy's fit to it loses the points.
+same paths, which tells whether the critic or the policy's fit to it loses the points; so is the
+critic's best of the policy's own candidates at fixed quantiles (tanh(mean + std z), z in
+-2, -1.5, .., 2, z = 0 being the deployed action), a deployment that needs no bang-bang structure.
 Printed: the critic's mean absolute error on each action (raw units), the price at which the
 critic starts to prefer selling (where the DP's threshold is), and the share of grid states
 where the deployed action's sale decision (f >= 1/2) differs from the DP's.
@@ -70,6 +72,7 @@ def counterfactuals(act_fn):
     return all_or_nothing, all_at_end
 
 
+QUANTILES = jnp.linspace(-2.0, 2.0, 9)
 PRICES = np.round(np.arange(0.8, 2.2001, 0.02), 4)
 MONEY = 100.0
 
@@ -158,6 +161,19 @@ def critic_check(run_dir: str) -> None:
 
         r_greedy = returns(L.rollout_with_params(L._DeterministicWithParams(greedy), st.critic, KEY, N))
         print(f"    the critic's own sell-or-hold policy on the same paths: {100 * r_greedy.mean() / L.REF_MAX_SCORE:.2f}")
+
+        def best_candidate(params, o):
+            """The critic's best of the policy's candidates at fixed quantiles of its Gaussian."""
+            pol, critic = params
+            d = train.policy_dist(nets, pol, data, o)
+            a = jnp.tanh(d.mean[None] + jnp.exp(d.log_std)[None] * QUANTILES[:, None, None])  # (Z, B, A)
+            best = jnp.argmax(common.critic_values(nets, critic, data, o, a, c), axis=0)
+            return networks.to_env_action(jnp.take_along_axis(a, best[None, :, None], 0)[0], c.action_scale)
+
+        r_best = returns(L.rollout_with_params(L._DeterministicWithParams(best_candidate), (st.policy, st.critic),
+                                               KEY, N))
+        print(f"    the critic's best of {len(QUANTILES)} quantile candidates of the policy: "
+              f"{100 * r_best.mean() / L.REF_MAX_SCORE:.2f}")
         print("    DP's threshold by t:          " + " ".join(f"{x:.2f}" for x in sol.thresholds))
 
 
