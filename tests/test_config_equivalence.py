@@ -55,6 +55,16 @@ NESTED = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def optimized_xla():
+    """The checksums were recorded from programs compiled as users compile them, with XLA's
+    optimizations (the suite turns most of them off, tests/conftest.py; they change float rounding)."""
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
 @pytest.fixture(scope="module")
 def task():
     ds = stay_near_zero()
