@@ -7,5 +7,6 @@
   into `benchmarks/device/wheels/` (ignored by git, carried along with the call).
 - `install.py`, `worker.py`: the install step and the script's own subprocess work.
 
-The exact call is in README.md, section Benchmarks.
+The call: `python3 -m benchmarks.device` in the repository root, with `benchmarks/device/wheels`
+carried along and a timeout of 540 s (the stages' own budget, `--budget-s`, is 450 s).
 """
