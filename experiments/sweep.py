@@ -280,9 +280,9 @@ def _ray_init(address: Optional[str], num_cpus: Optional[int], num_gpus: Optiona
 
 
 def _leaders(todo: Sequence[Trial]) -> tuple[dict[str, Trial], dict[str, list[Trial]]]:
-    """Per dataset: the trial that trains the dynamics pool (one of an algorithm that needs a
-    model if any; bc needs none) and the trials that wait for it (none where no trial of the
-    dataset trains a pool: those all start at once)."""
+    """Per dataset: the trial that trains the dynamics pool (the first of an algorithm that needs
+    a model; bc needs none) and the trials that wait for it. A dataset none of whose trials trains
+    a pool has neither: its trials all start at once."""
     from jaxrl_bayes import algos as algos_lib
 
     needs = getattr(algos_lib, "algo_needs_model", None)
@@ -297,10 +297,12 @@ def _leaders(todo: Sequence[Trial]) -> tuple[dict[str, Trial], dict[str, list[Tr
     followers: dict[str, list[Trial]] = {}
     for d in dict.fromkeys(t.dataset for t in todo):
         group = [t for t in todo if t.dataset == d]
-        leader = next((t for t in group if uses_pool(t)), group[0])
+        leader = next((t for t in group if uses_pool(t)), None)
+        if leader is None:
+            continue
         leaders[d] = leader
         rest = [t for t in group if t is not leader]
-        if rest and uses_pool(leader):
+        if rest:
             followers[d] = rest
     return leaders, followers
 

@@ -53,21 +53,17 @@ class _Stop(Exception):
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
-    """One dynamics-pool cache for the module and a persistent XLA cache (the session's, see
-    tests/conftest.py, else the module's own), also for subprocesses."""
+    """One dynamics-pool cache for the module, also for subprocesses (which inherit the session's
+    XLA compilation cache, tests/conftest.py); every compilation of the module goes into that cache."""
     root = tmp_path_factory.mktemp("caches")
-    xla = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(root / "xla")
-    env = {"JAXRL_BAYES_CACHE": str(root / "pools"), "JAX_COMPILATION_CACHE_DIR": xla,
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env = {"JAXRL_BAYES_CACHE": str(root / "pools"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    jax.config.update("jax_compilation_cache_dir", env["JAX_COMPILATION_CACHE_DIR"])
+    old = jax.config.jax_persistent_cache_min_compile_time_secs
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     yield {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old)
     mp.undo()
 
 

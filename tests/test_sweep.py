@@ -4,11 +4,10 @@ the run directories' results.json; a second sweep skips the finished trials and 
 failing one without stopping.
 
 Algorithms: bc and bc-top10, which read none of the model options every trial is given, so the
-sweep passes them only what they read (and trains no dynamics pool: an algorithm with a model goes
-through the same `experiments.run`, tests/test_run_cli.py runs one; which options each algorithm
-keeps and which trial of a dataset trains its pool are checked without Ray below). A local Gymnasium-evaluated file goes through the
-same `experiments.run` as any dataset (tests/test_run_cli.py runs one); which options a hopper
-trial is passed under its preset is checked without Ray below (a tiny hopper-width file).
+sweep passes them only what they read, and which train no dynamics pool. A model-based algorithm
+and a local Gymnasium-evaluated file go through the same `experiments.run` as any trial
+(tests/test_run_cli.py runs both); which options each algorithm keeps (under a hopper preset too)
+and which trial of a dataset trains its pool are checked without Ray below.
 """
 
 from __future__ import annotations
@@ -63,10 +62,8 @@ def swept(tmp_path_factory):
     import os
 
     root = tmp_path_factory.mktemp("sweep")
-    # the local Ray's workers inherit these: one dynamics cache, one XLA compilation cache
-    env = {"JAXRL_BAYES_CACHE": str(root / "cache"),
-           "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(root / "xla"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    # the local Ray's workers inherit these (and the session's XLA compilation cache, tests/conftest.py)
+    env = {"JAXRL_BAYES_CACHE": str(root / "cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     datasets = ["liquidation-random-v0"]
@@ -176,8 +173,7 @@ def test_trials_of_a_dataset_wait_for_the_one_that_trains_its_pool(tmp_path):
     assert sweep._pool_ready(lead, {"ref": lead})  # its pool is cached
     assert sweep._pool_ready(leaders["b"], {})  # ended (finished or failed)
     # no trial of a dataset trains a pool: none waits
-    leaders, followers = sweep._leaders(sweep.plan(tmp_path, ["bc", "bc-top10"], ["a"]))
-    assert [t.algo for t in leaders.values()] == ["bc"] and followers == {}
+    assert sweep._leaders(sweep.plan(tmp_path, ["bc", "bc-top10"], ["a"])) == ({}, {})
 
 
 def test_usage_errors_are_one_line(capsys, tmp_path):
