@@ -7,9 +7,10 @@ DynamicsConfig` and `jaxrl_bayes.algos.AgentConfig`. A field's value resolves as
 
 except the rates that set the run's time scales (`jaxrl_bayes.algos.timescales.RATES`: ref_tau,
 tau, policy_lr, critic_lr), which follow from `run.total_steps` by the library's budget rule
-(`jaxrl_bayes.algos.with_budget`) unless given on the command line; a preset may not set them
-(`with_budget_rates`). A run's config.json records which fields follow another ("_derived"), so
-a reader tells the run's choices from their consequences (`saved_json`, `derived_fields`).
+(`jaxrl_bayes.algos.with_budget`) unless given on the command line; a preset may set only the
+one the rule never scales (`timescales.UNSCALED`: critic_lr; `with_budget_rates`). A run's
+config.json records which fields follow another ("_derived"), so a reader tells the run's
+choices from their consequences (`saved_json`, `derived_fields`).
 
 Presets live in `experiments/configs/<family>.json` (family = the dataset's family, e.g.
 liquidation, hopper); each file holds named presets ("cpu", "paper"), each with sections "run",
@@ -311,7 +312,7 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
                 raise UsageError(f"{path}: preset {name!r} may not set run.{field}")
             if target == "agent":
                 field = overrides.to_path(field, entry["value"])[0]
-                if field.startswith("optim."):
+                if field.startswith("optim.") and field[len("optim."):] not in timescales.UNSCALED:
                     raise UsageError(f"{path}: preset {name!r} may not set agent.{field}: it follows from "
                                      f"run.total_steps by the budget rule (jaxrl_bayes.algos.timescales)")
             out.values[target][field] = entry["value"]
@@ -384,7 +385,8 @@ BUDGET_RULE = "budget rule for run.total_steps"  # how the source of a rate the 
 
 def with_budget_rates(cfg: Config, given: frozenset[str] | set[str] = frozenset()) -> tuple[Config, dict[str, str]]:
     """`cfg` for its budget (`algos.with_budget` for `cfg.run.total_steps`): the rates given on
-    the command line (`given`: "agent.optim.<rate>" names) are the explicit ones, the rule sets the rest.
+    the command line or set by the preset (`given`: "agent.optim.<rate>" names) are the explicit
+    ones, the rule sets the rest.
 
     Returns (config, sources of the rates the rule set).
     """

@@ -164,7 +164,8 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     given = cli.given_fields(Args, argv, default=default)
     cfg = Config(args.run, args.dynamics, args.agent)
     if first.resume is None:  # a resumed run keeps its saved rates
-        cfg, rate_sources = config.with_budget_rates(cfg, given)
+        preset_rates = {name for name in sources if name.startswith("agent.optim.")}  # timescales.UNSCALED only
+        cfg, rate_sources = config.with_budget_rates(cfg, set(given) | preset_rates)
         sources.update(rate_sources)
     cfg = config.validate(cfg)
     sources.update({name: "command line" for name in given if name.split(".")[0] in config.SECTIONS})

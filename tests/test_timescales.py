@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -39,11 +40,28 @@ def test_cli_refuses_a_reference_that_cannot_move():
     assert cfg.agent.optim.ref_tau == 1e-3
 
 
-def test_presets_may_not_set_the_rates(tmp_path):
+def test_presets_may_not_set_the_rates_the_budget_scales(tmp_path):
     (tmp_path / "liquidation.json").write_text(
         '{"cpu": {"agent": {"tau": {"value": 0.1, "_source": "x"}}}}')
     with pytest.raises(config.UsageError, match="may not set agent.optim.tau: it follows from run.total_steps"):
         config.load_preset("liquidation", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
+    assert timescales.UNSCALED == ("critic_lr",)  # its cap is PMDB's value: the rule never scales it
+
+
+def test_a_preset_critic_step_size_is_kept_and_the_rule_sets_the_rest(tmp_path, monkeypatch):
+    (tmp_path / "liquidation.json").write_text(
+        '{"cpu": {"run": {"total_steps": {"value": 6000, "_source": "x"}},'
+        ' "agent": {"optim.critic_lr": {"value": 0.002, "_source": "measured"}}}}')
+    monkeypatch.setattr(config, "load_preset", functools.partial(config.load_preset, configs_dir=tmp_path))
+    _, cfg, sources = run_mod.parse_command_line([])
+    rule = timescales.budget_rates(6000)
+    assert cfg.agent.optim.critic_lr == 0.002 and rule["critic_lr"] != 0.002
+    assert sources["agent.optim.critic_lr"].startswith("preset liquidation:cpu (measured")
+    for r in set(timescales.RATES) - {"critic_lr"}:
+        assert getattr(cfg.agent.optim, r) == pytest.approx(rule[r])
+        assert sources[f"agent.optim.{r}"].startswith(config.BUDGET_RULE)
+    _, cfg, _ = run_mod.parse_command_line(["--agent.optim.critic_lr", "0.0005"])  # the command line still wins
+    assert cfg.agent.optim.critic_lr == 0.0005
 
 
 def test_the_library_and_the_cli_give_the_same_rates_for_a_budget():
@@ -54,10 +72,13 @@ def test_the_library_and_the_cli_give_the_same_rates_for_a_budget():
                                  (["--algo", "pspo", "--run.total_steps", "6000"], "pspo", {}),
                                  (["--run.total_steps", "6000", "--agent.optim.tau", "0.01"], "rrpi", {"tau": 0.01})):
         _, cli_cfg, sources = run_mod.parse_command_line(argv)
-        lib = algos.algo_config(algo, total_steps=6000, **explicit)
+        # the liquidation preset sets critic_lr (timescales.UNSCALED): to the library it is explicit too
+        by_preset = {r: getattr(cli_cfg.agent.optim, r) for r in rates if sources[f"agent.optim.{r}"].startswith("preset")}
+        assert set(by_preset) <= set(timescales.UNSCALED)
+        lib = algos.algo_config(algo, total_steps=6000, **explicit, **by_preset)
         assert {r: getattr(lib.optim, r) for r in rates} == {r: getattr(cli_cfg.agent.optim, r) for r in rates}
         # a rate set explicitly wins, in both; the others are the rule's, and the CLI names it as their source
-        for r in rates:
+        for r in set(rates) - set(by_preset):
             want = explicit[r] if r in explicit else timescales.budget_rates(6000)[r]
             assert getattr(lib.optim, r) == want
             assert sources[f"agent.optim.{r}"] == ("command line" if r in explicit else
@@ -81,9 +102,9 @@ def test_a_new_runs_config_records_the_rates_that_follow_its_budget():
     _, cfg, sources = run_mod.parse_command_line(["--agent.optim.tau", "0.01"])
     saved = config.saved_json(cfg, sources)
     assert saved["agent"] == cfg.to_json()["agent"]  # the values as resolved
-    assert saved[config.DERIVED] == {"agent.optim.critic_lr": "run.total_steps", "agent.optim.policy_lr": "run.total_steps",
+    assert saved[config.DERIVED] == {"agent.optim.policy_lr": "run.total_steps",
                                      "agent.optim.ref_tau": "run.total_steps",
-                                     "agent.optim.avg_tau": "run.total_steps"}  # tau was given
+                                     "agent.optim.avg_tau": "run.total_steps"}  # tau was given, critic_lr is the preset's
     assert config.derived_fields(saved) == frozenset(saved[config.DERIVED])
     assert config.derived_fields(cfg.to_json()) == frozenset()  # a config.json from before the record
     assert config.from_json(saved, "saved") == cfg  # --resume and the report read it as before

@@ -27,9 +27,11 @@ So a 10k-step run gets ref_tau 2e-3 (20 time constants, as PMDB), tau 0.02 and p
 the 1M-step paper presets get 2e-5, 0.01 and 6e-5; 2M steps give PMDB's values exactly.
 
 `with_budget` applies the rule to a config; a rate the user set explicitly keeps its value.
+The rule scales every rate but `critic_lr` (its cap is PMDB's own value): that one is no time
+scale of the budget, so a task's preset may set it (`UNSCALED`); the others only a user may.
 `jaxrl_bayes.algos.algo_config(name, total_steps=T, **overrides)` calls it (the rates among
 `overrides` are the explicit ones), and so does `experiments.config` for every new run (the
-rates given on the command line are the explicit ones; a preset may not set them). An
+rates given on the command line, or an `UNSCALED` one set by the preset, are the explicit ones). An
 explicit ref_tau is checked by `check_reference_moves`.
 """
 
@@ -81,6 +83,10 @@ RATES: dict[str, Rate] = {
     # not PMDB's: 2e-6 over PMDB's 2M steps is a time constant of a quarter of the run, as at any shorter budget
     "avg_tau": Rate(2e-6, 1.0),
 }
+
+# The rates the rule never scales (its cap is PMDB's value): a step size, no time scale of the
+# budget, so a task's preset may set them where a measurement says so.
+UNSCALED: tuple[str, ...] = tuple(name for name, r in RATES.items() if r.cap <= r.pmdb)
 
 # The reference policy must complete at least this many time constants (T * ref_tau) in a run:
 # below one it moves less than 1 - 1/e = 63 % of the way toward the policy.
