@@ -113,6 +113,10 @@ class Cell:
     steps: set = field(default_factory=set)
     curve: dict[int, list[float]] = field(default_factory=dict)  # step -> per-seed scores
     curve_normalized: bool = True
+    # the best one-line schedule on the same episodes (results.json "best_schedule"): (name, score in
+    # the units of `scores`), the same for every run of the cell, else None
+    schedule: Optional[tuple[str, float]] = None
+    schedule_conflict: bool = False
 
     @property
     def scores(self) -> list[float]:
@@ -146,6 +150,8 @@ def base_algo(label: str) -> str:
 
 def display(label: str) -> str:
     """A row label as the tables and figures show it: the algorithm in capitals, the fields as they are."""
+    if label.startswith("schedule: "):
+        return label
     base = base_algo(label)
     return base.upper() + label[len(base):]
 
@@ -317,6 +323,12 @@ def _add_run(cell: Cell, run_dir: Path, results: Mapping[str, Any], per_seed: Se
     cell.provenance[str(run_dir)] = prov
     cell.run_dirs.append(str(run_dir))
     cell.presets.add(str(results.get("preset", "?")))
+    sched = results.get("best_schedule") if isinstance(results.get("best_schedule"), Mapping) else None
+    value = None if sched is None else _number(sched.get("normalized_score" if cell.normalized else "raw_return"))
+    here = None if value is None else (str(sched.get("policy")), value)
+    if here is None or (cell.run_dirs[:-1] and cell.schedule != here):
+        cell.schedule_conflict = True  # a run without one, or on other episodes: no comparison
+    cell.schedule = None if cell.schedule_conflict else here
     if results.get("total_steps") is not None:
         cell.steps.add(int(results["total_steps"]))
     points, is_norm = _curve_points(read_jsonl(run_dir / "metrics.jsonl"))
@@ -460,6 +472,25 @@ def comparisons(report: Report) -> list[dict[str, Any]]:
                         difference=diff, units="normalized" if norm else "raw",
                         seeds=(sum(len(report.cells[(d, x)].scores) for d in shared),
                                sum(len(report.cells[(d, y)].scores) for d in shared))))
+    return out + schedule_comparisons(report)
+
+
+def schedule_comparisons(report: Report) -> list[dict[str, Any]]:
+    """Each row label against the best one-line schedule of its dataset, where every run of the
+    row met the same episodes and recorded it (liquidation: "all at the last step"): did learning
+    pay? The schedule is a fixed policy on fixed episodes, a constant without seeds, so the
+    intervals resample X's runs only. One dataset per comparison (schedules differ by dataset)."""
+    out = []
+    for d in sorted({d for d, _ in report.cells}):
+        for x in algo_order([a for dd, a in report.cells if dd == d]):
+            cell = report.cells[(d, x)]
+            if cell.schedule is None or cell.seeds == 0:
+                continue
+            name, value = cell.schedule
+            samples = [cell.scores, [value, value]]  # a constant: resampling it gives itself
+            out.append(dict(x=x, y=f"schedule: {name}", datasets=[d], units="normalized" if cell.normalized else "raw",
+                            poi=stats.interval(stats.probability_of_improvement, samples),
+                            difference=stats.interval(stats.mean_difference, samples), seeds=(cell.seeds, 0)))
     return out
 
 
@@ -548,7 +579,9 @@ def markdown(report: Report, made_by: Optional[Mapping[str, Any]] = None) -> str
         lines += ["", "## Probability of improvement", "",
                   "P(X > Y): the chance that a run of X scores above a run of Y on the same dataset (ties "
                   "count 1/2), averaged over the datasets both have; 0.5 = no difference. The difference is "
-                  "mean(X) - mean(Y) averaged over those datasets. Both with stratified-bootstrap intervals.",
+                  "mean(X) - mean(Y) averaged over those datasets. Both with stratified-bootstrap intervals. "
+                  "A Y named \"schedule: ...\" is the dataset's best one-line schedule on the same episodes, a fixed "
+                  "policy: 0 seeds, a constant (did learning pay?).",
                   "", "| X | Y | datasets | seeds X / Y | P(X > Y) [95 % CI] | mean(X) - mean(Y) [95 % CI] |",
                   "|---|---|---|---|---|---|"]
         for c in comps:

@@ -143,6 +143,24 @@ def test_probability_of_improvement_and_aggregates(tmp_path):
     assert written["profile"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_method_is_set_against_the_best_one_line_schedule_on_the_same_episodes(tmp_path):
+    root = tmp_path / "runs"
+    last_step = {"eval_seed": 3, "eval_episodes": 100,
+                 "best_schedule": {"policy": "last_step", "normalized_score": 98.0, "raw_return": 132.0}}
+    _run(root, "r1", LIQ, "rrpi", [99.0, 97.0], [1.0] * 2, extra=last_step)
+    _run(root, "r2", LIQ, "rrpi", [100.0], [1.0], extra=last_step)  # pooled with r1: the same schedule
+    _run(root, "p", LIQ, "pspo", [97.0, 96.0], [1.0] * 2, extra=last_step)
+    _run(root, "a1", LIQ, "pspo-avg", [99.0], [1.0], extra=last_step)
+    _run(root, "a2", LIQ, "pspo-avg", [99.0], [1.0], extra={"eval_seed": 3, "eval_episodes": 100})  # none recorded
+    pairs = _table(report.write_report(root)["markdown"].read_text(), "## Probability of improvement")
+    # 99, 97, 100 against the constant 98: 2 of 3 above; the difference 98.67 - 98
+    assert pairs[("RRPI", "schedule: last_step")]["P(X > Y) [95 % CI]"].startswith("0.67 [0.00, 1.00]")
+    assert pairs[("RRPI", "schedule: last_step")]["mean(X) - mean(Y) [95 % CI]"].startswith("0.67 [")
+    assert pairs[("RRPI", "schedule: last_step")]["seeds X / Y"] == "3 / 0"
+    assert pairs[("PSPO", "schedule: last_step")]["P(X > Y) [95 % CI]"] == "0.00 [0.00, 0.00]"
+    assert ("PSPO-AVG", "schedule: last_step") not in pairs  # one of its runs has no schedule to compare with
+
+
 def test_seeds_of_different_commits_are_pooled_only_when_allowed(tmp_path, capsys):
     root = tmp_path / "runs"
     _run(root, "a", HMR, "rrpi", [50.0], [1.0], extra={"provenance": {"git_commit": "a" * 40, "git_dirty": False}})
