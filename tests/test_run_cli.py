@@ -140,12 +140,14 @@ def test_resolution_order_defaults_algo_preset_cli_with_sources(capsys):
     rrpi = _show_config(capsys)
     assert rrpi["agent"]["targets"]["kth"] == 1 and rrpi["agent"]["data_action_std"] == 0.1  # dataclass defaults
     assert "agent.data_action_std" not in rrpi["_sources"]
-    assert rrpi["run"]["total_steps"] == 6000 and rrpi["agent"]["num_active"] == 7  # liquidation cpu preset
+    assert rrpi["run"]["total_steps"] == 12000 and rrpi["agent"]["num_active"] == 7  # liquidation cpu preset
     assert rrpi["_sources"]["run.total_steps"].startswith("preset liquidation:cpu (measured")
-    # the time-scale rates follow the run's budget: PMDB's 2M-step values stretched by 2M / 6000, capped
-    assert rrpi["agent"]["optim"]["ref_tau"] == pytest.approx(1e-5 * 2_000_000 / 6000)
-    assert (rrpi["agent"]["optim"]["tau"], rrpi["agent"]["optim"]["policy_lr"], rrpi["agent"]["optim"]["critic_lr"]) == (0.02, 3e-4, 3e-4)
-    assert rrpi["_sources"]["agent.optim.ref_tau"].startswith("budget rule for run.total_steps = 6000")
+    # the time-scale rates follow the run's budget: PMDB's 2M-step values stretched by 2M / 12000, capped;
+    # the critic's step size, which the rule never scales, is the preset's
+    assert rrpi["agent"]["optim"]["ref_tau"] == pytest.approx(1e-5 * 2_000_000 / 12000)
+    assert (rrpi["agent"]["optim"]["tau"], rrpi["agent"]["optim"]["policy_lr"], rrpi["agent"]["optim"]["critic_lr"]) == (0.02, 3e-4, 1e-3)
+    assert rrpi["_sources"]["agent.optim.ref_tau"].startswith("budget rule for run.total_steps = 12000")
+    assert rrpi["_sources"]["agent.optim.critic_lr"].startswith("preset liquidation:cpu (measured")
     longer = _show_config(capsys, "--run.total_steps", "1000000", "--agent.optim.tau", "0.005")
     assert longer["agent"]["optim"]["ref_tau"] == pytest.approx(2e-5) and longer["agent"]["optim"]["policy_lr"] == pytest.approx(6e-5)
     assert longer["agent"]["optim"]["tau"] == 0.005 and longer["_sources"]["agent.optim.tau"] == "command line"
@@ -157,7 +159,7 @@ def test_resolution_order_defaults_algo_preset_cli_with_sources(capsys):
     assert (cli_["agent"]["targets"]["kth"], cli_["run"]["total_steps"]) == (3, 50000)
     assert cli_["_sources"]["agent.targets.kth"] == cli_["_sources"]["run.total_steps"] == "command line"
     paper = _show_config(capsys, "--preset", "paper")
-    assert paper["run"]["preset"] == "paper" and paper["run"]["total_steps"] != 6000
+    assert paper["run"]["preset"] == "paper" and paper["run"]["total_steps"] != 12000
 
 
 def test_cli_values_are_typed():
@@ -188,7 +190,7 @@ def test_help_lists_every_section_and_field(capsys):
                  "--agent.discount", "--agent.steps_per_chunk"):
         assert flag in out, flag
     assert "rrpi, pmdb" in out
-    assert "(default: 6000)" in out  # the preset's value is the default shown
+    assert "(default: 12000)" in out  # the preset's value is the default shown
 
 
 def test_list_names_algorithms_datasets_presets(capsys):
@@ -246,7 +248,7 @@ def test_run_writes_every_artifact(finished):
     assert cfg["run"]["total_steps"] == 200 and cfg["dynamics"]["hidden"] == [32, 32]
     assert cfg["agent"]["discount"] == 1.0  # from the liquidation cpu preset
     # the rates the budget rule set (none given on the command line), recorded for the report
-    assert cfg["_derived"] == {f"agent.optim.{r}": "run.total_steps" for r in ("critic_lr", "policy_lr", "ref_tau", "tau", "avg_tau")}
+    assert cfg["_derived"] == {f"agent.optim.{r}": "run.total_steps" for r in ("policy_lr", "ref_tau", "tau", "avg_tau")}
     rows = _rows(out)
     assert [r["chunk"] for r in rows] == list(range(1, 11)) and [r["step"] for r in rows][-1] == 200
     assert all("eval/normalized_mean" in r for r in rows)
@@ -297,9 +299,14 @@ def test_results_name_the_code_that_trained_not_the_checkout_at_the_end(finished
     assert json.loads((out / "results.json").read_text())["provenance"]["git_commit"] == "a" * 40
 
 
+def _saved_action_scale(out: Path) -> float:
+    return json.loads((out / "config.json").read_text())["agent"]["action_scale"]
+
+
 def test_policy_file_is_the_final_checkpoints_policy(finished):
     """The deployable policy: exactly the final checkpoint's TrainState.policy with the dataset's
-    normalizers; load_policy(...).act is tanh(mean) of that network (a numpy MLP by hand)."""
+    normalizers; load_policy(...).act is clip(c tanh(mean), -1, 1) of that network (a numpy MLP by
+    hand), c the run's action_scale."""
     from jaxrl_bayes.data import registry
 
     out, _ = finished
@@ -323,7 +330,9 @@ def test_policy_file_is_the_final_checkpoints_policy(finished):
     obs = np.asarray(ds.observations[::997][:128], np.float64)
     x = (obs - np.asarray(ds.obs_mean, np.float32)) / np.asarray(ds.obs_std, np.float32)
     b0, k0, b1, k1, b2, k2 = (np.asarray(a, np.float64) for a in ckpt_leaves)  # Dense_0..2: bias, kernel
-    hand = np.tanh((np.maximum(np.maximum(x @ k0 + b0, 0) @ k1 + b1, 0) @ k2 + b2)[:, :1])
+    c = deployed.module.action_scale
+    assert c == _saved_action_scale(out) == 3.0  # the liquidation cpu preset's
+    hand = np.clip(c * np.tanh((np.maximum(np.maximum(x @ k0 + b0, 0) @ k1 + b1, 0) @ k2 + b2)[:, :1]), -1, 1)
     np.testing.assert_allclose(np.asarray(deployed.act(obs.astype(np.float32))), hand, atol=1e-5)
 
 
