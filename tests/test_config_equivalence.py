@@ -192,10 +192,30 @@ def _with_algo_sections(saved: dict) -> dict:
 ALGO_SECTION_HASHES = {"rrpi": "196f50a16fd9f426", "pspo-noreg": "cdabf3ff70f8aca9", "bc-top10": "e4f78476dca2601e"}
 
 
+def _liquidation_preset_then(configs_dir) -> None:
+    """Writes the liquidation presets as they were when ALGO_SECTION_HASHES were recorded: the
+    `cpu` preset at 6,000 steps, without its action_scale and critic step size."""
+    import json
+
+    from experiments import config
+
+    presets = json.loads((config.CONFIGS_DIR / "liquidation.json").read_text())
+    cpu = presets["cpu"]
+    cpu["run"]["total_steps"]["value"] = 6000
+    for field in ("action_scale", "optim.critic_lr"):
+        del cpu["agent"][field]
+    (configs_dir / "liquidation.json").write_text(json.dumps(presets))
+
+
 @pytest.mark.parametrize("algo", sorted(ALGO_SECTION_HASHES))
-def test_a_run_dir_with_pspo_and_bc_sections_reads_and_keeps_its_config_hash(algo, tmp_path):
+def test_a_run_dir_with_pspo_and_bc_sections_reads_and_keeps_its_config_hash(algo, tmp_path, monkeypatch):
+    import functools
+
     from experiments import config, run as run_mod
 
+    (tmp_path / "configs").mkdir()
+    _liquidation_preset_then(tmp_path / "configs")
+    monkeypatch.setattr(config, "load_preset", functools.partial(config.load_preset, configs_dir=tmp_path / "configs"))
     _, cfg, sources = run_mod.parse_command_line(["--algo", algo])
     old = _with_algo_sections(config.saved_json(cfg, sources))
     (tmp_path / "config.json").write_text(__import__("json").dumps(old))
