@@ -113,15 +113,20 @@ class Cell:
     steps: set = field(default_factory=set)
     curve: dict[int, list[float]] = field(default_factory=dict)  # step -> per-seed scores
     curve_normalized: bool = True
-    # the best one-line schedule on the same episodes (results.json "best_schedule"): (name, score in
-    # the units of `scores`), the same for every run of the cell, else None
-    schedule: Optional[tuple[str, float]] = None
-    schedule_conflict: bool = False
+    # per run: the best one-line schedule on its episodes (results.json "best_schedule"), as
+    # (name, score in the units of `scores`), or None where the run recorded none
+    schedules: list = field(default_factory=list)
 
     @property
     def scores(self) -> list[float]:
         """The per-seed scores the statistics use: normalized where known, else raw."""
         return self.normalized or self.raw
+
+    @property
+    def schedule(self) -> Optional[tuple[str, float]]:
+        """The schedule every run of the cell met, or None (a run without one, or on other episodes)."""
+        distinct = set(self.schedules)
+        return next(iter(distinct)) if len(distinct) == 1 else None
 
     @property
     def seeds(self) -> int:
@@ -325,10 +330,7 @@ def _add_run(cell: Cell, run_dir: Path, results: Mapping[str, Any], per_seed: Se
     cell.presets.add(str(results.get("preset", "?")))
     sched = results.get("best_schedule") if isinstance(results.get("best_schedule"), Mapping) else None
     value = None if sched is None else _number(sched.get("normalized_score" if cell.normalized else "raw_return"))
-    here = None if value is None else (str(sched.get("policy")), value)
-    if here is None or (cell.run_dirs[:-1] and cell.schedule != here):
-        cell.schedule_conflict = True  # a run without one, or on other episodes: no comparison
-    cell.schedule = None if cell.schedule_conflict else here
+    cell.schedules.append(None if value is None else (str(sched.get("policy")), value))
     if results.get("total_steps") is not None:
         cell.steps.add(int(results["total_steps"]))
     points, is_norm = _curve_points(read_jsonl(run_dir / "metrics.jsonl"))

@@ -164,7 +164,8 @@ def parse_command_line(argv: list[str]) -> Optional[tuple[Args, Config, dict[str
     given = cli.given_fields(Args, argv, default=default)
     cfg = Config(args.run, args.dynamics, args.agent)
     if first.resume is None:  # a resumed run keeps its saved rates
-        preset_rates = {name for name in sources if name.startswith("agent.optim.")}  # timescales.UNSCALED only
+        preset_rates = {name for name, why in sources.items()  # timescales.UNSCALED only (config.load_preset)
+                        if name.startswith("agent.optim.") and why.startswith("preset ")}
         cfg, rate_sources = config.with_budget_rates(cfg, set(given) | preset_rates)
         sources.update(rate_sources)
     cfg = config.validate(cfg)
