@@ -15,7 +15,9 @@ choices from their consequences (`saved_json`, `derived_fields`).
 Presets live in `experiments/configs/<family>.json` (family = the dataset's family, e.g.
 liquidation, hopper); each file holds named presets ("cpu", "paper"), each with sections "run",
 "dynamics", "agent" (and optional "algo:<name>" sections applied to that algorithm and its
-ablations "<name>-*"); every value is {"value": ..., "_source": "..."}.
+ablations "<name>-*"); every value is {"value": ..., "_source": "..."}. A family file may name a
+shared file as its `"_base"` (every locomotion robot: `locomotion.json`): the base's preset of the
+same name applies first and the family's own values, if any, on top.
 """
 
 from __future__ import annotations
@@ -254,12 +256,24 @@ def read_run_config(run_dir: Path) -> Config:
     return from_json(rundir.read_json(path, "run config"), str(path))
 
 
+BASE = "_base"  # a preset file's shared base file (its stem), applied first
+
+
+def _preset_names(data: Mapping[str, Any], configs_dir: Path) -> list[str]:
+    """The preset names of a preset file's contents, its base's included."""
+    names = [k for k in data if not k.startswith("_")]
+    if BASE in data:
+        base = json.loads((Path(configs_dir) / f"{data[BASE]}.json").read_text())
+        names += [k for k in _preset_names(base, configs_dir) if k not in names]
+    return names
+
+
 def available_presets(configs_dir: Path = CONFIGS_DIR) -> dict[str, list[str]]:
     """family -> preset names, for every preset file."""
     out = {}
     for p in sorted(Path(configs_dir).glob("*.json")):
         try:
-            out[p.stem] = [k for k in json.loads(p.read_text()) if not k.startswith("_")]
+            out[p.stem] = _preset_names(json.loads(p.read_text()), configs_dir)
         except (OSError, json.JSONDecodeError):
             out[p.stem] = ["<unreadable>"]
     return out
@@ -294,7 +308,14 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UsageError(f"preset file {path} is not valid JSON: {e}") from e
-    names = [k for k in data if not k.startswith("_")]
+    if BASE in data:
+        base_path = Path(configs_dir) / f"{data[BASE]}.json"
+        if not isinstance(data[BASE], str) or not base_path.is_file() or data[BASE] == family:
+            raise UsageError(f"{path}: {BASE} {data[BASE]!r} names no other preset file in {configs_dir}")
+        base_names = _preset_names(json.loads(base_path.read_text()), configs_dir)
+        if name in base_names:
+            out = load_preset(data[BASE], name, algo, explicit=True, configs_dir=configs_dir)
+    names = _preset_names(data, configs_dir)
     if name not in names:
         raise UsageError(f"unknown preset {name!r} for {family} ({path}); choose one of: {', '.join(names)}")
 
@@ -318,7 +339,7 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
             out.values[target][field] = entry["value"]
             out.sources[f"{target}.{field}"] = f"preset {family}:{name} ({entry['_source']})"
 
-    for key, section in data[name].items():
+    for key, section in data.get(name, {}).items():
         if key.startswith("_"):
             continue
         if key.startswith("algo:"):

@@ -202,10 +202,10 @@ def test_list_names_algorithms_datasets_presets(capsys):
 
 def test_preset_files_give_a_source_for_every_value_and_fit_the_configs():
     files = sorted(config.CONFIGS_DIR.glob("*.json"))
-    assert {"liquidation", "hopper", "walker2d", "halfcheetah"} <= {p.stem for p in files}
+    assert {"liquidation", "hopper", "walker2d", "halfcheetah", "locomotion"} <= {p.stem for p in files}
     for path in files:
         data = json.loads(path.read_text())
-        presets = {k: v for k, v in data.items() if not k.startswith("_")}
+        presets = {k: data.get(k, {}) for k in config.available_presets()[path.stem]}  # a base's presets included
         assert {"cpu", "paper"} <= set(presets), path
         for pname, preset in presets.items():
             sections = [(k, v) for k, v in preset.items() if not k.startswith("_") and not k.startswith("algo:")]
@@ -750,3 +750,33 @@ def test_eval_deployments_score_the_other_policy_on_the_same_episodes(caches, tm
     assert ref["deployments"]["policy"]["raw_return"] == pytest.approx(pi["raw_return"], rel=1e-9)
     assert pi["deployments"]["reference"]["normalized_score"] == pytest.approx(ref["normalized_score"], rel=1e-9)
     assert "eval/reference/normalized_mean" in _rows(tmp_path / "pi")[-1]
+
+
+def test_a_robot_preset_is_its_base_with_its_own_values_on_top(tmp_path):
+    (tmp_path / "shared.json").write_text(json.dumps({
+        "cpu": {"run": {"total_steps": {"value": 300, "_source": "base"}},
+                "dynamics": {"max_epochs": {"value": 7, "_source": "base"}}},
+        "paper": {"dynamics": {"max_epochs": {"value": 9, "_source": "base"}}}}))
+    (tmp_path / "robot.json").write_text(json.dumps({
+        "_base": "shared", "paper": {"dynamics": {"max_epochs": {"value": 11, "_source": "own"}}}}))
+    cpu = config.load_preset("robot", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
+    assert cpu.values["run"] == {"total_steps": 300} and cpu.values["dynamics"] == {"max_epochs": 7}
+    assert cpu.sources["dynamics.max_epochs"] == "preset shared:cpu (base)"
+    paper = config.load_preset("robot", "paper", "rrpi", explicit=True, configs_dir=tmp_path)
+    assert paper.values["dynamics"] == {"max_epochs": 11} and paper.sources["dynamics.max_epochs"] == "preset robot:paper (own)"
+    assert config.available_presets(tmp_path) == {"robot": ["paper", "cpu"], "shared": ["cpu", "paper"]}
+    (tmp_path / "robot.json").write_text(json.dumps({"_base": "missing"}))
+    with pytest.raises(config.UsageError, match="_base 'missing' names no other preset file"):
+        config.load_preset("robot", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
+
+
+def test_every_locomotion_robot_runs_the_same_algorithm():
+    """One preset for every robot: the resolved agents differ in nothing, at either scale."""
+    for preset in ("cpu", "paper"):
+        for algo in ("rrpi", "pspo", "pmdb", "bc"):
+            agents = {robot: config.build_agent(config.load_preset(robot, preset, algo, explicit=True).values["agent"],
+                                                robot, base=config.algos.algo_config(algo), preset=True)
+                      for robot in ("hopper", "walker2d", "halfcheetah")}
+            assert agents["hopper"] == agents["walker2d"] == agents["halfcheetah"], (preset, algo)
+            runs = {robot: config.load_preset(robot, preset, algo, explicit=True).values["run"] for robot in agents}
+            assert runs["hopper"] == runs["walker2d"] == runs["halfcheetah"], (preset, algo)
