@@ -85,3 +85,30 @@ def test_the_deployed_bc_policy_is_the_best_on_held_out_episodes():
         got = losses.behaviour_cloning_loss(best, trainer.nets, trainer.data, trainer.data.holdout_obs,
                                             trainer.data.holdout_act)
         np.testing.assert_allclose(float(got), held_nll[:, s].min(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss, want", [("mse", 0.2),  # the conditional mean action: (0.9 - 0.5) / 2
+                                        # the pre-tanh Gaussian's mean is the mean of atanh(a)
+                                        ("likelihood", float(np.tanh((np.arctanh(0.9) + np.arctanh(-0.5)) / 2)))])
+def test_the_cloning_loss_decides_the_deployed_action_of_a_two_action_behaviour(loss, want):
+    """Every state has two logged actions, +0.9 and -0.5, equally often: squared-error cloning
+    deploys their mean 0.2, likelihood cloning tanh(mean of atanh(a)) = 0.431."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    act = np.where(np.arange(n) % 2 == 0, 0.9, -0.5).astype(np.float32)[:, None]
+    done = np.arange(n) % 20 == 19
+    ds = Dataset.from_arrays(observations=obs, actions=act, rewards=np.zeros(n, np.float32), terminals=done,
+                             next_observations=obs + 1.0, name="two-actions")
+    config = algo_config("bc", policy_hidden=(16, 16), steps_per_chunk=500, bc_batch=256,
+                         **{"algo.loss": loss, "algo.holdout": 0.1})
+    trainer = make_trainer(config, ds, None)
+    states = trainer.init_seeds(jax.random.split(jax.random.PRNGKey(1), 1))
+    for _ in range(6):
+        states, metrics = trainer.run_chunk_seeds(states)
+    name = {"mse": "mse", "likelihood": "nll"}[loss]
+    assert f"best_holdout_{name}" in metrics and f"holdout_{'nll' if name == 'mse' else 'mse'}" not in metrics
+    policy = jax.tree_util.tree_map(lambda x: x[0], deployed_policy(states, config))
+    deployed = np.asarray(trainer.act(policy, jnp.asarray(obs[:200]), trainer.data))
+    # the two answers are 0.23 apart; the states are noise, which a small net fits a little of
+    assert abs(float(deployed.mean()) - want) < 0.04 and float(deployed.std()) < 0.1, (deployed.mean(), deployed.std())

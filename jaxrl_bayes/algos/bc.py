@@ -2,22 +2,25 @@
 
 Maximum likelihood of the dataset's actions under the same tanh-Gaussian policy as the other
 algorithms (`config.policy_hidden`, standardized observations): `losses.behaviour_cloning_loss`,
-the loss PSPO's pi_beta is fitted with, one Adam step (`behaviour.lr`) on `behaviour.batch` pairs at a time
+the loss PSPO's pi_beta is fitted with; or, with `algo.loss = "mse"`, the squared error of the
+deployed action tanh(mean) (`losses.deterministic_cloning_loss`, CORL's BC). One Adam step (`behaviour.lr`) on `behaviour.batch` pairs at a time
 through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
 `lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
 
-- Early stopping on held-out likelihood: `algo.holdout` of the episodes never enter
-  training; at every chunk's end the policy's mean log-likelihood of their actions is measured,
-  and the best policy so far (`BCState.best_policy`) is the one evaluated and saved. So the
-  budget is chosen by likelihood on unseen episodes, never by returns.
+- Early stopping on the held-out loss: `algo.holdout` of the episodes never enter training; at
+  every chunk's end the training loss on their actions is measured (mean negative
+  log-likelihood, or the deployed action's squared error), and the best policy so far
+  (`BCState.best_policy`) is the one evaluated and saved. So the budget is chosen on unseen
+  episodes, never by returns.
 - %BC (`algo.top_fraction` < 1, a field of `common.Bc`; the named algorithm `bc-top10` clones
   the top 10 % of complete episodes by return, Decision Transformer's baseline):
   `data.dataset.top_episode_rows`.
 
 BC needs no dynamics pool (`Parts.needs_model = False`, `algos.algo_needs_model("bc")` is
 False): `make_trainer(config, dataset, pool=None)` works, and the CLI skips pool training.
-Chunk metrics: `bc_loss` (mean negative log-likelihood of the chunk's batches), `policy_loss`
-(the same number, under the name every algorithm reports), `holdout_nll` and `best_holdout_nll`.
+Chunk metrics: `bc_loss` (the chunk's mean loss), `policy_loss` (the same number, under the name
+every algorithm reports), `holdout_nll` and `best_holdout_nll` (`holdout_mse` and
+`best_holdout_mse` with `algo.loss = "mse"`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class BCState:
     policy: Any
     policy_opt: Any
     best_policy: Any  # the policy with the best held-out log-likelihood so far (deployed)
-    best_nll: jax.Array  # its held-out negative log-likelihood (inf before the first chunk)
+    best_nll: jax.Array  # its held-out loss, the negative log-likelihood or squared error (inf before the first chunk)
     step: jax.Array
     key: jax.Array
 
@@ -68,22 +71,24 @@ def run_chunk(config: AgentConfig, nets: Networks, tx: optax.GradientTransformat
               data: TrainData) -> tuple[BCState, dict]:
     """`steps_per_chunk` behaviour-cloning steps in lax.scan, then the held-out check."""
     key, k_steps = jax.random.split(state.key)
+    loss_fn, loss_name = losses.CLONING_LOSSES[config.algo.loss]
 
     def step(carry, k):
         params, opt = carry
-        params, opt, loss = train.behaviour_cloning_step(params, opt, k, data, nets, tx, config.behaviour.batch)
+        params, opt, loss = train.behaviour_cloning_step(params, opt, k, data, nets, tx, config.behaviour.batch,
+                                                         loss_fn)
         return (params, opt), loss
 
-    (policy, policy_opt), nll = jax.lax.scan(step, (state.policy, state.policy_opt),
-                                             jax.random.split(k_steps, config.steps_per_chunk))
-    metrics = {"bc_loss": jnp.mean(nll), "policy_loss": jnp.mean(nll)}
+    (policy, policy_opt), loss = jax.lax.scan(step, (state.policy, state.policy_opt),
+                                              jax.random.split(k_steps, config.steps_per_chunk))
+    metrics = {"bc_loss": jnp.mean(loss), "policy_loss": jnp.mean(loss)}
     best_policy, best_nll = policy, state.best_nll
     if data.holdout_obs is not None:
-        held = losses.behaviour_cloning_loss(policy, nets, data, data.holdout_obs, data.holdout_act)
+        held = loss_fn(policy, nets, data, data.holdout_obs, data.holdout_act)
         better = held < state.best_nll
         best_policy = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old), policy, state.best_policy)
         best_nll = jnp.minimum(held, state.best_nll)
-        metrics.update(holdout_nll=held, best_holdout_nll=best_nll)
+        metrics.update({f"holdout_{loss_name}": held, f"best_holdout_{loss_name}": best_nll})
     state = BCState(policy, policy_opt, best_policy, best_nll, state.step + config.steps_per_chunk, key)
     return state, metrics
 

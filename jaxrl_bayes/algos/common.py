@@ -294,10 +294,15 @@ class Bc(AlgoConfig):
     # with the best held-out log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on
     # returns). 0 = no hold-out: the last iterate is deployed.
     holdout: float = 0.1
+    # What is fitted (`losses.CLONING_LOSSES`): "likelihood", the tanh-Gaussian's negative
+    # log-likelihood of the dataset's actions (the loss PSPO fits pi_beta with), or "mse", the squared
+    # error of the deployed action tanh(mean) (CORL's BC). The held-out check uses the same loss.
+    loss: str = "likelihood"
 
     def problems(self) -> list[str]:
-        return numeric_problems(self, {"top_fraction": UNIT,
-                                       "holdout": ((lambda v: 0.0 <= v < 1.0), "in [0, 1)")})
+        problems = numeric_problems(self, {"top_fraction": UNIT,
+                                           "holdout": ((lambda v: 0.0 <= v < 1.0), "in [0, 1)")})
+        return problems + _one_of("loss", self.loss, ("likelihood", "mse"))
 
     def unread(self, config) -> frozenset[str]:
         """Everything but the policy (`policy_hidden`, `action_scale`), its cloning steps

@@ -4,8 +4,10 @@
   critics, with per-row weights `w` (real rows omega_1 / B_real, model rows omega_2 / B_model).
 - `projection_loss`: the Boltzmann projection of the policy (RRPI Eq. 10), weighted maximum
   likelihood of candidate actions (`value.projection_loss`), averaged with the same row weights.
-- `behaviour_cloning_loss`: the negative log-likelihood of dataset actions, the one BC loss of
-  the project (PSPO's pi_beta and the `bc` algorithm).
+- `behaviour_cloning_loss`: the negative log-likelihood of dataset actions (PSPO's pi_beta and
+  the `bc` algorithm's default).
+- `deterministic_cloning_loss`: the squared error of the deployed action tanh(mean) against the
+  dataset's (CORL's BC; the `bc` algorithm with `algo.loss = "mse"`).
 """
 
 from __future__ import annotations
@@ -53,3 +55,14 @@ def behaviour_cloning_loss(policy_params, nets: Networks, data: TrainData, obs: 
     """-mean_b log pi(a_b | s_b) of dataset actions (clipped inside (-1, 1) by
     `networks.tanh_gaussian_log_prob`, so actions at exactly +-1 are finite)."""
     return -jnp.mean(networks.tanh_gaussian_log_prob(policy_dist(nets, policy_params, data, obs), act))
+
+
+def deterministic_cloning_loss(policy_params, nets: Networks, data: TrainData, obs: jax.Array,
+                               act: jax.Array) -> jax.Array:
+    """mean_b ||tanh(mean(s_b)) - a_b||^2: the deployed action's squared error against dataset
+    actions (in the policy's action space), whose minimizer is the conditional mean action."""
+    return jnp.mean(jnp.sum((jnp.tanh(policy_dist(nets, policy_params, data, obs).mean) - act) ** 2, axis=-1))
+
+
+# the `bc` algorithm's losses by `Bc.loss`: (loss, its metric's short name)
+CLONING_LOSSES = {"likelihood": (behaviour_cloning_loss, "nll"), "mse": (deterministic_cloning_loss, "mse")}

@@ -60,13 +60,14 @@ def _apply(tx: optax.GradientTransformation, grads, opt_state, params):
 
 
 def behaviour_cloning_step(params, opt_state, key: chex.PRNGKey, data: TrainData, nets: Networks,
-                           tx: optax.GradientTransformation, batch_size: int):
-    """One gradient step of `losses.behaviour_cloning_loss` on `batch_size` dataset pairs.
+                           tx: optax.GradientTransformation, batch_size: int, loss_fn=losses.behaviour_cloning_loss):
+    """One gradient step of `loss_fn` (`losses.behaviour_cloning_loss`, or another of
+    `losses.CLONING_LOSSES`) on `batch_size` dataset pairs.
 
     Returns (params, opt_state, loss before the step).
     """
     idx = jax.random.randint(key, (batch_size,), 0, data.obs.shape[0])
-    loss, grads = jax.value_and_grad(losses.behaviour_cloning_loss)(params, nets, data, data.obs[idx], data.act[idx])
+    loss, grads = jax.value_and_grad(loss_fn)(params, nets, data, data.obs[idx], data.act[idx])
     params, opt_state = _apply(tx, grads, opt_state, params)
     return params, opt_state, loss
 
