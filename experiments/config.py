@@ -461,7 +461,7 @@ def validate(cfg: Config) -> Config:
     if cfg.agent.steps_per_chunk < 1:
         raise UsageError("agent.steps_per_chunk must be >= 1")
     if not algos.fields_without_effect(cfg.agent, ["optim.ref_tau"]):  # the algorithm has a reference policy
-        timescales.check_reference_moves(cfg.agent.optim.ref_tau, cfg.run.total_steps)
+        timescales.check_reference_moves(cfg.agent.optim.ref_tau, cfg.run.total_steps, cfg.agent.behaviour.init_policy)
     return cfg
 
 

@@ -131,6 +131,11 @@ def test_pmdbs_budget_gives_pmdbs_rates_in_the_library():
     with pytest.raises(UserError, match="agent.optim.ref_tau = 1e-05 moves the reference policy only"):
         algos.algo_config("rrpi", total_steps=6000, ref_tau=1e-5)
     algos.algo_config("bc", total_steps=10, ref_tau=1e-9)  # bc has no reference policy: nothing to refuse
+    # a mu that starts at pi_beta and stays there is a behaviour-regularized update: warned, not refused
+    with pytest.warns(UserWarning, match=r"mu stays near pi_beta"):
+        cfg = algos.algo_config("rrpi", total_steps=6000, ref_tau=1e-9,
+                                **{"behaviour.init_policy": True, "behaviour.steps": 100})
+    assert cfg.optim.ref_tau == 1e-9
 
 
 def test_a_new_runs_config_records_the_rates_that_follow_its_budget():
@@ -143,3 +148,10 @@ def test_a_new_runs_config_records_the_rates_that_follow_its_budget():
     assert config.derived_fields(saved) == frozenset(saved[config.DERIVED])
     assert config.derived_fields(cfg.to_json()) == frozenset()  # a config.json from before the record
     assert config.from_json(saved, "saved") == cfg  # --resume and the report read it as before
+
+
+def test_cli_warns_instead_of_refusing_a_reference_fixed_at_the_behaviour_policy():
+    with pytest.warns(UserWarning, match="mu stays near pi_beta"):
+        _, cfg, _ = run_mod.parse_command_line(["--agent.optim.ref_tau", "1e-7", "--agent.behaviour.init_policy",
+                                                "--agent.behaviour.steps", "100"])
+    assert cfg.agent.optim.ref_tau == 1e-7 and cfg.agent.behaviour.init_policy

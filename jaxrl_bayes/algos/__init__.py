@@ -111,7 +111,7 @@ def algo_config(name: str, *, total_steps: int | None = None, **overrides) -> Ag
         config = with_budget(config, total_steps, explicit=explicit)
     config.validate()
     if total_steps is not None and not fields_without_effect(config, ["optim.ref_tau"]):  # it has a reference policy
-        timescales.check_reference_moves(config.optim.ref_tau, total_steps)
+        timescales.check_reference_moves(config.optim.ref_tau, total_steps, config.behaviour.init_policy)
     return config
 
 

@@ -50,13 +50,15 @@ scale of the budget, so a task's preset may set it (`UNSCALED`); the others only
 `jaxrl_bayes.algos.algo_config(name, total_steps=T, **overrides)` calls it (the rates among
 `overrides` are the explicit ones), and so does `experiments.config` for every new run (the
 rates given on the command line, or an `UNSCALED` one set by the preset, are the explicit ones). An
-explicit ref_tau is checked by `check_reference_moves`.
+explicit ref_tau is checked by `check_reference_moves`: one that leaves mu at its random
+initialization is refused, one that holds mu at pi_beta (`behaviour.init_policy`) is warned about.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import TYPE_CHECKING, Collection, NamedTuple
 
 from jaxrl_bayes.components import UNIT, Component, numeric_problems
@@ -168,12 +170,20 @@ def reference_time_constants(ref_tau: float, total_steps: int) -> float:
     return math.inf if ref_tau >= 1.0 else -total_steps * math.log1p(-ref_tau)
 
 
-def check_reference_moves(ref_tau: float, total_steps: int) -> None:
-    """Refuses (one-line `UserError`) a reference policy that cannot move in the run's budget."""
+def check_reference_moves(ref_tau: float, total_steps: int, starts_at_behaviour: bool = False) -> None:
+    """Refuses (one-line `UserError`) a reference policy that cannot move in the run's budget:
+    it would stay at its random initialization. One that starts at the behaviour policy
+    (`starts_at_behaviour`, `behaviour.init_policy`) is a principled fixed mu = pi_beta, a
+    behaviour-regularized update: a warning says so instead."""
     n = reference_time_constants(ref_tau, total_steps)
     if n < MIN_REFERENCE_TIME_CONSTANTS:
         moved = 1.0 - math.exp(-n)
         rule = budget_rates(total_steps)["ref_tau"]
+        if starts_at_behaviour:
+            warnings.warn(f"agent.optim.ref_tau = {ref_tau:g} moves the reference policy only {moved:.1%} of the way "
+                          f"toward the policy in {total_steps} steps: mu stays near pi_beta, where behaviour.init_policy "
+                          f"starts it (a behaviour-regularized update, not RRPI's policy iteration)", stacklevel=3)
+            return
         raise UserError(
             f"agent.optim.ref_tau = {ref_tau:g} moves the reference policy only {moved:.1%} of the way toward the "
             f"policy in {total_steps} steps ({n:.2g} time constants; at least {MIN_REFERENCE_TIME_CONSTANTS:g} "
