@@ -202,13 +202,19 @@ def seed_summary(values: Optional[Sequence[float]]) -> Optional[dict[str, Any]]:
     return {"seeds": s["runs"], "mean": interval_json(s["mean"]), "iqm": interval_json(s["iqm"])}
 
 
-def curve_spread(evals: Sequence[Mapping], total_steps: int, num_seeds: int) -> Optional[dict[str, Any]]:
+def curve_spread(evals: Sequence[Mapping], total_steps: int, num_seeds: int,
+                 deployment: Optional[str] = None) -> Optional[dict[str, Any]]:
     """The last half of every seed's learning curve (`stats.last_half_spread` of the periodic
     evaluations, normalized where the dataset has references, else raw), beside the final score:
     {"per_seed": [...], "score": which score, "mean_range": the seeds' mean max - min,
-    "final_within": how many seeds' final score lies inside their own last half's range}."""
-    periodic = [e for e in evals if not e.get("final")]
-    finals = [e for e in evals if e.get("final")]
+    "final_within": how many seeds' final score lies inside their own last half's range}.
+    `deployment`: the curve of another deployment evaluated on the same episodes
+    (--run.eval_deployments) instead of the deployed policy's."""
+    def of(e: Mapping) -> Optional[Mapping]:
+        return e if deployment is None else (e.get("deployments") or {}).get(deployment)
+
+    periodic = [of(e) | {"step": e["step"]} for e in evals if not e.get("final") and of(e) is not None]
+    finals = [of(e) for e in evals if e.get("final") and of(e) is not None]
     if not periodic:
         return None
     key = "normalized" if periodic[-1].get("normalized") is not None else "raw"
@@ -257,6 +263,13 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
     curve = curve_spread(evals, total_steps, run.seeds)
     for row, spread in zip(per_seed, curve["per_seed"] if curve else [None] * run.seeds):
         row["last_half_curve"] = spread
+    other_curves = {}  # --run.eval_deployments: the same spread for every other deployment
+    for name in (final.get("deployments") or {}):
+        other = curve_spread(evals, total_steps, run.seeds, deployment=name)
+        if other is not None:
+            other_curves[name] = {k: v for k, v in other.items() if k != "per_seed"}
+            for row, spread in zip(per_seed, other["per_seed"]):
+                row["deployments"][name]["last_half_curve"] = spread
     optimum = final.get("optimum_returns")
     timed = [r for r in history if r.get("chunk_time_s")]
     chunk_times = [r["chunk_time_s"] for r in timed if not r.get("includes_compile")] or [
@@ -287,6 +300,7 @@ def write_results(run_dir: Path, cfg: Any, spec: Any, evals: Sequence[Mapping], 
         # how much each seed's curve moves in the last half of the run (per_seed[i].last_half_curve:
         # periodic evaluations at step >= total_steps / 2, jaxrl_bayes.stats.last_half_spread)
         "last_half_curve": None if curve is None else {k: v for k, v in curve.items() if k != "per_seed"},
+        "last_half_curve_by_deployment": other_curves or None,  # the other deployments' (--run.eval_deployments)
         # the task's optimal policy on the same episodes (liquidation: the DP policy), or None;
         # optimality_gap per seed = mean over episodes of its return minus the policy's
         "optimum": None if optimum is None else {
@@ -369,6 +383,14 @@ def summary_table(results: Mapping[str, Any], run_dir: Path) -> str:
         lines.append(f"  last half of the curve ({curve['points']} evaluations from step {curve['first_step']:,}, "
                      f"{curve['score']}): per seed {ranges}; final score inside it for {curve['final_within']} of "
                      f"{curve['seeds']} seed(s)")
+    for name, other in (results.get("last_half_curve_by_deployment") or {}).items():  # --run.eval_deployments
+        finals = ", ".join(f"{s['deployments'][name]['normalized_score' if other['score'] == 'normalized' else 'raw_return']:.1f}"
+                           for s in results["per_seed"])
+        ranges = ", ".join(f"[{s['deployments'][name]['last_half_curve']['min']:.1f}, "
+                           f"{s['deployments'][name]['last_half_curve']['max']:.1f}]"
+                           for s in results["per_seed"] if s["deployments"][name].get("last_half_curve"))
+        lines.append(f"  deploying {name} instead: final {finals}; last half per seed {ranges}, inside it for "
+                     f"{other['final_within']} of {other['seeds']} seed(s)")
     opt = results.get("optimum")
     if opt is not None:
         value = opt["normalized_score"] if opt["normalized_score"] is not None else opt["raw_return"]
