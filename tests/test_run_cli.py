@@ -780,3 +780,15 @@ def test_every_locomotion_robot_runs_the_same_algorithm():
             assert agents["hopper"] == agents["walker2d"] == agents["halfcheetah"], (preset, algo)
             runs = {robot: config.load_preset(robot, preset, algo, explicit=True).values["run"] for robot in agents}
             assert runs["hopper"] == runs["walker2d"] == runs["halfcheetah"], (preset, algo)
+
+
+def test_the_locomotion_paper_preset_runs_the_cpu_presets_algorithm():
+    """The scales differ (sizes, steps, the rates that follow them); the switches that make the algorithm do not."""
+    def switches(agent):
+        return (agent.algo, agent.rollout.kind, getattr(agent.rollout, "explore", None), agent.sampling.successor,
+                agent.sampling.reward, agent.targets.selector, agent.targets.kth, agent.targets.box_terminal,
+                agent.reward_normalization, agent.belief.kind, agent.temperature.kind, agent.deploy)
+    for algo in ("rrpi", "pspo", "pmdb", "bc", "bc-top10"):
+        cpu, paper = (config.build_agent(config.load_preset("hopper", p, algo, explicit=True).values["agent"], p,
+                                         base=config.algos.algo_config(algo), preset=True) for p in ("cpu", "paper"))
+        assert switches(cpu) == switches(paper), algo
