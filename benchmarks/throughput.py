@@ -28,7 +28,8 @@ What is measured (all after compilation, every call ended by `jax.block_until_re
 - **Devices.** Seeds/s with 1, 2, 4 devices (`benchmarks.devices`: one process per count;
   forced host devices on CPU).
 - **CPU presets.** Sizes `cpu-hopper`, `cpu-walker2d`, `cpu-halfcheetah` are read from the
-  `cpu` presets in experiments/configs/ (preset values over the config defaults).
+  `cpu` presets in experiments/configs/ (preset values over the config defaults); the robots share
+  one locomotion preset, so the three are the same sizes.
 - **Scaling.** Step time and FLOPs against N, M, K and the batch, one at a time, from the first
   of `--sizes` (or `--scaling-size`, one of them).
 - **Chunked soft value** (`--variants chunked`): the same step with the N x K x B successors'
@@ -131,16 +132,14 @@ SIZES: dict[str, Size] = {
 
 
 def preset_size(family: str, preset: str = "cpu") -> Size:
-    """The sizes of a preset in experiments/configs/<family>.json (values over the defaults of
-    AgentConfig / DynamicsConfig); the synthetic data stay walker2d-shaped."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "configs",
-                        f"{family}.json")
-    with open(path) as f:
-        sections = json.load(f)[preset]
+    """The sizes of a preset of experiments/configs/<family>.json, its `_base` included (values over
+    the defaults of AgentConfig / DynamicsConfig); the synthetic data stay walker2d-shaped."""
+    from experiments.config import load_preset
+
+    sections = load_preset(family, preset, "rrpi", explicit=True).values
 
     def values(section: str) -> dict:
-        return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
-                for k, v in sections.get(section, {}).items() if not k.startswith("_")}
+        return dict(sections.get(section, {}))
 
     agent = common.AgentConfig()
     for path, value in sorted((to_path(k, v) for k, v in values("agent").items()), key=lambda kv: kv[0].count(".")):
@@ -162,7 +161,7 @@ def preset_size(family: str, preset: str = "cpu") -> Size:
 for _family in ("hopper", "walker2d", "halfcheetah"):
     try:
         SIZES[f"cpu-{_family}"] = preset_size(_family)
-    except (OSError, KeyError, ValueError):  # no such preset file: that size is not offered
+    except (OSError, KeyError, ValueError, UserError):  # no such preset file: that size is not offered
         pass
 
 SizeName = Literal[tuple(sorted(SIZES))]  # the sizes above, as --sizes and --scaling-size choices
