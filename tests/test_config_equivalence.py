@@ -96,8 +96,6 @@ def checksums(config, task):
 @pytest.mark.parametrize("case", list(CASES))
 def test_same_seeds_give_the_recorded_weights(case, task):
     name, kw = flat_overrides(case)
-    if not name.startswith("bc"):  # mu's rate when the weights were recorded (the budget alone, before the order rule)
-        kw["ref_tau"] = 2e-3
     assert checksums(algo_config(name, total_steps=10_000, **kw), task) == EXPECTED[case]
 
 
@@ -138,8 +136,7 @@ def test_a_run_dir_with_the_flat_agent_names_reads_and_keeps_its_config_hash(tmp
            "dynamics": json.loads(json.dumps(config.components.to_json(DynamicsConfig()))), "agent": OLD_AGENT}
     (tmp_path / "config.json").write_text(json.dumps(old))
     cfg = config.read_run_config(tmp_path)
-    # the rates it recorded: mu's 2e-3 is the budget's scaling before the order rule
-    want = algo_config("pmdb", total_steps=10_000, ref_tau=2e-3, rollout=Persistent(horizon=1000), temperature=Fixed(alpha=0.2))
+    want = algo_config("pmdb", total_steps=10_000, rollout=Persistent(horizon=1000), temperature=Fixed(alpha=0.2))
     # a config from before the moving-average deployment has no avg_tau: the default, unread by its deploy
     want = dataclasses.replace(want, optim=dataclasses.replace(want.optim, avg_tau=Optimiser().avg_tau))
     assert "optim.avg_tau" in want.unread_paths()

@@ -25,40 +25,6 @@ def test_pmdb_budget_gives_pmdb_rates_and_shorter_runs_the_same_time_constants()
     assert timescales.budget_rates(10)["ref_tau"] == 1.0  # capped: mu = the previous iterate
 
 
-def test_the_reference_is_never_faster_than_the_critics_value_propagation():
-    g = 0.99
-    for steps in (5_000, 10_000, 20_000, 100_000, 1_000_000, 2_000_000):
-        r = timescales.budget_rates(steps, discount=g)
-        critic = timescales.value_propagation_steps(r["tau"], g)  # 1 / (tau (1 - gamma))
-        assert 1.0 / r["ref_tau"] >= timescales.ORDER_RATIO * critic * (1 - 1e-9)  # mu no faster than the critic
-        assert steps * r["ref_tau"] >= timescales.MIN_REFERENCE_TIME_CONSTANTS * (1 - 1e-9)  # and it still moves
-        assert {k: v for k, v in r.items() if k != "ref_tau"} == {
-            k: v for k, v in timescales.budget_rates(steps).items() if k != "ref_tau"}  # only mu's rate changes
-    # 10k steps: tau 0.02 propagates over 1 / (0.02 * 0.01) = 5,000 steps, so mu gets 2e-4 (the budget alone: 2e-3)
-    assert timescales.budget_rates(10_000, discount=g)["ref_tau"] == pytest.approx(2e-4)
-    assert timescales.budget_rates(10_000)["ref_tau"] == pytest.approx(2e-3)
-    # 1M and 2M steps: PMDB's scaling is already slower (ratio 5 at 2M: 100,000 steps against 20,000)
-    assert timescales.budget_rates(1_000_000, discount=g)["ref_tau"] == pytest.approx(2e-5)
-    assert timescales.budget_rates(2_000_000, discount=g) == timescales.budget_rates(2_000_000)
-    # 1,000 steps cannot hold both: mu still completes one time constant
-    assert timescales.budget_rates(1_000, discount=g)["ref_tau"] == pytest.approx(1e-3)
-    # undiscounted: no propagation time in the config, the budget's scaling alone
-    assert timescales.budget_rates(12_000, discount=1.0) == timescales.budget_rates(12_000)
-
-
-def test_with_budget_orders_mu_by_the_configs_discount_and_its_tau():
-    from jaxrl_bayes import algos
-
-    cfg = algos.algo_config("rrpi", discount=0.99)
-    assert algos.with_budget(cfg, 10_000).optim.ref_tau == pytest.approx(2e-4)
-    # an explicit, slower target rate slows mu with it (tau 0.01: 10,000 steps), down to one time constant per run
-    assert algos.with_budget(algos.algo_config("rrpi", tau=0.01), 20_000, explicit={"tau"}).optim.ref_tau == pytest.approx(1e-4)
-    assert algos.with_budget(algos.algo_config("rrpi", tau=0.005), 10_000, explicit={"tau"}).optim.ref_tau == pytest.approx(1e-4)
-    assert algos.with_budget(algos.algo_config("rrpi", discount=0.9), 10_000).optim.ref_tau == pytest.approx(2e-3)  # 500 steps: the budget's
-    undiscounted = algos.algo_config("rrpi", discount=1.0, **{"targets.value_max": 2.0})
-    assert algos.with_budget(undiscounted, 10_000).optim.ref_tau == pytest.approx(2e-3)
-
-
 def test_reference_time_constants_and_refusal():
     assert timescales.reference_time_constants(1e-5, 10_000) == pytest.approx(-10_000 * math.log(1 - 1e-5))
     assert timescales.reference_time_constants(1.0, 1) == math.inf
@@ -88,7 +54,7 @@ def test_a_preset_critic_step_size_is_kept_and_the_rule_sets_the_rest(tmp_path, 
         ' "agent": {"optim.critic_lr": {"value": 0.002, "_source": "measured"}}}}')
     monkeypatch.setattr(config, "load_preset", functools.partial(config.load_preset, configs_dir=tmp_path))
     _, cfg, sources = run_mod.parse_command_line([])
-    rule = timescales.budget_rates(6000, discount=cfg.agent.discount)
+    rule = timescales.budget_rates(6000)
     assert cfg.agent.optim.critic_lr == 0.002 and rule["critic_lr"] != 0.002
     assert sources["agent.optim.critic_lr"].startswith("preset liquidation:cpu (measured")
     for r in set(timescales.RATES) - {"critic_lr"}:
@@ -109,8 +75,7 @@ def test_the_library_and_the_cli_give_the_same_rates_for_a_budget():
         # the liquidation preset sets critic_lr (timescales.UNSCALED): to the library it is explicit too
         by_preset = {r: getattr(cli_cfg.agent.optim, r) for r in rates if sources[f"agent.optim.{r}"].startswith("preset")}
         assert set(by_preset) <= set(timescales.UNSCALED)
-        task = {"discount": cli_cfg.agent.discount, "targets.value_max": cli_cfg.agent.targets.value_max}
-        lib = algos.algo_config(algo, total_steps=6000, **task, **explicit, **by_preset)
+        lib = algos.algo_config(algo, total_steps=6000, **explicit, **by_preset)
         assert {r: getattr(lib.optim, r) for r in rates} == {r: getattr(cli_cfg.agent.optim, r) for r in rates}
         # a rate set explicitly wins, in both; the others are the rule's, and the CLI names it as their source
         for r in set(rates) - set(by_preset):
@@ -118,7 +83,7 @@ def test_the_library_and_the_cli_give_the_same_rates_for_a_budget():
             assert getattr(lib.optim, r) == want
             assert sources[f"agent.optim.{r}"] == ("command line" if r in explicit else
                                              "budget rule for run.total_steps = 6000 (jaxrl_bayes.algos.timescales)")
-    assert algos.algo_config("rrpi", total_steps=6000).optim.ref_tau == pytest.approx(0.02 * (1 - 0.99))  # ordered: gamma 0.99
+    assert algos.algo_config("rrpi", total_steps=6000).optim.ref_tau == 1e-5 * 2_000_000 / 6000
 
 
 def test_pmdbs_budget_gives_pmdbs_rates_in_the_library():

@@ -23,26 +23,8 @@ beyond which a step is no longer a small step:
     avg_tau     2e-6     1.0     not PMDB's: the deployed moving average of pi (deploy "average")
                                  spans a quarter of the run (rate 4 / T, up to 2M steps)
 
-**The order of the time scales.** Theorem 2 of RRPI solves each regularized subproblem with mu
-held at the previous iterate: evaluation settles before mu moves. The critic's value propagates
-through its target network with time constant 1/(tau (1 - gamma)) steps (docs/locomotion.md), so
-mu, whose time constant is 1/ref_tau, must be no faster:
-
-    ref_tau <= tau (1 - gamma) / ORDER_RATIO,  ORDER_RATIO = 1,
-
-and never so slow that mu completes fewer than MIN_REFERENCE_TIME_CONSTANTS in the run (a mu
-frozen at its random initialization was the first failure on the walker). PMDB's own rates keep
-the ratio at 5 (20,000 steps against 100,000); at CPU budgets a ratio of 5 would leave mu less
-than one time constant (10k steps, tau 0.02, gamma 0.99: 1/(5 * 2e-4) = 25,000 steps), so the
-rule keeps the smallest ratio that orders them, 1, and PMDB's wherever the budget allows it.
-An undiscounted task (gamma = 1) propagates over its episode length, which the agent's config does
-not hold; there the rule keeps the budget's scaling alone (`with_budget`).
-
-So a 10k-step locomotion run (gamma 0.99) gets tau 0.02, ref_tau 2e-4 (2 time constants: mu's
-5,000 steps equal the critic's), policy_lr 3e-4; a 20k-step run ref_tau 2e-4 (4); the 1M-step
-paper presets 2e-5 (PMDB's 20 time constants, ratio 5), tau 0.01 and policy_lr 6e-5; 2M steps give
-PMDB's values exactly. Without a discount (`budget_rates(T)`) ref_tau is the budget's scaling alone:
-2e-3 at 10k steps (20 time constants, as PMDB).
+So a 10k-step run gets ref_tau 2e-3 (20 time constants, as PMDB), tau 0.02 and policy_lr 3e-4;
+the 1M-step paper presets get 2e-5, 0.01 and 6e-5; 2M steps give PMDB's values exactly.
 
 `with_budget` applies the rule to a config; a rate the user set explicitly keeps its value.
 The rule scales every rate but `critic_lr` (its cap is PMDB's own value): that one is no time
@@ -112,38 +94,13 @@ UNSCALED: tuple[str, ...] = tuple(name for name, r in RATES.items() if r.cap <= 
 # below one it moves less than 1 - 1/e = 63 % of the way toward the policy.
 MIN_REFERENCE_TIME_CONSTANTS = 1.0
 
-# mu's time constant (1/ref_tau) is at least this multiple of the critic's value propagation
-# time 1/(tau (1 - gamma)) (the module docstring: the order of the time scales).
-ORDER_RATIO = 1.0
 
-
-def budget_rates(total_steps: int, discount: float | None = None, tau: float | None = None) -> dict[str, float]:
-    """{field: rate} of `RATES` for a run of `total_steps` train steps (the module's rule). Given a
-    `discount` below 1, ref_tau also keeps mu no faster than the critic's value propagation
-    (`ordered_ref_tau`) at the target rate `tau` (the rule's own when None)."""
+def budget_rates(total_steps: int) -> dict[str, float]:
+    """{field: rate} of `RATES` for a run of `total_steps` train steps (the module's rule)."""
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     stretch = max(1.0, PMDB_STEPS / total_steps)
-    rates = {name: min(r.cap, r.pmdb * stretch) for name, r in RATES.items()}
-    if discount is not None:
-        rates["ref_tau"] = ordered_ref_tau(rates["ref_tau"], total_steps, discount, rates["tau"] if tau is None else tau)
-    return rates
-
-
-def value_propagation_steps(tau: float, discount: float) -> float:
-    """1/(tau (1 - gamma)): the time constant, in train steps, with which the critic's value
-    propagates through a target network of Polyak rate `tau` (inf when undiscounted)."""
-    return math.inf if discount >= 1.0 else 1.0 / (tau * (1.0 - discount))
-
-
-def ordered_ref_tau(ref_tau: float, total_steps: int, discount: float, tau: float) -> float:
-    """`ref_tau` lowered so that mu's time constant is at least ORDER_RATIO times the critic's
-    value propagation, but not below MIN_REFERENCE_TIME_CONSTANTS per run (where the budget cannot
-    hold both, mu still moves and the order is the budget's). Undiscounted: `ref_tau` unchanged."""
-    if discount >= 1.0:
-        return ref_tau
-    order = float(f"{tau * (1.0 - discount) / ORDER_RATIO:.12g}")  # 1 / (ORDER_RATIO * value_propagation_steps)
-    return min(ref_tau, max(order, MIN_REFERENCE_TIME_CONSTANTS / total_steps))
+    return {name: min(r.cap, r.pmdb * stretch) for name, r in RATES.items()}
 
 
 def derived_rates(explicit: Collection[str] = ()) -> tuple[str, ...]:
@@ -156,11 +113,9 @@ def with_budget(config: "AgentConfig", total_steps: int, explicit: Collection[st
     """`config` for a run of `total_steps` train steps: each rate of `RATES` (a field of
     `config.optim`) not named in `explicit` set by the rule (`budget_rates`); the named ones keep
     their values. `explicit` holds `Optimiser` field names ("ref_tau") or their paths in the
-    config ("optim.ref_tau"). A derived ref_tau keeps the order of the time scales at the config's
-    discount and its tau (explicit or derived)."""
+    config ("optim.ref_tau")."""
     explicit = {name.rsplit(".", 1)[-1] for name in explicit if name in RATES or name.startswith("optim.")}
-    tau = config.optim.tau if "tau" in explicit else None
-    rates = budget_rates(total_steps, discount=config.discount, tau=tau)
+    rates = budget_rates(total_steps)
     optim = dataclasses.replace(config.optim, **{name: rates[name] for name in derived_rates(explicit)})
     return dataclasses.replace(config, optim=optim)
 
