@@ -91,7 +91,7 @@ def test_the_gpu_commands_parse_to_the_paper_sizes(tmp_path, capsys):
     assert (cfg["run"]["algo"], cfg["run"]["preset"], cfg["run"]["dataset"]) == ("rrpi", "paper", data)
     assert (cfg["run"]["total_steps"], cfg["agent"]["steps_per_chunk"], cfg["dynamics"]["max_epochs"]) == (3000, 1000, 3)
     assert (cfg["agent"]["num_active"], cfg["dynamics"]["num_members"]) == (10, 100)  # the hopper paper preset
-    assert cfg["_sources"]["dynamics.num_members"].startswith("preset hopper:paper")
+    assert cfg["_sources"]["dynamics.num_members"].startswith("preset locomotion:paper")  # the robots share it
 
 
 def _throughput_json(algo, step_s, flops, chunk_1, chunk_8):

@@ -545,7 +545,8 @@ def test_local_file_with_eval_env_reports_scores_and_the_monte_carlo_value(cache
         f["terminals"] = np.arange(n) % 100 == 99
     out = tmp_path / "run"
     # PMDB's persistent paths (the locomotion presets' scheme), so the paths' end rate is reported
-    dropped = {"--agent.rollout", "--agent.rollout.batch"}  # each followed by one value
+    # each followed by one value; the locomotion preset's mean successors read no number of next-state samples
+    dropped = {"--agent.rollout", "--agent.rollout.batch", "--agent.sampling.num_next_samples"}
     persistent = [a for i, a in enumerate(TINY) if a not in dropped and (i == 0 or TINY[i - 1] not in dropped)]
     assert run_mod.main([*persistent, "--dataset", str(tmp_path / "hopper_mine.hdf5"), "--eval-env", "Hopper-v4",
                          "--ref-min-score", "0", "--ref-max-score", "200", "--run.total_steps", "20",

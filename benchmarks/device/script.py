@@ -91,7 +91,7 @@ DRY = Profile(
     size="tiny", algos=("pspo",), seeds=(1,), steps=1, reps=1, matmul_n=256, run_data=2000,
     run_args=("--run.total_steps", "40", "--agent.steps_per_chunk", "20", "--run.eval_episodes", "1",
               "--run.checkpoint_every_chunks", "1000", "--dynamics.num_members", "3", "--dynamics.hidden", "16",
-              "--dynamics.max_epochs", "1", "--agent.num_active", "2", "--agent.sampling.num_next_samples", "1",
+              "--dynamics.max_epochs", "1", "--agent.num_active", "2",
               "--agent.num_candidates", "2", "--agent.real_batch", "8", "--agent.model_batch", "8",
               "--agent.critic_hidden", "16", "--agent.policy_hidden", "16",
               "--agent.rollout.horizon", "2", "--agent.buffer_capacity", "256"),
