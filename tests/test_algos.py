@@ -436,7 +436,7 @@ def test_which_knobs_exist_follows_from_the_algorithm_choice():
     assert algo_config("pspo-noreg").algo == Pspo(behaviour_weight=0.0)
     assert algo_config("bc-top10").algo == Bc(top_fraction=0.1)
     bc = algo_config("bc")
-    read = {"algo", "algo.top_fraction", "algo.holdout", "policy_hidden", "action_scale", "behaviour.lr",
+    read = {"algo", "algo.top_fraction", "algo.holdout", "algo.loss", "policy_hidden", "action_scale", "behaviour.lr",
             "behaviour.batch", "steps_per_chunk"}
     every = set(paths(bc))
     assert read <= every

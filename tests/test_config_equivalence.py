@@ -179,7 +179,7 @@ def _with_algo_sections(saved: dict) -> dict:
     PSPO's and BC's knobs in "pspo" and "bc" sections (both present, at their defaults unless
     the algorithm set them)."""
     agent = dict(saved["agent"])
-    fields = {k: v for k, v in agent["algo"].items() if k != "kind"}
+    fields = {k: v for k, v in agent["algo"].items() if k not in ("kind", "loss")}  # loss came after that layout
     kind = agent["algo"]["kind"]
     pspo = {"behaviour_weight": 0.1, "trust_eta": 0.1, "trust_epsilon": 0.05, "trust_rate": 0.0}
     bc = {"top_fraction": 1.0, "holdout": 0.1}
