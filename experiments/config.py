@@ -312,7 +312,10 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
         base_path = Path(configs_dir) / f"{data[BASE]}.json"
         if not isinstance(data[BASE], str) or not base_path.is_file() or data[BASE] == family:
             raise UsageError(f"{path}: {BASE} {data[BASE]!r} names no other preset file in {configs_dir}")
-        base_names = _preset_names(json.loads(base_path.read_text()), configs_dir)
+        try:
+            base_names = _preset_names(json.loads(base_path.read_text()), configs_dir)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"preset file {base_path} (the {BASE} of {path}) is not valid JSON: {e}") from e
         if name in base_names:
             out = load_preset(data[BASE], name, algo, explicit=True, configs_dir=configs_dir)
     names = _preset_names(data, configs_dir)

@@ -766,6 +766,9 @@ def test_a_robot_preset_is_its_base_with_its_own_values_on_top(tmp_path):
     paper = config.load_preset("robot", "paper", "rrpi", explicit=True, configs_dir=tmp_path)
     assert paper.values["dynamics"] == {"max_epochs": 11} and paper.sources["dynamics.max_epochs"] == "preset robot:paper (own)"
     assert config.available_presets(tmp_path) == {"robot": ["paper", "cpu"], "shared": ["cpu", "paper"]}
+    (tmp_path / "shared.json").write_text("{not json")
+    with pytest.raises(config.UsageError, match=r"shared.json \(the _base of .*robot.json\) is not valid JSON"):
+        config.load_preset("robot", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
     (tmp_path / "robot.json").write_text(json.dumps({"_base": "missing"}))
     with pytest.raises(config.UsageError, match="_base 'missing' names no other preset file"):
         config.load_preset("robot", "cpu", "rrpi", explicit=True, configs_dir=tmp_path)
