@@ -3,9 +3,9 @@
 Maximum likelihood of the dataset's actions under the same tanh-Gaussian policy as the other
 algorithms (`config.policy_hidden`, standardized observations): `losses.behaviour_cloning_loss`,
 the loss PSPO's pi_beta is fitted with; or, with `algo.loss = "mse"`, the squared error of the
-deployed action tanh(mean) (`losses.deterministic_cloning_loss`, CORL's BC). One Adam step (`behaviour.lr`) on `behaviour.batch` pairs at a time
-through `train.behaviour_cloning_step`, `steps_per_chunk` of them per jitted chunk in
-`lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
+deployed action tanh(mean) (`losses.deterministic_cloning_loss`, CORL's BC). One Adam step
+(`behaviour.lr`) on `behaviour.batch` pairs at a time through `train.behaviour_cloning_step`,
+`steps_per_chunk` of them per jitted chunk in `lax.scan`, seeds by vmap. The deployed policy is tanh(mean), as for every algorithm.
 
 - Early stopping on the held-out loss: `algo.holdout` of the episodes never enter training; at
   every chunk's end the training loss on their actions is measured (mean negative
@@ -53,7 +53,7 @@ class BCState:
 
     policy: Any
     policy_opt: Any
-    best_policy: Any  # the policy with the best held-out log-likelihood so far (deployed)
+    best_policy: Any  # the policy with the best held-out loss so far (deployed)
     best_nll: jax.Array  # its held-out loss, the negative log-likelihood or squared error (inf before the first chunk)
     step: jax.Array
     key: jax.Array

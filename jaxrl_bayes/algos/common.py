@@ -291,7 +291,7 @@ class Bc(AlgoConfig):
     # Decision Transformer's baseline; `data.dataset.top_episode_rows`).
     top_fraction: float = 1.0
     # Share of the (kept) episodes held out (at least one, and one left to train on): the deployed bc policy is the one
-    # with the best held-out log-likelihood seen at a chunk's end (early stopping on held-out likelihood, never on
+    # with the best held-out loss (`loss`) seen at a chunk's end (early stopping on held-out episodes, never on
     # returns). 0 = no hold-out: the last iterate is deployed.
     holdout: float = 0.1
     # What is fitted (`losses.CLONING_LOSSES`): "likelihood", the tanh-Gaussian's negative
