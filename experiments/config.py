@@ -318,7 +318,8 @@ def load_preset(family: str, name: str, algo: str, *, explicit: bool,
             raise UsageError(f"preset file {base_path} (the {BASE} of {path}) is not valid JSON: {e}") from e
         if name in base_names:
             out = load_preset(data[BASE], name, algo, explicit=True, configs_dir=configs_dir)
-    names = _preset_names(data, configs_dir)
+    own = [k for k in data if not k.startswith("_")]
+    names = own + [k for k in (base_names if BASE in data else []) if k not in own]  # as `_preset_names`
     if name not in names:
         raise UsageError(f"unknown preset {name!r} for {family} ({path}); choose one of: {', '.join(names)}")
 
